@@ -1,0 +1,204 @@
+//! Who a status is about: parse-only identifiers.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A KYC provider kyc-edge speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Align,
+    Argos,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 2] = [Provider::Align, Provider::Argos];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Align => "align",
+            Provider::Argos => "argos",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == value)
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdError {
+    Empty,
+    TooLong { max: usize },
+    BadCharacter,
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdError::Empty => f.write_str("must not be empty"),
+            IdError::TooLong { max } => write!(f, "must be at most {max} bytes"),
+            IdError::BadCharacter => {
+                f.write_str("may contain only letters, digits and - _ . : @ + ~")
+            }
+        }
+    }
+}
+
+/// The provider's id for a subject (Align customer id, ARGOS user id or submission id).
+/// Only URL-path-safe characters, so it round-trips through `/v1/subjects/{provider}/{ref}`
+/// and KV keys unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SubjectRef(String);
+
+impl SubjectRef {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        if value.is_empty() {
+            return Err(IdError::Empty);
+        }
+        if value.len() > Self::MAX_LEN {
+            return Err(IdError::TooLong { max: Self::MAX_LEN });
+        }
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.:@+~".contains(c);
+        if !value.chars().all(allowed) {
+            return Err(IdError::BadCharacter);
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SubjectRef {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<SubjectRef> for String {
+    fn from(value: SubjectRef) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for SubjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How the provider knows a subject: ARGOS subjects are keyed by `userid` when the
+/// application set one, else by the submission id, and each is fetched differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefKind {
+    User,
+    Submission,
+}
+
+impl RefKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefKind::User => "user",
+            RefKind::Submission => "submission",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "user" => Some(RefKind::User),
+            "submission" => Some(RefKind::Submission),
+            _ => None,
+        }
+    }
+}
+
+/// The application's own id for a subject, given when it starts tracking one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalId(String);
+
+impl ExternalId {
+    pub const MAX_LEN: usize = 256;
+
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        if value.trim().is_empty() {
+            return Err(IdError::Empty);
+        }
+        if value.len() > Self::MAX_LEN {
+            return Err(IdError::TooLong { max: Self::MAX_LEN });
+        }
+        if value.chars().any(char::is_control) {
+            return Err(IdError::BadCharacter);
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_names_round_trip() {
+        for p in Provider::ALL {
+            assert_eq!(Provider::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(Provider::parse("sumsub"), None);
+        assert_eq!(Provider::parse("ALIGN"), None);
+    }
+
+    #[test]
+    fn subject_refs_accept_uuids_and_app_ids() {
+        for ok in [
+            "123e4567-e89b-12d3-a456-426614174000",
+            "user_42",
+            "a.b:c@d+e~f",
+        ] {
+            assert!(SubjectRef::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn subject_refs_reject_what_breaks_paths_or_keys() {
+        let cases = [
+            ("", IdError::Empty),
+            ("a/b", IdError::BadCharacter),
+            ("a b", IdError::BadCharacter),
+            ("é", IdError::BadCharacter),
+            ("../x", IdError::BadCharacter),
+        ];
+        for (input, want) in cases {
+            assert_eq!(SubjectRef::parse(input), Err(want), "{input:?}");
+        }
+        let long = "a".repeat(SubjectRef::MAX_LEN + 1);
+        assert_eq!(
+            SubjectRef::parse(&long),
+            Err(IdError::TooLong {
+                max: SubjectRef::MAX_LEN
+            })
+        );
+    }
+
+    #[test]
+    fn external_ids_reject_blank_and_control_characters() {
+        assert!(ExternalId::parse("customer 7").is_ok());
+        assert_eq!(ExternalId::parse("  "), Err(IdError::Empty));
+        assert_eq!(ExternalId::parse("a\nb"), Err(IdError::BadCharacter));
+    }
+}
