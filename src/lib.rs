@@ -1,0 +1,34 @@
+//! kyc-edge: the worker adapter. Routes, storage and outbound calls live here; every
+//! decision is made by `kyc_core`, which has no worker types and is tested on the host.
+
+mod clock;
+mod config;
+mod cron;
+mod error;
+mod jobs;
+mod outbound;
+mod reconcile;
+mod routes;
+mod store;
+
+use worker::{
+    event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent,
+};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    routes::handle(req, &env).await
+}
+
+/// Never returns an error: the macro turns one into a panic that aborts the instance.
+/// Each message is acked or retried on its own.
+#[event(queue)]
+async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {
+    jobs::consume(&batch, &env).await;
+    Ok(())
+}
+
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    cron::run(event.schedule() as i64, &env).await;
+}
