@@ -1,0 +1,23 @@
+.PHONY: bootstrap build dev test lint bench
+
+bootstrap:
+	bash scripts/bootstrap.sh
+
+build: bootstrap
+	bash scripts/build.sh
+
+dev: bootstrap
+	bash scripts/dev.sh
+
+test: bootstrap
+	cargo test --workspace
+	bash scripts/build.sh
+	node --test --test-concurrency=1 tests/*.test.mjs
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown -p kyc-edge -- -D warnings
+
+bench: build
+	node bench/run.mjs
