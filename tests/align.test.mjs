@@ -1,0 +1,219 @@
+// Align end to end: the compiled worker in workerd with local D1/KV/Queue, a stand-in Align API
+// on loopback, webhooks signed by node:crypto (never by the verifier under test).
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readPersistedFiles } from "./support/worker.mjs";
+import { alignSignature } from "./support/sign.mjs";
+import { ALIGN_KEY, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+
+const statusOf = async (stack, ref) => (await stack.subject("align", ref)).json?.status;
+
+describe("Align webhooks", () => {
+  let stack;
+  before(async () => {
+    stack = await startStack({ vars: { MAX_BODY_BYTES: "4096" } });
+  });
+  after(() => stack.stop());
+
+  test("health answers without auth", async () => {
+    const res = await fetch(`${stack.url}/healthz`);
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).ok, true);
+  });
+
+  test("a signed kycs.updated webhook makes the status approved, readable from the API", async () => {
+    const id = "0d1f2e3a-0000-4000-8000-000000000001";
+    stack.standIn.setAlign(id, { status: "approved", sub_status: "kyc_form_submission_accepted" });
+    const res = await stack.alignWebhook(kycsUpdated(id, { status: "approved", sub_status: "kyc_form_submission_accepted" }));
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.json.duplicate, false);
+    assert.equal(res.json.queued, true);
+    assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "approved")), true);
+    const subject = (await stack.subject("align", id)).json;
+    assert.equal(subject.provider, "align");
+    assert.equal(subject.ref, id);
+    assert.equal(subject.provider_status, "approved");
+    assert.equal(subject.sub_status, "kyc_form_submission_accepted");
+    assert.equal(subject.source, "webhook", "an authenticated body with a timestamp applies directly");
+    for (const field of ["status_at", "updated_at", "next_check_at", "version"]) assert.ok(subject[field], field);
+  });
+
+  test("a webhook without entity_object fetches the customer from the Align API", async () => {
+    const id = "0d1f2e3a-0000-4000-8000-000000000002";
+    stack.standIn.setAlign(id, { status: "rejected", sub_status: "kyc_form_resubmission_required" });
+    stack.standIn.resetCounts();
+    const res = await stack.alignWebhook(kycsUpdated(id, { withObject: false }));
+    assert.equal(res.status, 200);
+    assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "resubmission_required")), true);
+    const subject = (await stack.subject("align", id)).json;
+    assert.equal(subject.source, "poll");
+    assert.ok(subject.last_checked_at);
+    assert.ok(stack.standIn.requests().some((r) => r.path === `/v0/customers/${id}`));
+  });
+
+  test("an invalid, missing or wrong-key signature is 401 and writes no event", async () => {
+    const id = "0d1f2e3a-0000-4000-8000-000000000003";
+    const body = JSON.stringify(kycsUpdated(id, { status: "approved" }));
+    const before = (await stack.stats()).webhooks.align;
+    const tampered = body.replace('"approved"', '"rejected"');
+    const cases = [
+      await stack.alignWebhook(body, { signature: null }),
+      await stack.alignWebhook(body, { signature: "deadbeef" }),
+      await stack.alignWebhook(body, { key: "sk_test_someone_else" }),
+      // Signed for the original bytes, sent with altered ones.
+      await stack.post("/webhooks/align", tampered, { "x-hmac-signature": alignSignature(ALIGN_KEY, body) }),
+    ];
+    for (const res of cases) {
+      assert.equal(res.status, 401, res.text);
+      assert.equal(res.json.error.code, "unauthorized");
+    }
+    assert.equal((await stack.subject("align", id)).status, 404, "no subject was created");
+    const now = (await stack.stats()).webhooks.align;
+    assert.equal(now.rejected - before.rejected, 4);
+    // The refused requests left no event row: the same body, correctly signed, is new.
+    const genuine = await stack.alignWebhook(body);
+    assert.equal(genuine.status, 200);
+    assert.equal(genuine.json.duplicate, false);
+  });
+
+  test("an authenticated but malformed body is 400 and writes nothing", async () => {
+    const before = (await stack.stats()).webhooks.align;
+    for (const body of ["not json", JSON.stringify({ entity_id: "x" }), JSON.stringify({ event_type: "customer.kycs.updated", entity_id: "bad/id" })]) {
+      const res = await stack.alignWebhook(body);
+      assert.equal(res.status, 400, body);
+      assert.equal(res.json.error.code, "bad_request");
+    }
+    const now = (await stack.stats()).webhooks.align;
+    assert.equal(now.accepted, before.accepted);
+    assert.equal(now.rejected - before.rejected, 3);
+  });
+
+  test("a body over the limit is 413 and writes nothing", async () => {
+    const id = "0d1f2e3a-0000-4000-8000-000000000004";
+    const body = kycsUpdated(id, { status: "approved" });
+    body.padding = "x".repeat(5000);
+    const res = await stack.alignWebhook(body);
+    assert.equal(res.status, 413);
+    assert.equal((await stack.subject("align", id)).status, 404);
+  });
+
+  test("the same body twice is one event and one change", async () => {
+    const id = "0d1f2e3a-0000-4000-8000-000000000005";
+    stack.standIn.setAlign(id, { status: "pending", sub_status: "kyc_form_submission_started" });
+    const body = JSON.stringify(kycsUpdated(id, { status: "pending", sub_status: "kyc_form_submission_started" }));
+    const first = await stack.alignWebhook(body);
+    const second = await stack.alignWebhook(body);
+    assert.equal(first.json.duplicate, false);
+    assert.equal(second.status, 200);
+    assert.equal(second.json.duplicate, true);
+    assert.equal(second.json.queued, false);
+    assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "pending")), true);
+    const { events } = (await stack.api("GET", `/v1/subjects/align/${id}/events`)).json;
+    assert.equal(events.filter((e) => e.type === "webhook").length, 1);
+    assert.equal(events.filter((e) => e.type === "change").length, 1);
+    assert.equal((await stack.subject("align", id)).json.version, 2, "created (1) + one change");
+  });
+
+  test("out-of-order bodies: the newer status stands", async () => {
+    const id = "0d1f2e3a-0000-4000-8000-000000000006";
+    // The API is down throughout, so only the bodies' own timestamps can order them.
+    stack.standIn.removeAlign?.(id);
+    stack.standIn.failNext(50, { status: 500, provider: "align" });
+    const t = Date.now();
+    const approved = kycsUpdated(id, { status: "approved", createdAt: new Date(t - 1000) });
+    const pending = kycsUpdated(id, { status: "pending", createdAt: new Date(t - 5000) });
+    assert.equal((await stack.alignWebhook(approved)).status, 200);
+    assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "approved")), true);
+    assert.equal((await stack.alignWebhook(pending)).status, 200);
+    // Wait until the late body's job ran (it tries the API, which fails), then check.
+    await eventually(async () => (await stack.stats()).providers.align.last_error === "HTTP 500");
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await statusOf(stack, id), "approved");
+    stack.standIn.failNext(0);
+  });
+
+  test("Align answering 500: the subject stays due and converges once the API recovers", async () => {
+    const id = "0d1f2e3a-0000-4000-8000-000000000007";
+    stack.standIn.setAlign(id, { status: "approved", sub_status: "kyc_form_submission_accepted" });
+    stack.standIn.failNext(1000, { status: 500, provider: "align" });
+    assert.equal((await stack.alignWebhook(kycsUpdated(id, { withObject: false }))).status, 200);
+    const failed = await eventually(async () => {
+      const stats = await stack.stats();
+      return stats.providers.align.consecutive_failures > 0 && stats;
+    });
+    assert.ok(failed, "the failed fetch was recorded");
+    const subject = (await stack.subject("align", id)).json;
+    assert.equal(subject.status, "unknown", "a failure never changes the status");
+    // Still failing: a cron run after the back-off retries and fails again, status untouched.
+    await stack.cron(Date.now() + 3 * 60_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await statusOf(stack, id), "unknown");
+    // The API recovers; the next run after the (longer) back-off converges.
+    stack.standIn.failNext(0);
+    await stack.cron(Date.now() + 60 * 60_000);
+    assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "approved")), true);
+  });
+
+  test("PUT starts tracking before any webhook and learns the status", async () => {
+    const id = "0d1f2e3a-0000-4000-8000-000000000008";
+    stack.standIn.setAlign(id, { status: "pending", sub_status: "kyc_form_submission_started" });
+    const created = await stack.api("PUT", `/v1/subjects/align/${id}`, { body: { external_id: "user-42" } });
+    assert.equal(created.status, 201);
+    assert.equal(created.json.external_id, "user-42");
+    const again = await stack.api("PUT", `/v1/subjects/align/${id}`, { body: { external_id: "user-42" } });
+    assert.equal(again.status, 200);
+    assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "pending")), true);
+    const bad = await stack.api("PUT", `/v1/subjects/align/${id}`, { body: { external_id: "" } });
+    assert.equal(bad.status, 400);
+    const listed = await stack.api("GET", "/v1/subjects?external_id=user-42");
+    assert.deepEqual(listed.json.subjects.map((s) => s.ref), [id]);
+  });
+
+  test("the application API needs the bearer token", async () => {
+    for (const token of [null, "wrong-token", ""]) {
+      const res = await stack.api("GET", "/v1/subjects/align/anything", { token });
+      assert.equal(res.status, 401, String(token));
+      assert.equal(res.json.error.code, "unauthorized");
+    }
+    assert.equal((await stack.api("GET", "/v1/stats", { token: null })).status, 401);
+  });
+
+  test("no PII from Align payloads is stored", async () => {
+    const files = await readPersistedFiles(stack.dir);
+    assert.ok(files.length > 0);
+    for (const pii of ["ada.lovelace@example.com", "Lovelace", "example.test"]) {
+      const hit = files.find((f) => f.bytes.includes(Buffer.from(pii)));
+      assert.equal(hit, undefined, `${pii} found in ${hit?.path}`);
+    }
+  });
+});
+
+describe("Align state", () => {
+  test("survives a worker restart on the same state directory", async () => {
+    const stack = await startStack();
+    try {
+      const id = "0d1f2e3a-0000-4000-8000-000000000009";
+      stack.standIn.setAlign(id, { status: "approved" });
+      await stack.alignWebhook(kycsUpdated(id, { status: "approved" }));
+      assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "approved")), true);
+      await stack.worker.restart();
+      const after = await stack.subject("align", id);
+      assert.equal(after.status, 200);
+      assert.equal(after.json.status, "approved");
+      const listed = await stack.api("GET", "/v1/subjects?provider=align&status=approved");
+      assert.deepEqual(listed.json.subjects.map((s) => s.ref), [id], "D1 kept it too");
+    } finally {
+      await stack.stop();
+    }
+  });
+
+  test("without ALIGN_API_KEY the route does not exist", async () => {
+    const stack = await startStack({ vars: { ALIGN_API_KEY: "" } });
+    try {
+      const res = await stack.alignWebhook(kycsUpdated("c1", { status: "approved" }));
+      assert.equal(res.status, 404);
+    } finally {
+      await stack.stop();
+    }
+  });
+});

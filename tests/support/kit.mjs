@@ -1,0 +1,140 @@
+// What every end-to-end test needs: a fresh persisted state directory with the D1 schema,
+// the compiled worker on loopback, a stand-in provider API, and small HTTP helpers.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { applyMigrations, startWorker } from "./worker.mjs";
+import { startStandIn } from "./standin.mjs";
+import { alignSignature } from "./sign.mjs";
+
+export const API_TOKEN = "test-api-token-5b1d";
+export const ALIGN_KEY = "sk_test_align_e2e_91c2";
+export const ARGOS_KEY = "argos_e2e_api_key_7d3f";
+export const ARGOS_TOKEN = "argos-hook-token-e2e-40aa";
+
+/**
+ * Starts a stand-in provider API and the worker pointed at it. `vars` override the defaults
+ * (all providers enabled, no address allow-list, short provider timeout).
+ */
+export async function startStack({ vars = {}, latencyMs = 0, persistDir } = {}) {
+  const dir = persistDir ?? (await mkdtemp(join(tmpdir(), "kyc-edge-e2e-")));
+  await applyMigrations(dir);
+  const standIn = await startStandIn({ latencyMs, alignKey: ALIGN_KEY, argosKey: ARGOS_KEY });
+  const worker = await startWorker({
+    persistDir: dir,
+    vars: {
+      API_TOKEN,
+      ALIGN_API_KEY: ALIGN_KEY,
+      ALIGN_API_BASE: standIn.url,
+      ARGOS_API_KEY: ARGOS_KEY,
+      ARGOS_WEBHOOK_TOKEN: ARGOS_TOKEN,
+      ARGOS_API_BASE: standIn.url,
+      ARGOS_ALLOWED_IPS: "",
+      PROVIDER_TIMEOUT_MS: "3000",
+      ...vars,
+    },
+  });
+  const stack = {
+    dir,
+    worker,
+    standIn,
+    get url() {
+      return worker.url;
+    },
+    async stop({ keepState = false } = {}) {
+      await worker.stop();
+      await standIn.stop();
+      if (!keepState) await rm(dir, { recursive: true, force: true });
+    },
+    /** An application API call with the bearer token (or `token`). */
+    async api(method, path, { body, token = API_TOKEN } = {}) {
+      const headers = token === null ? {} : { authorization: `Bearer ${token}` };
+      if (body !== undefined) headers["content-type"] = "application/json";
+      const res = await fetch(`${worker.url}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      let json;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      return { status: res.status, json, text, headers: res.headers };
+    },
+    subject(provider, ref) {
+      return stack.api("GET", `/v1/subjects/${provider}/${encodeURIComponent(ref)}`);
+    },
+    stats() {
+      return stack.api("GET", "/v1/stats").then((r) => r.json);
+    },
+    /** POSTs a raw body to an ingress route. */
+    async post(path, body, headers = {}) {
+      const res = await fetch(`${worker.url}${path}`, { method: "POST", headers, body });
+      const text = await res.text();
+      let json;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      return { status: res.status, json, text };
+    },
+    /** An Align webhook signed independently (node:crypto), unless `signature` is given. */
+    alignWebhook(body, { signature, key = ALIGN_KEY } = {}) {
+      const raw = typeof body === "string" ? body : JSON.stringify(body);
+      const headers = { "content-type": "application/json" };
+      const sig = signature === undefined ? alignSignature(key, raw) : signature;
+      if (sig !== null) headers["x-hmac-signature"] = sig;
+      return stack.post("/webhooks/align", raw, headers);
+    },
+    argosWebhook(body, { token = ARGOS_TOKEN, ip } = {}) {
+      const raw = typeof body === "string" ? body : JSON.stringify(body);
+      const headers = { "content-type": "application/json" };
+      if (ip) headers["cf-connecting-ip"] = ip;
+      return stack.post(`/webhooks/argos/${token}`, raw, headers);
+    },
+    /** Runs the cron handler as if scheduled at `time` (ms). */
+    async cron(time = Date.now()) {
+      const res = await fetch(`${worker.url}/cdn-cgi/handler/scheduled?cron=*%2F5+*+*+*+*&time=${time}`);
+      const text = await res.text();
+      if (res.status !== 200) throw new Error(`cron failed: ${res.status} ${text}`);
+    },
+  };
+  return stack;
+}
+
+/** Polls `check` until it returns a truthy value or `timeoutMs` passes; returns the last value. */
+export async function eventually(check, { timeoutMs = 10_000, intervalMs = 100 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await check();
+    if (last || Date.now() > deadline) return last;
+    await sleep(intervalMs);
+  }
+}
+
+/** The Align `customer.kycs.updated` body, as documented (with PII in `entity_object`). */
+export function kycsUpdated(customerId, { status, sub_status, createdAt = new Date(), withObject = true }) {
+  const body = {
+    event_type: "customer.kycs.updated",
+    entity_id: customerId,
+    entity_type: "customer",
+    created_at: createdAt.toISOString(),
+  };
+  if (withObject) {
+    body.entity_object = {
+      customer_id: customerId,
+      email: "ada.lovelace@example.com",
+      first_name: "Ada",
+      last_name: "Lovelace",
+      type: "individual",
+      kycs: { status, sub_status, status_breakdown: [], kyc_flow_link: "https://kyc.example/flow/1" },
+    };
+  }
+  return body;
+}

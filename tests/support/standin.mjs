@@ -1,0 +1,194 @@
+// A stand-in for the two provider APIs the worker calls, on 127.0.0.1 (ephemeral port):
+//   Align  GET /v0/customers/{customer_id}                      header `Authorization: <key>` (raw)
+//   ARGOS  GET /v3/submission?userid=U|submission_id=S&request_type=kyc   header `x-api-key: <key>`
+// Point the worker's ALIGN_API_BASE / ARGOS_API_BASE at `url`. Tests program the state, inject
+// faults and latency, and read per-path request counters.
+import { createServer } from "node:http";
+
+/** An ARGOS timestamp: UTC "YYYY-MM-DD-HH-MM-SS-ZZZ" (ZZZ = milliseconds). */
+export function argosTime(ms) {
+  const [date, time] = new Date(ms).toISOString().slice(0, 23).split("T");
+  return `${date}-${time.replace(/[:.]/g, "-")}`;
+}
+
+// mulberry32: a small seeded PRNG, so probabilistic faults repeat run to run.
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function send(res, status, body, headers = {}) {
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(JSON.stringify(body));
+}
+
+/**
+ * Starts the stand-in. Options: latencyMs (delay before every response, default 0), alignKey,
+ * argosKey (the credentials it accepts). Returns:
+ *   url                       base URL, no trailing slash
+ *   stop()                    closes the server and its connections
+ *   setAlign(id, fields)      creates/updates an Align customer; fields: status, sub_status,
+ *                             and optionally email, first_name, last_name, kyc_flow_link
+ *   removeAlign(id)           makes the customer unknown again (404)
+ *   setArgosSubmissions(userid, submissions)
+ *                             replaces the user's submissions; each is merged over defaults
+ *                             (submission_id, email, created_at, updated_at, kyc_result_at,
+ *                             kyc: {result: "approved"}, data: {full_name, date_of_birth, ...});
+ *                             aml_result appears only when given
+ *   failNext(n, {status, retryAfter, provider})
+ *                             the next n matching requests get `status` (default 500);
+ *                             `retryAfter` (seconds) adds a Retry-After header; `provider`
+ *                             ("align" | "argos") limits it to one API
+ *   setFaultRate(rate, {status, retryAfter, provider, seed})
+ *                             after failNext is used up, each matching request fails with
+ *                             probability `rate` (0 turns it off), drawn from a PRNG seeded with
+ *                             `seed` (default 1); `status` may be an array to pick from
+ *   setLatency(ms)
+ *   counts()                  { [pathname]: requests served }, faults and auth failures included
+ *   requests()                [{ method, path, query, status }] in arrival order
+ *   resetCounts()
+ */
+export async function startStandIn({ latencyMs = 0, alignKey, argosKey } = {}) {
+  const customers = new Map();
+  const submissions = new Map();
+  let latency = latencyMs;
+  let pending = { count: 0 };
+  let random = { rate: 0 };
+  let log = [];
+
+  function takeFault(provider) {
+    if (pending.count > 0 && (!pending.provider || pending.provider === provider)) {
+      pending.count -= 1;
+      return pending;
+    }
+    if (random.rate > 0 && (!random.provider || random.provider === provider) && random.next() < random.rate) {
+      const status = Array.isArray(random.status)
+        ? random.status[Math.floor(random.next() * random.status.length)]
+        : random.status;
+      return { ...random, status };
+    }
+    return null;
+  }
+
+  function align(req, res, customerId) {
+    if (req.headers.authorization !== alignKey) return send(res, 401, { message: "Unauthorized" });
+    const customer = customers.get(customerId);
+    if (!customer) return send(res, 404, { message: "Customer not found" });
+    const { status, sub_status, kyc_flow_link, ...profile } = customer;
+    return send(res, 200, {
+      customer_id: customerId,
+      ...profile,
+      type: "individual",
+      kycs: { status, sub_status, status_breakdown: [], kyc_flow_link },
+    });
+  }
+
+  function argos(req, res, query) {
+    if (req.headers["x-api-key"] !== argosKey) return send(res, 403, { message: "Forbidden" });
+    const userid = query.get("userid");
+    const submissionId = query.get("submission_id");
+    if (query.get("request_type") !== "kyc" || !(userid || submissionId)) {
+      return send(res, 400, { message: "userid or submission_id, and request_type=kyc, are required" });
+    }
+    const items = userid
+      ? (submissions.get(userid) ?? [])
+      : [...submissions.values()].flat().filter((item) => item.submission_id === submissionId);
+    return send(res, 200, { Items: items });
+  }
+
+  function route(req, res, url) {
+    const customer = url.pathname.match(/^\/v0\/customers\/([^/]+)$/);
+    const provider = customer ? "align" : url.pathname === "/v3/submission" ? "argos" : null;
+    if (!provider) return send(res, 404, { message: "Not Found" });
+    if (req.method !== "GET") return send(res, 405, { message: "Method Not Allowed" });
+    const fault = takeFault(provider);
+    if (fault) {
+      const headers = fault.retryAfter === undefined ? {} : { "retry-after": String(fault.retryAfter) };
+      return send(res, fault.status, { message: "injected fault" }, headers);
+    }
+    return provider === "align" ? align(req, res, decodeURIComponent(customer[1])) : argos(req, res, url.searchParams);
+  }
+
+  const server = createServer((req, res) => {
+    const url = new URL(req.url, "http://standin");
+    res.on("finish", () => {
+      log.push({ method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), status: res.statusCode });
+    });
+    // Drain the body first so keep-alive connections stay usable.
+    req.resume();
+    req.on("end", () => setTimeout(() => route(req, res, url), latency));
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const base = `http://127.0.0.1:${server.address().port}`;
+
+  return {
+    url: base,
+    stop() {
+      server.closeAllConnections();
+      return new Promise((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
+    },
+    setAlign(customerId, fields) {
+      customers.set(customerId, {
+        email: `${customerId}@example.test`,
+        first_name: "Test",
+        last_name: "Customer",
+        kyc_flow_link: `${base}/kyc-flow/${encodeURIComponent(customerId)}`,
+        sub_status: null,
+        ...customers.get(customerId),
+        ...fields,
+      });
+    },
+    removeAlign(customerId) {
+      customers.delete(customerId);
+    },
+    setArgosSubmissions(userid, list) {
+      const now = argosTime(Date.now());
+      submissions.set(
+        userid,
+        list.map((submission, i) => ({
+          submission_id: `${userid}-submission-${i + 1}`,
+          userid,
+          email: `${userid}@example.test`,
+          created_at: now,
+          updated_at: now,
+          kyc_result_at: now,
+          kyc: { result: "approved" },
+          ...submission,
+          data: {
+            full_name: "Test Person",
+            date_of_birth: "1990-01-01",
+            nationality: "KR",
+            id_number: "900101-1234567",
+            ...submission.data,
+          },
+        })),
+      );
+    },
+    failNext(count, { status = 500, retryAfter, provider } = {}) {
+      pending = { count, status, retryAfter, provider };
+    },
+    setFaultRate(rate, { status = 500, retryAfter, provider, seed = 1 } = {}) {
+      random = { rate, status, retryAfter, provider, next: prng(seed) };
+    },
+    setLatency(ms) {
+      latency = ms;
+    },
+    counts() {
+      const counts = {};
+      for (const { path } of log) counts[path] = (counts[path] ?? 0) + 1;
+      return counts;
+    },
+    requests() {
+      return log.slice();
+    },
+    resetCounts() {
+      log = [];
+    },
+  };
+}
