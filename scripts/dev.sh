@@ -3,6 +3,7 @@
 # Applies D1 migrations to the same persisted state first.
 #   PORT         listen port (default 8787)
 #   PERSIST_DIR  local D1/KV/queue state (default .wrangler/state)
+# Extra arguments go to `wrangler dev` (e.g. --var KEY:VALUE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,4 +14,4 @@ PERSIST_DIR="${PERSIST_DIR:-.wrangler/state}"
 export CI=true WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 
 npx wrangler d1 migrations apply kyc-edge --local --persist-to "$PERSIST_DIR"
-exec npx wrangler dev --ip 127.0.0.1 --port "$PORT" --persist-to "$PERSIST_DIR"
+exec npx wrangler dev --ip 127.0.0.1 --port "$PORT" --persist-to "$PERSIST_DIR" "$@"
