@@ -9,6 +9,7 @@ pub mod config;
 pub mod headers;
 pub mod observation;
 pub mod providers;
+pub mod queries;
 pub mod schedule;
 pub mod secret;
 pub mod status;

@@ -327,8 +327,7 @@ pub struct DueSubject {
     pub ref_kind: String,
 }
 
-/// Lease up to `budget` due subjects of the given providers, oldest due first, so that a
-/// run that cannot take them all leaves the rest first in line for the next run.
+/// Lease up to `budget` due subjects of the given providers (see `queries::CLAIM_DUE`).
 pub async fn claim_due(
     db: &D1Database,
     providers: &[Provider],
@@ -339,22 +338,16 @@ pub async fn claim_due(
     let names: Vec<&str> = providers.iter().map(|p| p.as_str()).collect();
     let names =
         serde_json::to_string(&names).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    db.prepare(
-        "UPDATE subjects SET next_check_at = ?3 WHERE (provider, ref) IN ( \
-           SELECT provider, ref FROM subjects \
-           WHERE next_check_at <= ?1 AND provider IN (SELECT value FROM json_each(?2)) \
-           ORDER BY next_check_at, provider, ref LIMIT ?4) \
-         RETURNING provider, ref, ref_kind",
-    )
-    .bind(&[
-        int(now),
-        text(&names),
-        int(lease_until),
-        int(i64::from(budget)),
-    ])?
-    .all()
-    .await?
-    .results()
+    db.prepare(kyc_core::queries::CLAIM_DUE)
+        .bind(&[
+            int(now),
+            text(&names),
+            int(lease_until),
+            int(i64::from(budget)),
+        ])?
+        .all()
+        .await?
+        .results()
 }
 
 /// Give leased subjects back (their jobs could not be queued).
