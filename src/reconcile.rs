@@ -118,7 +118,7 @@ async fn reconcile(env: &Env, config: &Config, job: &ReconcileJob) -> Result<()>
         Some(reading) => reading,
         None => match fetch(protocol, config, &row, job).await {
             Ok(reading) => reading,
-            Err(failure) => return record_failure(&db, config, job, &row, failure).await,
+            Err(failure) => return record_failure(env, &db, config, job, &row, failure).await,
         },
     };
     let seed = format!("{}/{}", job.provider, job.subject_ref);
@@ -143,6 +143,16 @@ async fn reconcile(env: &Env, config: &Config, job: &ReconcileJob) -> Result<()>
                     (row, announcements) = reload(&db, job).await?;
                     continue;
                 }
+                // KV serves reads: keep its schedule fields in step with D1.
+                let confirmed = SubjectRow {
+                    observed_at,
+                    last_checked_at: reading.checked_at.or(row.last_checked_at),
+                    next_check_at: next.at,
+                    check_step: next.step,
+                    failures: 0,
+                    ..row.clone()
+                };
+                kv::project(env, &confirmed).await;
                 JobResult::Unchanged
             }
             Decision::Apply(change) => {
@@ -212,6 +222,7 @@ async fn reload(
 }
 
 async fn record_failure(
+    env: &Env,
     db: &D1Database,
     config: &Config,
     job: &ReconcileJob,
@@ -235,6 +246,12 @@ async fn record_failure(
         (next - now) / 1000
     );
     subjects::record_failure(db, row, next).await?;
+    let failed = SubjectRow {
+        failures: row.failures + 1,
+        next_check_at: next,
+        ..row.clone()
+    };
+    kv::project(env, &failed).await;
     let mut ledger = Ledger::new(db);
     ledger.provider_failed(
         job.provider,
