@@ -1,19 +1,22 @@
-//! Configuration from the worker's vars and secrets, parsed once per request. A provider
+//! Configuration from the worker's vars and secrets, parsed once per invocation. A provider
 //! whose secrets are missing is disabled (route 404, cron skips it), never half-configured;
-//! a malformed value is an error, not a silent default.
+//! a malformed value is an error naming the variable, never a silent default.
 
 use crate::providers::align::Align;
-use crate::providers::argos::{Argos, Encryption};
+use crate::providers::argos::{self, Argos, Encryption};
 use crate::providers::ProviderProtocol;
 use crate::schedule::{Plan, ScheduleConfig};
 use crate::secret::Secret;
 use crate::subject::Provider;
+use chrono::TimeDelta;
 use std::fmt;
 use std::net::IpAddr;
 
 pub const DEFAULT_ALIGN_API_BASE: &str = "https://api.alignlabs.dev";
 pub const DEFAULT_ARGOS_API_BASE: &str = "https://rest-api.argosidentity.com";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// KV's shortest expiration.
+pub const MIN_KV_TTL_SECONDS: i64 = 60;
 
 #[derive(Debug)]
 pub struct Config {
@@ -26,8 +29,11 @@ pub struct Config {
     /// Subjects one cron run may enqueue.
     pub reconcile_budget: u32,
     pub schedule: ScheduleConfig,
-    pub provider_timeout_ms: u32,
-    pub event_retention_days: u32,
+    pub provider_timeout: TimeDelta,
+    pub event_retention: TimeDelta,
+    /// How long a KV projection lives: the longest a failed KV write can leave an older
+    /// status readable (reads then fall back to D1).
+    pub kv_ttl: TimeDelta,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,141 +50,223 @@ impl fmt::Display for ConfigError {
 
 type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-fn text(get: Lookup<'_>, key: &str) -> Option<String> {
-    get(key)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+/// Reads variables by name, turning each malformed one into an error that names it.
+struct Vars<'a> {
+    get: Lookup<'a>,
 }
 
-fn secret(get: Lookup<'_>, key: &str) -> Option<Secret> {
-    get(key).as_deref().and_then(Secret::new)
-}
-
-fn number<T: std::str::FromStr>(
-    get: Lookup<'_>,
-    key: &'static str,
-    default: T,
-) -> Result<T, ConfigError> {
-    match text(get, key) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| ConfigError {
-            key,
-            problem: format!("{v:?} is not a whole number"),
-        }),
+impl Vars<'_> {
+    fn text(&self, key: &str) -> Option<String> {
+        (self.get)(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
-}
 
-fn api_base(get: Lookup<'_>, key: &'static str, default: &str) -> Result<String, ConfigError> {
-    let base = text(get, key).unwrap_or_else(|| default.to_owned());
-    if base.starts_with("https://") || base.starts_with("http://") {
-        Ok(base)
-    } else {
-        Err(ConfigError {
-            key,
-            problem: "must be an http(s) URL".into(),
-        })
+    fn secret(&self, key: &str) -> Option<Secret> {
+        (self.get)(key).as_deref().and_then(Secret::new)
     }
-}
 
-fn seconds_list(get: Lookup<'_>, key: &'static str) -> Result<Option<Vec<i64>>, ConfigError> {
-    let Some(value) = text(get, key) else {
-        return Ok(None);
-    };
-    let steps: Result<Vec<i64>, _> = value.split(',').map(|s| s.trim().parse::<i64>()).collect();
-    match steps {
-        Ok(steps) if !steps.is_empty() && steps.iter().all(|s| *s > 0) => {
-            Ok(Some(steps.into_iter().map(|s| s * 1000).collect()))
+    /// A whole number ≥ 1 (durations, budgets and sizes are never zero or negative).
+    fn positive(&self, key: &'static str) -> Result<Option<i64>, ConfigError> {
+        let Some(value) = self.text(key) else {
+            return Ok(None);
+        };
+        match value.parse::<i64>() {
+            Ok(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(ConfigError {
+                key,
+                problem: format!("{value:?} is not a whole number of at least 1"),
+            }),
         }
-        _ => Err(ConfigError {
-            key,
-            problem: "must be a comma-separated list of positive seconds".into(),
-        }),
+    }
+
+    fn positive_or(&self, key: &'static str, default: i64) -> Result<i64, ConfigError> {
+        Ok(self.positive(key)?.unwrap_or(default))
+    }
+
+    fn seconds(&self, key: &'static str, default: TimeDelta) -> Result<TimeDelta, ConfigError> {
+        self.positive(key)?.map_or(Ok(default), |s| {
+            TimeDelta::try_seconds(s).ok_or_else(|| ConfigError {
+                key,
+                problem: format!("{s} seconds is too long"),
+            })
+        })
+    }
+
+    fn seconds_list(&self, key: &'static str) -> Result<Option<Vec<TimeDelta>>, ConfigError> {
+        let Some(value) = self.text(key) else {
+            return Ok(None);
+        };
+        let steps: Option<Vec<TimeDelta>> = value
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|s| *s >= 1)
+                    .and_then(TimeDelta::try_seconds)
+            })
+            .collect();
+        match steps {
+            Some(steps) if !steps.is_empty() => Ok(Some(steps)),
+            _ => Err(ConfigError {
+                key,
+                problem: "must be a comma-separated list of whole seconds, each at least 1".into(),
+            }),
+        }
+    }
+
+    fn api_base(&self, key: &'static str, default: &str) -> Result<String, ConfigError> {
+        let base = self.text(key).unwrap_or_else(|| default.to_owned());
+        if base.starts_with("https://") || base.starts_with("http://") {
+            Ok(base)
+        } else {
+            Err(ConfigError {
+                key,
+                problem: "must be an http(s) URL".into(),
+            })
+        }
+    }
+
+    fn allowed_ips(&self) -> Result<Vec<IpAddr>, ConfigError> {
+        let Some(list) = self.text("ARGOS_ALLOWED_IPS") else {
+            return Ok(vec![]);
+        };
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|ip| {
+                ip.parse().map_err(|_| ConfigError {
+                    key: "ARGOS_ALLOWED_IPS",
+                    problem: format!("{ip:?} is not an IP address"),
+                })
+            })
+            .collect()
+    }
+
+    fn one_of<T>(
+        &self,
+        key: &'static str,
+        default: T,
+        choices: &[(&str, T)],
+    ) -> Result<T, ConfigError>
+    where
+        T: Copy,
+    {
+        let Some(value) = self.text(key) else {
+            return Ok(default);
+        };
+        choices
+            .iter()
+            .find(|(name, _)| *name == value)
+            .map(|(_, choice)| *choice)
+            .ok_or_else(|| ConfigError {
+                key,
+                problem: format!(
+                    "{value:?} is not one of {}",
+                    choices
+                        .iter()
+                        .map(|(name, _)| *name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
     }
 }
 
-fn allowed_ips(get: Lookup<'_>) -> Result<Vec<IpAddr>, ConfigError> {
-    text(get, "ARGOS_ALLOWED_IPS")
-        .map(|list| {
-            list.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|ip| {
-                    ip.parse().map_err(|_| ConfigError {
-                        key: "ARGOS_ALLOWED_IPS",
-                        problem: format!("{ip:?} is not an IP address"),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or(Ok(vec![]))
+fn to_u32(key: &'static str, value: i64) -> Result<u32, ConfigError> {
+    u32::try_from(value).map_err(|_| ConfigError {
+        key,
+        problem: format!("{value} is too large"),
+    })
 }
 
 impl Config {
     pub fn from_lookup(get: Lookup<'_>) -> Result<Self, ConfigError> {
-        let align = match secret(get, "ALIGN_API_KEY") {
+        let vars = Vars { get };
+        let align = match vars.secret("ALIGN_API_KEY") {
             Some(key) => Some(Align::new(
                 key,
-                api_base(get, "ALIGN_API_BASE", DEFAULT_ALIGN_API_BASE)?,
+                vars.api_base("ALIGN_API_BASE", DEFAULT_ALIGN_API_BASE)?,
             )),
             None => None,
         };
-        let encryption = match text(get, "ARGOS_ENCRYPTION").as_deref() {
-            None | Some("off") => Encryption::Off,
-            Some("aes-256-ecb") => Encryption::Aes256Ecb,
-            Some(other) => {
-                return Err(ConfigError {
-                    key: "ARGOS_ENCRYPTION",
-                    problem: format!("{other:?} is not one of off, aes-256-ecb"),
-                })
-            }
-        };
+        let encryption = vars.one_of(
+            "ARGOS_ENCRYPTION",
+            Encryption::Off,
+            &[
+                ("off", Encryption::Off),
+                ("aes-256-ecb", Encryption::Aes256Ecb),
+            ],
+        )?;
+        let max_pages = to_u32(
+            "ARGOS_MAX_PAGES",
+            vars.positive_or("ARGOS_MAX_PAGES", i64::from(argos::DEFAULT_MAX_PAGES))?,
+        )?;
         let argos = match (
-            secret(get, "ARGOS_API_KEY"),
-            secret(get, "ARGOS_WEBHOOK_TOKEN"),
+            vars.secret("ARGOS_API_KEY"),
+            vars.secret("ARGOS_WEBHOOK_TOKEN"),
         ) {
             (Some(api_key), Some(webhook_token)) => Some(Argos::new(
                 api_key,
                 webhook_token,
                 // ARGOS documents its base both with and without `/v3`; paths carry it.
-                api_base(get, "ARGOS_API_BASE", DEFAULT_ARGOS_API_BASE)?
+                vars.api_base("ARGOS_API_BASE", DEFAULT_ARGOS_API_BASE)?
                     .trim_end_matches('/')
                     .trim_end_matches("/v3")
                     .to_owned(),
-                allowed_ips(get)?,
+                vars.allowed_ips()?,
                 encryption,
+                max_pages,
             )),
             _ => None,
         };
-        let plan = match text(get, "WORKERS_PLAN").as_deref() {
-            None => Plan::Free,
-            Some(p) => Plan::parse(p).ok_or_else(|| ConfigError {
-                key: "WORKERS_PLAN",
-                problem: format!("{p:?} is not one of free, paid"),
-            })?,
-        };
-        let configured_budget = match text(get, "RECONCILE_BUDGET") {
-            None => None,
-            Some(_) => Some(number(get, "RECONCILE_BUDGET", 0u32)?),
+        let plan = vars.one_of(
+            "WORKERS_PLAN",
+            Plan::Free,
+            &[("free", Plan::Free), ("paid", Plan::Paid)],
+        )?;
+        // A budget above the plan's is capped: the plan is a hard limit, not a preference.
+        let reconcile_budget = match vars.positive("RECONCILE_BUDGET")? {
+            Some(budget) => to_u32("RECONCILE_BUDGET", budget)?.min(plan.max_budget()),
+            None => plan.max_budget(),
         };
         let mut schedule = ScheduleConfig::default();
-        if let Some(steps) = seconds_list(get, "RECHECK_STEPS_SECONDS")? {
+        if let Some(steps) = vars.seconds_list("RECHECK_STEPS_SECONDS")? {
             schedule.open_steps = steps;
         }
-        schedule.terminal_recheck = number(
-            get,
-            "TERMINAL_RECHECK_SECONDS",
-            schedule.terminal_recheck / 1000,
-        )? * 1000;
+        schedule.terminal_recheck =
+            vars.seconds("TERMINAL_RECHECK_SECONDS", schedule.terminal_recheck)?;
+        let kv_ttl = vars.seconds("KV_TTL_SECONDS", TimeDelta::hours(1))?;
+        if kv_ttl.num_seconds() < MIN_KV_TTL_SECONDS {
+            return Err(ConfigError {
+                key: "KV_TTL_SECONDS",
+                problem: format!(
+                    "KV expires entries after {MIN_KV_TTL_SECONDS} seconds at the soonest"
+                ),
+            });
+        }
+        let max_body_bytes = vars.positive_or("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES as i64)?;
         Ok(Self {
             align,
             argos,
-            api_token: secret(get, "API_TOKEN"),
-            max_body_bytes: number(get, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?,
+            api_token: vars.secret("API_TOKEN"),
+            max_body_bytes: usize::try_from(max_body_bytes).map_err(|_| ConfigError {
+                key: "MAX_BODY_BYTES",
+                problem: format!("{max_body_bytes} is too large"),
+            })?,
             plan,
-            reconcile_budget: plan.budget(configured_budget),
+            reconcile_budget,
             schedule,
-            provider_timeout_ms: number(get, "PROVIDER_TIMEOUT_MS", 10_000)?,
-            event_retention_days: number(get, "EVENT_RETENTION_DAYS", 30)?,
+            provider_timeout: TimeDelta::milliseconds(
+                vars.positive_or("PROVIDER_TIMEOUT_MS", 10_000)?,
+            ),
+            event_retention: TimeDelta::try_days(vars.positive_or("EVENT_RETENTION_DAYS", 30)?)
+                .ok_or(ConfigError {
+                    key: "EVENT_RETENTION_DAYS",
+                    problem: "is too long".into(),
+                })?,
+            kv_ttl,
         })
     }
 
@@ -201,6 +289,8 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::CheckTarget;
+    use crate::subject::{RefKind, SubjectRef};
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -237,6 +327,8 @@ mod tests {
         assert_eq!(c.reconcile_budget, 500);
         assert_eq!(c.max_body_bytes, 256 * 1024);
         assert_eq!(c.schedule, ScheduleConfig::default());
+        assert_eq!(c.kv_ttl, TimeDelta::hours(1));
+        assert_eq!(c.event_retention, TimeDelta::days(30));
     }
 
     #[test]
@@ -247,12 +339,25 @@ mod tests {
             ("RECHECK_STEPS_SECONDS", "60, 600"),
             ("TERMINAL_RECHECK_SECONDS", "3600"),
             ("MAX_BODY_BYTES", "1024"),
+            ("KV_TTL_SECONDS", "60"),
+            ("PROVIDER_TIMEOUT_MS", "2500"),
         ])
         .unwrap();
         assert_eq!(c.reconcile_budget, 2500);
-        assert_eq!(c.schedule.open_steps, vec![60_000, 600_000]);
-        assert_eq!(c.schedule.terminal_recheck, 3_600_000);
+        assert_eq!(
+            c.schedule.open_steps,
+            vec![TimeDelta::seconds(60), TimeDelta::seconds(600)]
+        );
+        assert_eq!(c.schedule.terminal_recheck, TimeDelta::hours(1));
         assert_eq!(c.max_body_bytes, 1024);
+        assert_eq!(c.kv_ttl, TimeDelta::seconds(60));
+        assert_eq!(c.provider_timeout, TimeDelta::milliseconds(2500));
+    }
+
+    #[test]
+    fn a_budget_above_the_plan_is_capped_at_the_plan() {
+        let c = config(&[("RECONCILE_BUDGET", "100000")]).unwrap();
+        assert_eq!(c.reconcile_budget, Plan::Free.max_budget());
     }
 
     #[test]
@@ -263,10 +368,12 @@ mod tests {
             ("ARGOS_API_BASE", "https://rest-api.argosidentity.com/v3/"),
         ])
         .unwrap();
-        let request = c.protocol(Provider::Argos).unwrap().status_request(
-            &crate::subject::SubjectRef::parse("u1").unwrap(),
-            crate::subject::RefKind::User,
-        );
+        let mut check = c.protocol(Provider::Argos).unwrap().check(CheckTarget {
+            subject_ref: SubjectRef::parse("u1").unwrap(),
+            ref_kind: RefKind::User,
+            aml: false,
+        });
+        let request = check.next_request().unwrap();
         assert!(
             request
                 .url
@@ -277,17 +384,28 @@ mod tests {
     }
 
     #[test]
-    fn malformed_values_are_errors_naming_the_key() {
+    fn malformed_values_are_errors_naming_the_variable() {
         for (key, value) in [
             ("ARGOS_ENCRYPTION", "aes-128"),
             ("WORKERS_PLAN", "enterprise"),
             ("RECONCILE_BUDGET", "lots"),
+            ("RECONCILE_BUDGET", "0"),
+            ("RECONCILE_BUDGET", "-5"),
             ("RECHECK_STEPS_SECONDS", "5,-1"),
+            ("RECHECK_STEPS_SECONDS", "5,0"),
+            ("RECHECK_STEPS_SECONDS", ","),
+            ("TERMINAL_RECHECK_SECONDS", "0"),
             ("MAX_BODY_BYTES", "1e6"),
+            ("MAX_BODY_BYTES", "0"),
+            ("PROVIDER_TIMEOUT_MS", "-1"),
+            ("EVENT_RETENTION_DAYS", "0"),
+            ("KV_TTL_SECONDS", "59"),
+            ("KV_TTL_SECONDS", "0"),
+            ("ARGOS_MAX_PAGES", "0"),
             ("ALIGN_API_BASE", "api.alignlabs.dev"),
         ] {
             let err = config(&[(key, value), ("ALIGN_API_KEY", "k")]).unwrap_err();
-            assert_eq!(err.key, key);
+            assert_eq!(err.key, key, "{key}={value}");
         }
         let err = config(&[
             ("ARGOS_API_KEY", "k"),
@@ -296,5 +414,14 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.key, "ARGOS_ALLOWED_IPS");
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_never_a_secret() {
+        let err = config(&[("ALIGN_API_KEY", "sk_live_1"), ("MAX_BODY_BYTES", "big")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("MAX_BODY_BYTES:"), "{err}");
+        assert!(!err.contains("sk_live_1"));
     }
 }

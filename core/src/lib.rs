@@ -1,18 +1,22 @@
 //! kyc-core: everything kyc-edge decides, with no `worker` types.
 //!
 //! The worker adapter reads bytes, the clock and storage; this crate verifies, parses,
-//! maps provider states onto the status model, orders observations and schedules checks.
-//! Every function that needs the time takes `now` (milliseconds since the Unix epoch):
-//! `SystemTime` traps on wasm32-unknown-unknown.
+//! maps provider states onto the status model, orders observations, plans every write as
+//! SQL values and schedules checks. Every function that needs the time takes `now`
+//! (`SystemTime` traps on wasm32-unknown-unknown).
 
+pub mod api;
 pub mod config;
+pub mod db;
 pub mod headers;
+pub mod jobs;
 pub mod observation;
+pub mod outbound;
 pub mod providers;
-pub mod queries;
+pub mod reconcile;
 pub mod schedule;
 pub mod secret;
 pub mod status;
 pub mod subject;
-pub mod timefmt;
+pub mod time;
 pub mod transition;

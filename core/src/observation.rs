@@ -1,6 +1,7 @@
 //! What a provider told us about a subject, and when.
 
 use crate::status::{Aml, KycStatus};
+use crate::time::{as_millis, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// Where an observation came from.
@@ -24,8 +25,11 @@ impl Source {
 
 /// One reading of a subject's state.
 ///
-/// Invariant: `observed_at` orders observations: a poll's is the time the response arrived,
-/// a webhook body's is the provider's own timestamp (never later than when we received it).
+/// Invariant: `observed_at` is a lower bound of the moment the provider was in this state, so
+/// ordering by it never lets an older reading outrank a newer one: an authenticated body's
+/// own timestamp (capped at its arrival), or for an API answer the later of when the request
+/// was *sent* and the newest decision time the answer carries (capped at its arrival). Never
+/// the response time: a slow answer read before a newer one must not outrank it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
     pub status: KycStatus,
@@ -35,7 +39,13 @@ pub struct Observation {
     /// `None` when this reading says nothing about AML (it keeps what is on record).
     pub aml: Option<Aml>,
     /// When the provider says the status took effect, if it says.
-    pub status_at: Option<i64>,
-    pub observed_at: i64,
+    #[serde(with = "as_millis::option", default)]
+    pub status_at: Option<Timestamp>,
+    #[serde(with = "as_millis")]
+    pub observed_at: Timestamp,
     pub source: Source,
+    /// The provider holds no record of the subject at all (ARGOS: no submissions, e.g. after
+    /// `delete`). Such a reading never erases a decision.
+    #[serde(default)]
+    pub no_record: bool,
 }

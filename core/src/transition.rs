@@ -2,6 +2,7 @@
 
 use crate::observation::{Observation, Source};
 use crate::status::{Aml, KycStatus};
+use crate::time::{epoch, Timestamp};
 
 /// The part of a subject's row that decisions read and write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,9 +12,9 @@ pub struct Recorded {
     pub sub_status: Option<String>,
     pub aml: Option<Aml>,
     /// When the current status took effect (provider's time when it says, else ours).
-    pub status_at: Option<i64>,
-    /// When the newest applied or confirmed observation was made; 0 = never.
-    pub observed_at: i64,
+    pub status_at: Option<Timestamp>,
+    /// When the newest applied or confirmed observation was made; the epoch = never.
+    pub observed_at: Timestamp,
 }
 
 impl Recorded {
@@ -25,7 +26,7 @@ impl Recorded {
             sub_status: None,
             aml: None,
             status_at: None,
-            observed_at: 0,
+            observed_at: epoch(),
         }
     }
 }
@@ -36,7 +37,7 @@ pub enum Decision {
     /// overwrites a newer "approved".
     Stale,
     /// Newer, and says what the record says: only `observed_at` advances.
-    Confirmed { observed_at: i64 },
+    Confirmed { observed_at: Timestamp },
     /// Newer and different: the record becomes `next`.
     Apply(Change),
 }
@@ -50,10 +51,17 @@ pub struct Change {
 }
 
 /// Decide what an observation does to the record. Pure: the caller persists the result
-/// under a version check, so two writers cannot both apply against the same record.
+/// with a compare-and-set on the record it read, so two writers cannot both apply against
+/// the same record.
 pub fn decide(current: &Recorded, observation: &Observation) -> Decision {
     if observation.observed_at <= current.observed_at {
         return Decision::Stale;
+    }
+    // A provider that forgot the subject (its data deleted) has not decided anything new.
+    if observation.no_record && current.status.is_terminal() {
+        return Decision::Confirmed {
+            observed_at: observation.observed_at,
+        };
     }
     // A reading that says nothing about AML keeps the AML on record.
     let aml = observation.aml.clone().or_else(|| current.aml.clone());
@@ -88,6 +96,16 @@ pub fn decide(current: &Recorded, observation: &Observation) -> Decision {
     })
 }
 
+impl Change {
+    /// Whether this change is drift unless a webhook announced it: a status change found by
+    /// polling. Learning the first status of a newly tracked subject is never drift: there was
+    /// nothing to miss. Whether a webhook announced it is decided when the change is written
+    /// (see `reconcile`), so a webhook recorded while the poll was in flight counts.
+    pub fn may_be_drift(&self, source: Source) -> bool {
+        source == Source::Poll && self.status_changed && self.previous != KycStatus::Unknown
+    }
+}
+
 /// What a webhook claimed about a subject's status. Even an unauthenticated claim counts:
 /// drift measures missed webhooks, not trusted ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,46 +118,29 @@ pub enum Announcement {
     Nothing,
 }
 
+/// How an announcement of any change is stored (`events.announces`).
+pub const ANY_CHANGE: &str = "*";
+
 impl Announcement {
-    /// Storage form: a status name, `*` for any change, NULL for nothing.
+    /// Storage form: a status name, `*` for any change, NULL for nothing. The drift check in
+    /// `reconcile` matches these forms in SQL.
     pub fn to_db(self) -> Option<&'static str> {
         match self {
             Announcement::Status(s) => Some(s.as_str()),
-            Announcement::AnyChange => Some("*"),
+            Announcement::AnyChange => Some(ANY_CHANGE),
             Announcement::Nothing => None,
         }
     }
-
-    pub fn from_db(value: Option<&str>) -> Self {
-        match value {
-            Some("*") => Announcement::AnyChange,
-            Some(s) => KycStatus::parse(s).map_or(Announcement::AnyChange, Announcement::Status),
-            None => Announcement::Nothing,
-        }
-    }
-
-    fn covers(self, status: KycStatus) -> bool {
-        match self {
-            Announcement::Status(s) => s == status,
-            Announcement::AnyChange => true,
-            Announcement::Nothing => false,
-        }
-    }
-}
-
-/// A status change found by polling that no webhook since the previous check announced
-/// means a webhook was missed. Learning the first status of a newly tracked subject is not
-/// drift: there was nothing to miss.
-pub fn is_drift(change: &Change, source: Source, announcements: &[Announcement]) -> bool {
-    source == Source::Poll
-        && change.status_changed
-        && change.previous != KycStatus::Unknown
-        && !announcements.iter().any(|a| a.covers(change.next.status))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::from_millis;
+
+    fn at(ms: i64) -> Timestamp {
+        from_millis(ms).unwrap()
+    }
 
     fn recorded(status: KycStatus, observed_at: i64) -> Recorded {
         Recorded {
@@ -147,8 +148,8 @@ mod tests {
             provider_status: Some(status.as_str().into()),
             sub_status: None,
             aml: None,
-            status_at: Some(observed_at),
-            observed_at,
+            status_at: Some(at(observed_at)),
+            observed_at: at(observed_at),
         }
     }
 
@@ -159,8 +160,9 @@ mod tests {
             sub_status: None,
             aml: None,
             status_at: None,
-            observed_at,
+            observed_at: at(observed_at),
             source,
+            no_record: false,
         }
     }
 
@@ -188,7 +190,7 @@ mod tests {
         };
         assert_eq!(change.previous, KycStatus::Approved);
         assert_eq!(change.next.status, KycStatus::Rejected);
-        assert_eq!(change.next.status_at, Some(3_000));
+        assert_eq!(change.next.status_at, Some(at(3_000)));
         assert!(change.status_changed && !change.aml_changed);
     }
 
@@ -198,7 +200,9 @@ mod tests {
         let again = observation(KycStatus::Pending, 5_000, Source::Poll);
         assert_eq!(
             decide(&current, &again),
-            Decision::Confirmed { observed_at: 5_000 }
+            Decision::Confirmed {
+                observed_at: at(5_000)
+            }
         );
     }
 
@@ -213,7 +217,7 @@ mod tests {
         assert!(!change.status_changed);
         assert_eq!(
             change.next.status_at,
-            Some(2_000),
+            Some(at(2_000)),
             "status_at keeps the status's own time"
         );
     }
@@ -222,11 +226,11 @@ mod tests {
     fn the_providers_status_time_is_kept_when_given() {
         let current = recorded(KycStatus::Pending, 2_000);
         let mut next = observation(KycStatus::Approved, 9_000, Source::Poll);
-        next.status_at = Some(8_500);
+        next.status_at = Some(at(8_500));
         let Decision::Apply(change) = decide(&current, &next) else {
             panic!("expected a change");
         };
-        assert_eq!(change.next.status_at, Some(8_500));
+        assert_eq!(change.next.status_at, Some(at(8_500)));
     }
 
     #[test]
@@ -239,7 +243,9 @@ mod tests {
         let plain = observation(KycStatus::Approved, 3_000, Source::Poll);
         assert_eq!(
             decide(&current, &plain),
-            Decision::Confirmed { observed_at: 3_000 }
+            Decision::Confirmed {
+                observed_at: at(3_000)
+            }
         );
 
         let mut screened = plain.clone();
@@ -263,48 +269,54 @@ mod tests {
     }
 
     #[test]
-    fn drift_is_a_polled_change_no_webhook_announced() {
-        let c = change(KycStatus::Pending, KycStatus::Approved);
-        assert!(is_drift(&c, Source::Poll, &[]));
-        assert!(is_drift(&c, Source::Poll, &[Announcement::Nothing]));
-        assert!(is_drift(
-            &c,
-            Source::Poll,
-            &[Announcement::Status(KycStatus::Rejected)]
-        ));
-        assert!(!is_drift(
-            &c,
-            Source::Poll,
-            &[Announcement::Status(KycStatus::Approved)]
-        ));
-        assert!(!is_drift(
-            &c,
-            Source::Poll,
-            &[Announcement::Nothing, Announcement::AnyChange]
-        ));
+    fn only_polled_status_changes_of_known_subjects_may_be_drift() {
+        assert!(change(KycStatus::Pending, KycStatus::Approved).may_be_drift(Source::Poll));
         assert!(
-            !is_drift(&c, Source::Webhook, &[]),
+            !change(KycStatus::Pending, KycStatus::Approved).may_be_drift(Source::Webhook),
             "a webhook body is its own announcement"
         );
+        assert!(
+            !change(KycStatus::Unknown, KycStatus::Approved).may_be_drift(Source::Poll),
+            "learning a new subject's first status is not drift"
+        );
+        let mut detail = observation(KycStatus::Pending, 2, Source::Poll);
+        detail.sub_status = Some("kyc_form_submission_accepted".into());
+        let Decision::Apply(detail_only) = decide(&recorded(KycStatus::Pending, 1), &detail) else {
+            panic!("expected a change");
+        };
+        assert!(!detail_only.may_be_drift(Source::Poll));
     }
 
     #[test]
-    fn learning_a_new_subjects_first_status_is_not_drift() {
-        assert!(!is_drift(
-            &change(KycStatus::Unknown, KycStatus::Approved),
-            Source::Poll,
-            &[]
-        ));
-    }
-
-    #[test]
-    fn announcements_round_trip_through_storage() {
-        for a in [
-            Announcement::Status(KycStatus::Pending),
-            Announcement::AnyChange,
-            Announcement::Nothing,
-        ] {
-            assert_eq!(Announcement::from_db(a.to_db()), a);
+    fn a_provider_that_forgot_the_subject_never_erases_a_decision() {
+        for decided in [KycStatus::Approved, KycStatus::Rejected] {
+            let current = recorded(decided, 1_000);
+            let mut empty = observation(KycStatus::NotStarted, 2_000, Source::Poll);
+            empty.no_record = true;
+            assert_eq!(
+                decide(&current, &empty),
+                Decision::Confirmed {
+                    observed_at: at(2_000)
+                },
+                "{decided}"
+            );
         }
+        // Before any decision, "no record" is what the provider knows: not started.
+        let mut empty = observation(KycStatus::NotStarted, 2_000, Source::Poll);
+        empty.no_record = true;
+        let Decision::Apply(change) = decide(&recorded(KycStatus::Unknown, 1_000), &empty) else {
+            panic!("expected a change");
+        };
+        assert_eq!(change.next.status, KycStatus::NotStarted);
+    }
+
+    #[test]
+    fn announcements_have_a_storage_form() {
+        assert_eq!(
+            Announcement::Status(KycStatus::Pending).to_db(),
+            Some("pending")
+        );
+        assert_eq!(Announcement::AnyChange.to_db(), Some(ANY_CHANGE));
+        assert_eq!(Announcement::Nothing.to_db(), None);
     }
 }

@@ -7,7 +7,9 @@ pub mod argos;
 
 use crate::observation::Observation;
 use crate::subject::{RefKind, SubjectRef};
+use crate::time::Timestamp;
 use crate::transition::Announcement;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::fmt;
 
 /// A webhook as it arrived, before anything was parsed.
@@ -57,35 +59,76 @@ pub struct WebhookEvent {
     /// The provider's event type or trigger, as a bounded word (`unknown` when not one).
     pub kind: String,
     /// The provider's timestamp of the event, when it gives one.
-    pub provider_at: Option<i64>,
+    pub provider_at: Option<Timestamp>,
     pub announces: Announcement,
     /// A reading the webhook proves by itself (authenticated body with a timestamp). It may
     /// be applied without asking the provider; everything else is only a trigger.
     pub trusted: Option<Observation>,
+    /// The event is about AML screening: the check that follows asks for AML results too.
+    pub about_aml: bool,
 }
 
-/// An API request to learn a subject's authoritative state (always a GET).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An API request to learn a subject's authoritative state (always a GET). `Debug` hides
+/// header values: they carry API keys.
+#[derive(Clone, PartialEq, Eq)]
 pub struct StatusRequest {
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
 }
 
-/// Why an API answer could not be turned into an observation.
+impl fmt::Debug for StatusRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| *name).collect();
+        f.debug_struct("StatusRequest")
+            .field("url", &self.url)
+            .field("headers", &names)
+            .finish()
+    }
+}
+
+/// Why a 2xx API answer could not be turned into an observation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApiError {
+pub enum AnswerError {
     Malformed(String),
     /// The answer is about someone else: never applied.
     WrongSubject,
+    /// The answer is too large to read whole within the configured bound.
+    Incomplete(String),
 }
 
-impl fmt::Display for ApiError {
+impl fmt::Display for AnswerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ApiError::Malformed(why) => write!(f, "malformed provider answer: {why}"),
-            ApiError::WrongSubject => f.write_str("provider answered about another subject"),
+            AnswerError::Malformed(why) => write!(f, "malformed provider answer: {why}"),
+            AnswerError::WrongSubject => f.write_str("provider answered about another subject"),
+            AnswerError::Incomplete(why) => write!(f, "incomplete provider answer: {why}"),
         }
     }
+}
+
+/// What a check should learn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckTarget {
+    pub subject_ref: SubjectRef,
+    pub ref_kind: RefKind,
+    /// Ask for AML results too (after an AML trigger, and when re-checking approved
+    /// subjects: screening runs after approval and can change at any time).
+    pub aml: bool,
+}
+
+/// One check of a subject against the provider's API, as a sans-IO conversation: the
+/// adapter sends each request the check asks for and hands back the 2xx body, until the
+/// check has what it needs.
+pub trait StatusCheck {
+    /// The next request to send; `None` once the check can conclude.
+    fn next_request(&mut self) -> Option<StatusRequest>;
+
+    /// Read the 2xx answer to the request last returned, received at `received_at`.
+    fn read(&mut self, body: &[u8], received_at: Timestamp) -> Result<(), AnswerError>;
+
+    /// The observation. `sent_at` is when the first request was sent: a lower bound of the
+    /// moment the provider read its state (see [`Observation`]).
+    fn conclude(self: Box<Self>, sent_at: Timestamp) -> Result<Observation, AnswerError>;
 }
 
 pub trait ProviderProtocol {
@@ -94,18 +137,14 @@ pub trait ProviderProtocol {
 
     /// Parse an authenticated body. `received_at` bounds provider timestamps: a claim dated
     /// in the future must not outrank the polls that follow it.
-    fn parse_webhook(&self, body: &[u8], received_at: i64) -> Result<WebhookEvent, IngressError>;
-
-    fn status_request(&self, subject_ref: &SubjectRef, ref_kind: RefKind) -> StatusRequest;
-
-    /// Turn a 2xx API body into an observation made at `fetched_at`.
-    fn parse_status(
+    fn parse_webhook(
         &self,
         body: &[u8],
-        subject_ref: &SubjectRef,
-        ref_kind: RefKind,
-        fetched_at: i64,
-    ) -> Result<Observation, ApiError>;
+        received_at: Timestamp,
+    ) -> Result<WebhookEvent, IngressError>;
+
+    /// Start a check of one subject.
+    fn check(&self, target: CheckTarget) -> Box<dyn StatusCheck + '_>;
 }
 
 /// A provider event kind as a bounded word: event names are not free text.
@@ -129,17 +168,20 @@ pub(crate) fn join_url(base: &str, path: &str) -> String {
     format!("{}{}", base.trim_end_matches('/'), path)
 }
 
-/// Percent-encode a query value (refs are already path-safe; this keeps `+`, `@`, `:` exact).
-pub(crate) fn query_value(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// Query values keep only RFC 3986's unreserved characters as they are.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `name=value&…` with every value percent-encoded.
+pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{name}={}", utf8_percent_encode(value, QUERY_VALUE)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// The dedup key of a webhook: hex SHA-256 of the exact body. Neither provider sends an
@@ -164,6 +206,26 @@ mod tests {
 
     #[test]
     fn query_values_are_percent_encoded() {
-        assert_eq!(query_value("a+b@c:d~e_f.g-h"), "a%2Bb%40c%3Ad~e_f.g-h");
+        assert_eq!(
+            query(&[("userid", "a+b@c:d~e_f.g-h"), ("request_type", "kyc")]),
+            "userid=a%2Bb%40c%3Ad~e_f.g-h&request_type=kyc"
+        );
+        assert_eq!(
+            query(&[("d", "2026-10-05-08 02&x=1")]),
+            "d=2026-10-05-08%2002%26x%3D1"
+        );
+    }
+
+    #[test]
+    fn status_requests_never_print_header_values() {
+        let request = StatusRequest {
+            url: "https://example.test/x".into(),
+            headers: vec![("x-api-key", "sk_live_secret".into())],
+        };
+        let shown = format!("{request:?}");
+        assert!(
+            shown.contains("x-api-key") && !shown.contains("sk_live_secret"),
+            "{shown}"
+        );
     }
 }

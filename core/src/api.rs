@@ -1,0 +1,282 @@
+//! The HTTP surface, as pure functions: which route a method and path name, and the error
+//! codes an answer may carry. The adapter only dispatches.
+
+use crate::subject::Provider;
+use std::fmt;
+
+/// Every error the API answers with. The status code comes from the code, so a handler
+/// cannot invent one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    /// The deployment is misconfigured; the log says how, the answer does not.
+    ConfigurationError,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::ConfigurationError | ErrorCode::Internal => 500,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::ConfigurationError => "configuration_error",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A route and the path parameters it carries (raw: handlers parse them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    Health,
+    AlignWebhook,
+    ArgosWebhook {
+        token: &'a str,
+    },
+    ListSubjects,
+    GetSubject {
+        provider: &'a str,
+        subject_ref: &'a str,
+    },
+    PutSubject {
+        provider: &'a str,
+        subject_ref: &'a str,
+    },
+    SubjectEvents {
+        provider: &'a str,
+        subject_ref: &'a str,
+    },
+    RefreshSubject {
+        provider: &'a str,
+        subject_ref: &'a str,
+    },
+    Stats,
+}
+
+impl Route<'_> {
+    /// A short name for logs (no parameters: refs and tokens stay out of route names).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Health => "health",
+            Route::AlignWebhook => "webhook.align",
+            Route::ArgosWebhook { .. } => "webhook.argos",
+            Route::ListSubjects => "subjects.list",
+            Route::GetSubject { .. } => "subjects.get",
+            Route::PutSubject { .. } => "subjects.put",
+            Route::SubjectEvents { .. } => "subjects.events",
+            Route::RefreshSubject { .. } => "subjects.refresh",
+            Route::Stats => "stats",
+        }
+    }
+
+    /// Whether the route is the application API (bearer token required).
+    pub fn needs_token(&self) -> bool {
+        !matches!(
+            self,
+            Route::Health | Route::AlignWebhook | Route::ArgosWebhook { .. }
+        )
+    }
+}
+
+/// Why no route answers a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    NotFound,
+    /// The path exists; `allow` lists its methods (for the `Allow` header).
+    MethodNotAllowed {
+        allow: &'static str,
+    },
+}
+
+/// Longest path the router looks at; anything longer is not a route of ours.
+pub const MAX_PATH: usize = 2048;
+
+/// Which route `method` and `path` name.
+pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, RouteError> {
+    if path.len() > MAX_PATH {
+        return Err(RouteError::NotFound);
+    }
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let (allow, route): (&'static str, Option<Route<'a>>) = match segments.as_slice() {
+        ["healthz"] => ("GET", (method == "GET").then_some(Route::Health)),
+        ["webhooks", "align"] => ("POST", (method == "POST").then_some(Route::AlignWebhook)),
+        ["webhooks", "argos", token] if !token.is_empty() => (
+            "POST",
+            (method == "POST").then_some(Route::ArgosWebhook { token }),
+        ),
+        ["v1", "subjects"] => ("GET", (method == "GET").then_some(Route::ListSubjects)),
+        ["v1", "subjects", provider, subject_ref] if is_param(provider, subject_ref) => (
+            "GET, PUT",
+            match method {
+                "GET" => Some(Route::GetSubject {
+                    provider,
+                    subject_ref,
+                }),
+                "PUT" => Some(Route::PutSubject {
+                    provider,
+                    subject_ref,
+                }),
+                _ => None,
+            },
+        ),
+        ["v1", "subjects", provider, subject_ref, "events"] if is_param(provider, subject_ref) => (
+            "GET",
+            (method == "GET").then_some(Route::SubjectEvents {
+                provider,
+                subject_ref,
+            }),
+        ),
+        ["v1", "subjects", provider, subject_ref, "refresh"] if is_param(provider, subject_ref) => {
+            (
+                "POST",
+                (method == "POST").then_some(Route::RefreshSubject {
+                    provider,
+                    subject_ref,
+                }),
+            )
+        }
+        ["v1", "stats"] => ("GET", (method == "GET").then_some(Route::Stats)),
+        _ => return Err(RouteError::NotFound),
+    };
+    // HEAD is served as GET by the platform; OPTIONS and the rest are not ours.
+    route.ok_or(RouteError::MethodNotAllowed { allow })
+}
+
+/// Path parameters are non-empty; whether they are valid is the handler's to say (400),
+/// but a provider kyc-edge does not know is not a route (404).
+fn is_param(provider: &str, subject_ref: &str) -> bool {
+    Provider::parse(provider).is_some() && !subject_ref.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_and_its_methods() {
+        let cases = [
+            ("GET", "/healthz", Route::Health),
+            ("POST", "/webhooks/align", Route::AlignWebhook),
+            (
+                "POST",
+                "/webhooks/argos/t0k",
+                Route::ArgosWebhook { token: "t0k" },
+            ),
+            ("GET", "/v1/subjects", Route::ListSubjects),
+            (
+                "GET",
+                "/v1/subjects/align/c-1",
+                Route::GetSubject {
+                    provider: "align",
+                    subject_ref: "c-1",
+                },
+            ),
+            (
+                "PUT",
+                "/v1/subjects/argos/u1",
+                Route::PutSubject {
+                    provider: "argos",
+                    subject_ref: "u1",
+                },
+            ),
+            (
+                "GET",
+                "/v1/subjects/align/c-1/events",
+                Route::SubjectEvents {
+                    provider: "align",
+                    subject_ref: "c-1",
+                },
+            ),
+            (
+                "POST",
+                "/v1/subjects/align/c-1/refresh",
+                Route::RefreshSubject {
+                    provider: "align",
+                    subject_ref: "c-1",
+                },
+            ),
+            ("GET", "/v1/stats", Route::Stats),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(route(method, path), Ok(want), "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn a_known_path_with_another_method_is_405_with_its_methods() {
+        for (method, path, allow) in [
+            ("DELETE", "/v1/subjects/align/c-1", "GET, PUT"),
+            ("GET", "/webhooks/align", "POST"),
+            ("POST", "/healthz", "GET"),
+            ("PUT", "/v1/stats", "GET"),
+            ("GET", "/v1/subjects/align/c-1/refresh", "POST"),
+        ] {
+            assert_eq!(
+                route(method, path),
+                Err(RouteError::MethodNotAllowed { allow }),
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_paths_are_404() {
+        let long = format!("/v1/subjects/align/{}", "a".repeat(MAX_PATH));
+        for path in [
+            "/",
+            "",
+            "/v2/subjects",
+            "/v1/subjects/sumsub/x",
+            "/v1/subjects/align/",
+            "/v1/subjects/align/c-1/events/x",
+            "/webhooks/argos/",
+            "/webhooks/argos",
+            "/healthz/",
+            "/../etc/passwd",
+            long.as_str(),
+        ] {
+            assert_eq!(route("GET", path), Err(RouteError::NotFound), "{path}");
+        }
+    }
+
+    #[test]
+    fn status_codes_come_from_the_error_code() {
+        assert_eq!(ErrorCode::MethodNotAllowed.status(), 405);
+        assert_eq!(ErrorCode::ConfigurationError.status(), 500);
+        assert_eq!(
+            ErrorCode::ConfigurationError.as_str(),
+            "configuration_error"
+        );
+        assert_eq!(ErrorCode::UnsupportedMediaType.status(), 415);
+    }
+}

@@ -1,0 +1,167 @@
+//! The `events` table: every accepted webhook (`webhook`), every repeat of one
+//! (`duplicate`) and every applied change (`change`). Ids only, no PII.
+
+use super::tallies::Tally;
+use super::Statement;
+use crate::providers::WebhookEvent;
+use crate::statement;
+use crate::status::KycStatus;
+use crate::subject::{Provider, SubjectRef};
+use crate::time::Timestamp;
+
+/// Record an accepted webhook, as one batch (a transaction):
+///
+/// - the event row, unless its body (`dedup_key`) was recorded before; `receipt` is unique
+///   per request, so later statements can tell whether *this* request inserted it;
+/// - the subject, if the event names one it does not track yet (due at once), and its count;
+/// - the subject made due (`RETURNING due`) when the event is new, or when it repeats a body
+///   and a check has started since that body last arrived: providers resend identical
+///   bodies for genuinely new events (ARGOS AML: Red Flag → Cleared → Red Flag), and a check
+///   is idempotent. While no check has started since the last copy, the subject is still
+///   due from it, so a retry storm costs no write;
+/// - otherwise a `duplicate` row: the repeat is counted and shown in the history.
+pub fn record_webhook(
+    provider: Provider,
+    event: &WebhookEvent,
+    dedup_key: &str,
+    receipt: &str,
+    now: Timestamp,
+) -> WebhookRecord {
+    let p = provider.as_str();
+    let subject_ref = event.subject.as_ref().map(|s| s.subject_ref.as_str());
+    let announces = event.announces.to_db();
+    let mut statements = vec![statement!(
+        "INSERT INTO events (provider, ref, type, kind, dedup_key, receipt, announces, \
+           provider_at, at) \
+         VALUES (?1, ?2, 'webhook', ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (provider, dedup_key) WHERE type = 'webhook' DO NOTHING",
+        p,
+        subject_ref,
+        event.kind.as_str(),
+        dedup_key,
+        receipt,
+        announces,
+        event.provider_at,
+        now
+    )];
+    let mine = "EXISTS (SELECT 1 FROM events WHERE provider = ?1 AND dedup_key = ?4 \
+         AND type = 'webhook' AND receipt = ?5)";
+    let (mut created, mut made_due) = (None, None);
+    if let Some(subject) = &event.subject {
+        created = Some(statements.len());
+        statements.push(statement!(
+            format!(
+                "INSERT INTO subjects (provider, ref, ref_kind, status_at, created_at, \
+                   updated_at, next_check_at, requested_at) \
+                 SELECT ?1, ?2, ?3, ?6, ?6, ?6, ?6, ?6 WHERE {mine} \
+                 ON CONFLICT (provider, ref) DO NOTHING RETURNING 1 AS created"
+            ),
+            p,
+            subject.subject_ref.as_str(),
+            subject.ref_kind.as_str(),
+            dedup_key,
+            receipt,
+            now
+        ));
+        statements.push(super::tallies::add_if_previous_changed(
+            Tally::Status(provider, KycStatus::Unknown),
+            1,
+        ));
+        made_due = Some(statements.len());
+        statements.push(statement!(
+            format!(
+                "UPDATE subjects SET next_check_at = MIN(next_check_at, ?3), requested_at = ?3, \
+                   check_step = 0 \
+                 WHERE provider = ?1 AND ref = ?2 AND changes() = 0 AND ({mine} \
+                   OR last_checked_at >= (SELECT MAX(at) FROM events \
+                     WHERE provider = ?1 AND ref = ?2 AND dedup_key = ?4)) \
+                 RETURNING 1 AS due"
+            ),
+            p,
+            subject.subject_ref.as_str(),
+            now,
+            dedup_key,
+            receipt
+        ));
+    }
+    let duplicate = statements.len();
+    statements.push(statement!(
+        format!(
+            "INSERT INTO events (provider, ref, type, kind, dedup_key, announces, provider_at, at) \
+             SELECT ?1, ?2, 'duplicate', ?3, ?4, ?6, ?7, ?8 WHERE NOT {mine} \
+             RETURNING 1 AS duplicate"
+        ),
+        p,
+        subject_ref,
+        event.kind.as_str(),
+        dedup_key,
+        receipt,
+        announces,
+        event.provider_at,
+        now
+    ));
+    WebhookRecord {
+        statements,
+        duplicate,
+        created,
+        made_due,
+    }
+}
+
+/// The batch that records a webhook, and where to read its outcome: each of these
+/// statements returns a row exactly when it did what it is named for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRecord {
+    pub statements: Vec<Statement>,
+    /// The body was seen before.
+    pub duplicate: usize,
+    /// The subject was created (it is due).
+    pub created: Option<usize>,
+    /// An existing subject was made due.
+    pub made_due: Option<usize>,
+}
+
+impl WebhookRecord {
+    /// Read the batch's results: (duplicate, created, made due).
+    pub fn outcome(&self, results: &[super::Rows]) -> (bool, bool, bool) {
+        let returned = |index: usize| results.get(index).is_some_and(|rows| !rows.is_empty());
+        (
+            returned(self.duplicate),
+            self.created.is_some_and(returned),
+            self.made_due.is_some_and(returned),
+        )
+    }
+}
+
+/// A subject's history, newest first, from before event `before` (a page cursor).
+/// Rows `{id, type, kind, announces, provider_at, at, source, from_status, to_status, drift}`.
+pub fn history(
+    provider: Provider,
+    subject_ref: &SubjectRef,
+    before: Option<i64>,
+    limit: u32,
+) -> Statement {
+    statement!(
+        "SELECT id, type, kind, announces, provider_at, at, source, from_status, to_status, drift \
+         FROM events WHERE provider = ?1 AND ref = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
+        provider.as_str(),
+        subject_ref.as_str(),
+        before.unwrap_or(i64::MAX >> 11),
+        limit
+    )
+}
+
+/// Delete up to `batch` events older than `before`, oldest first, and only those already
+/// folded into the tallies. Ids grow with time, so the delete reads a range of at most
+/// `batch` ids from the oldest, and an empty range when the oldest is not old enough: the
+/// cost of a run is bounded however large the table.
+pub fn prune(before: Timestamp, batch: u32) -> Statement {
+    statement!(
+        "DELETE FROM events WHERE id >= (SELECT MIN(id) FROM events) \
+           AND id < (SELECT CASE WHEN (SELECT at FROM events WHERE id = (SELECT MIN(id) FROM events)) < ?1 \
+             THEN MIN(id) + ?2 ELSE MIN(id) END FROM events) \
+           AND at < ?1 AND id <= (SELECT value FROM tallies WHERE name = 'fold.events')",
+        before,
+        batch
+    )
+}

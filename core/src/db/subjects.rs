@@ -1,0 +1,346 @@
+//! The `subjects` table: one row per tracked subject, read into one typed shape.
+
+use super::tallies::Tally;
+use super::{SqlValue, Statement};
+use crate::observation::Source;
+use crate::statement;
+use crate::status::{Aml, KycStatus};
+use crate::subject::{ExternalId, Provider, RefKind, SubjectRef};
+use crate::time::{as_millis, format, Timestamp};
+use crate::transition::Recorded;
+use serde::{Deserialize, Serialize};
+
+/// A subject as D1 holds it. Deserialized straight into typed fields: a row with a value
+/// this version cannot read is an error for the caller to log and skip, never a default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SubjectRow {
+    pub provider: Provider,
+    #[serde(rename = "ref")]
+    pub subject_ref: SubjectRef,
+    pub ref_kind: RefKind,
+    pub external_id: Option<String>,
+    pub status: KycStatus,
+    pub provider_status: Option<String>,
+    pub sub_status: Option<String>,
+    pub aml_status: Option<String>,
+    pub aml_risk_level: Option<String>,
+    #[serde(with = "as_millis::option")]
+    pub status_at: Option<Timestamp>,
+    /// The ordering mark: the newest observation applied or confirmed (epoch = never).
+    #[serde(with = "as_millis")]
+    pub observed_at: Timestamp,
+    pub source: Option<Source>,
+    #[serde(with = "as_millis")]
+    pub created_at: Timestamp,
+    #[serde(with = "as_millis")]
+    pub updated_at: Timestamp,
+    /// When the last successful check of the provider's API was sent.
+    #[serde(with = "as_millis::option")]
+    pub last_checked_at: Option<Timestamp>,
+    #[serde(with = "as_millis")]
+    pub next_check_at: Timestamp,
+    /// When a webhook, refresh or registration last asked for a check.
+    #[serde(with = "as_millis::option")]
+    pub requested_at: Option<Timestamp>,
+    pub check_step: u32,
+    pub failures: u32,
+    pub last_error: Option<String>,
+    /// Bumped by every write that changes what a reader sees (status, AML, provider words,
+    /// external id); each such write is projected to KV.
+    pub version: i64,
+}
+
+/// The columns of [`SubjectRow`], in a form `SELECT`s and `RETURNING` clauses share.
+pub const COLUMNS: &str = "provider, ref, ref_kind, external_id, status, provider_status, \
+     sub_status, aml_status, aml_risk_level, status_at, observed_at, source, created_at, \
+     updated_at, last_checked_at, next_check_at, requested_at, check_step, failures, last_error, \
+     version";
+
+/// The public shape of a subject (PRODUCT.md): what the API serves and KV holds. The
+/// schedule is included only when read from D1: KV is written only when what a reader sees
+/// changes, so a schedule there would be stale.
+#[derive(Debug, Serialize)]
+pub struct SubjectView<'a> {
+    provider: Provider,
+    #[serde(rename = "ref")]
+    subject_ref: &'a SubjectRef,
+    external_id: Option<&'a str>,
+    status: KycStatus,
+    provider_status: Option<&'a str>,
+    sub_status: Option<&'a str>,
+    aml: Option<Aml>,
+    status_at: Option<String>,
+    updated_at: String,
+    source: Option<Source>,
+    version: i64,
+    #[serde(flatten)]
+    schedule: Option<ScheduleView<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ScheduleView<'a> {
+    last_checked_at: Option<String>,
+    next_check_at: String,
+    /// Why the last check failed, while it keeps failing.
+    check_error: Option<&'a str>,
+}
+
+impl SubjectRow {
+    pub fn recorded(&self) -> Recorded {
+        Recorded {
+            status: self.status,
+            provider_status: self.provider_status.clone(),
+            sub_status: self.sub_status.clone(),
+            aml: self.aml(),
+            status_at: self.status_at,
+            observed_at: self.observed_at,
+        }
+    }
+
+    pub fn aml(&self) -> Option<Aml> {
+        self.aml_status.as_ref().map(|status| Aml {
+            status: status.clone(),
+            risk_level: self.aml_risk_level.clone(),
+        })
+    }
+
+    /// `provider/ref`: how logs and jitter seeds name the subject (ids only, never PII).
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.provider, self.subject_ref)
+    }
+
+    /// What KV holds: the status, without the schedule.
+    pub fn status_view(&self) -> SubjectView<'_> {
+        self.view(None)
+    }
+
+    /// What a D1 read serves: the status and the schedule.
+    pub fn full_view(&self) -> SubjectView<'_> {
+        self.view(Some(ScheduleView {
+            last_checked_at: self.last_checked_at.map(format),
+            next_check_at: format(self.next_check_at),
+            check_error: self.last_error.as_deref(),
+        }))
+    }
+
+    fn view<'a>(&'a self, schedule: Option<ScheduleView<'a>>) -> SubjectView<'a> {
+        SubjectView {
+            provider: self.provider,
+            subject_ref: &self.subject_ref,
+            external_id: self.external_id.as_deref(),
+            status: self.status,
+            provider_status: self.provider_status.as_deref(),
+            sub_status: self.sub_status.as_deref(),
+            aml: self.aml(),
+            status_at: self.status_at.map(format),
+            updated_at: format(self.updated_at),
+            source: self.source,
+            version: self.version,
+            schedule,
+        }
+    }
+}
+
+/// One subject by key.
+pub fn load(provider: Provider, subject_ref: &SubjectRef) -> Statement {
+    statement!(
+        format!("SELECT {COLUMNS} FROM subjects WHERE provider = ?1 AND ref = ?2"),
+        provider.as_str(),
+        subject_ref.as_str()
+    )
+}
+
+/// Start tracking a subject, as one batch: the first statement creates it (due now), the
+/// second counts it only if it was created, and the third runs only if it was not: a new
+/// external id replaces the old (a change a reader sees: the version moves). The last
+/// statement returns the row.
+pub fn register(
+    provider: Provider,
+    subject_ref: &SubjectRef,
+    ref_kind: RefKind,
+    external_id: Option<&ExternalId>,
+    now: Timestamp,
+) -> Vec<Statement> {
+    let external_id = SqlValue::from(external_id.map(ExternalId::as_str));
+    vec![
+        statement!(
+            "INSERT INTO subjects (provider, ref, ref_kind, external_id, status_at, created_at, \
+               updated_at, next_check_at, requested_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5, ?5, ?5) ON CONFLICT (provider, ref) DO NOTHING \
+             RETURNING 1 AS created",
+            provider.as_str(),
+            subject_ref.as_str(),
+            ref_kind.as_str(),
+            external_id.clone(),
+            now
+        ),
+        super::tallies::add_if_previous_changed(Tally::Status(provider, KycStatus::Unknown), 1),
+        statement!(
+            "UPDATE subjects SET external_id = ?3, updated_at = ?4, version = version + 1 \
+             WHERE provider = ?1 AND ref = ?2 AND ?3 IS NOT NULL AND external_id IS NOT ?3 \
+               AND changes() = 0 \
+             RETURNING 1 AS changed",
+            provider.as_str(),
+            subject_ref.as_str(),
+            external_id,
+            now
+        ),
+        load(provider, subject_ref),
+    ]
+}
+
+/// What [`register`]'s batch did: (created, external id changed, the row).
+pub fn registered(
+    results: &[super::Rows],
+) -> Result<(bool, bool, Option<SubjectRow>), serde_json::Error> {
+    let returned = |index: usize| results.get(index).is_some_and(|rows| !rows.is_empty());
+    let row = results
+        .get(3)
+        .and_then(|rows| rows.first())
+        .map(super::row)
+        .transpose()?;
+    Ok((returned(0), returned(2), row))
+}
+
+/// Ask for a check now (refresh): due at once, from the first back-off step. Returns the row.
+pub fn request_check(provider: Provider, subject_ref: &SubjectRef, now: Timestamp) -> Statement {
+    statement!(
+        format!(
+            "UPDATE subjects SET next_check_at = MIN(next_check_at, ?3), requested_at = ?3, \
+               check_step = 0 \
+             WHERE provider = ?1 AND ref = ?2 RETURNING {COLUMNS}"
+        ),
+        provider.as_str(),
+        subject_ref.as_str(),
+        now
+    )
+}
+
+/// Lease due subjects of one provider for a cron run: at most `budget` with
+/// `next_check_at <= now`, oldest due first (ties by ref, so the order is total), pushed to
+/// `lease_until` so later runs skip them until the lease ends. Returns the leased keys
+/// `{provider, ref, ref_kind, status}`. Uses `subjects_due`: the cost is the subjects leased.
+pub fn claim_due(
+    provider: Provider,
+    now: Timestamp,
+    lease_until: Timestamp,
+    budget: u32,
+) -> Statement {
+    statement!(
+        "UPDATE subjects SET next_check_at = ?3 WHERE provider = ?1 AND ref IN ( \
+           SELECT ref FROM subjects WHERE provider = ?1 AND next_check_at <= ?2 \
+           ORDER BY next_check_at, ref LIMIT ?4) \
+         RETURNING provider, ref, ref_kind, status",
+        provider.as_str(),
+        now,
+        lease_until,
+        budget
+    )
+}
+
+/// A leased subject, as the cron turns it into a job.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DueSubject {
+    pub provider: Provider,
+    #[serde(rename = "ref")]
+    pub subject_ref: SubjectRef,
+    pub ref_kind: RefKind,
+    pub status: KycStatus,
+}
+
+/// How many subjects of a provider are due, counting at most `cap` of them (the count walks
+/// the index: a backlog must not cost a row read per subject on every run). `{n}`.
+pub fn count_due(provider: Provider, now: Timestamp, cap: u32) -> Statement {
+    statement!(
+        "SELECT COUNT(*) AS n FROM (SELECT 1 FROM subjects \
+           WHERE provider = ?1 AND next_check_at <= ?2 LIMIT ?3)",
+        provider.as_str(),
+        now,
+        cap
+    )
+}
+
+/// Give leased subjects back (their jobs could not be queued): due again now.
+pub fn release(provider: Provider, refs: &[&SubjectRef], now: Timestamp) -> Statement {
+    let refs: Vec<&str> = refs.iter().map(|r| r.as_str()).collect();
+    statement!(
+        "UPDATE subjects SET next_check_at = ?3 WHERE provider = ?1 \
+           AND ref IN (SELECT value FROM json_each(?2))",
+        provider.as_str(),
+        serde_json::to_string(&refs).unwrap_or_else(|_| "[]".into()),
+        now
+    )
+}
+
+/// A page of `GET /v1/subjects`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub provider: Option<Provider>,
+    pub status: Option<KycStatus>,
+    pub external_id: Option<String>,
+    /// Exclusive start: the last key of the previous page.
+    pub after: Option<(Provider, SubjectRef)>,
+    pub limit: u32,
+}
+
+/// The page's statement: only the conditions asked for, each combination served by an index
+/// in key order (the primary key, `subjects_by_status`, `subjects_by_external_id`; named, so
+/// the plan does not depend on statistics D1 may not have), and the cursor a key range: a
+/// page costs its rows, however many subjects there are and however deep the page.
+pub fn list(filter: &ListFilter) -> Statement {
+    let mut conditions: Vec<String> = vec![];
+    let mut params: Vec<SqlValue> = vec![];
+    let mut bind = |condition: &str, values: Vec<SqlValue>| {
+        let mut condition = condition.to_owned();
+        for value in values {
+            params.push(value);
+            condition = condition.replacen("?#", &format!("?{}", params.len()), 1);
+        }
+        conditions.push(condition);
+    };
+    if let Some(status) = filter.status {
+        bind("status = ?#", vec![status.as_str().into()]);
+    }
+    if let Some(external_id) = &filter.external_id {
+        bind("external_id = ?#", vec![external_id.into()]);
+    }
+    match (filter.provider, &filter.after) {
+        (Some(provider), after) => {
+            bind("provider = ?#", vec![provider.as_str().into()]);
+            match after {
+                Some((after_provider, after_ref)) if *after_provider == provider => {
+                    bind("ref > ?#", vec![after_ref.as_str().into()]);
+                }
+                // A cursor past this provider's keys: nothing is left.
+                Some((after_provider, _)) if *after_provider > provider => bind("0", vec![]),
+                _ => {}
+            }
+        }
+        // The first page starts after the smallest key: every page is a key range.
+        (None, after) => {
+            let (after_provider, after_ref) = after
+                .as_ref()
+                .map_or(("", ""), |(p, r)| (p.as_str(), r.as_str()));
+            bind(
+                "(provider, ref) > (?#, ?#)",
+                vec![after_provider.into(), after_ref.into()],
+            );
+        }
+    }
+    let index = if filter.external_id.is_some() {
+        "INDEXED BY subjects_by_external_id "
+    } else if filter.status.is_some() {
+        "INDEXED BY subjects_by_status "
+    } else {
+        ""
+    };
+    params.push(filter.limit.into());
+    Statement::new(
+        format!(
+            "SELECT {COLUMNS} FROM subjects {index}WHERE {} ORDER BY provider, ref LIMIT ?{}",
+            conditions.join(" AND "),
+            params.len()
+        ),
+        params,
+    )
+}

@@ -1,0 +1,237 @@
+//! Tallies: the counts `/v1/stats` shows, kept without writing a counter row per request.
+//! Status counts move with each change, in the change's own transaction. Webhook, duplicate,
+//! change and drift counts are folded from event rows once per cron run; between runs, stats
+//! add the rows since the last fold, so every figure is exact.
+//!
+//! Every tally name is built here and nowhere else.
+
+use super::{Row, Statement};
+use crate::statement;
+use crate::status::KycStatus;
+use crate::subject::Provider;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A named count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tally {
+    /// Subjects of a provider in a status.
+    Status(Provider, KycStatus),
+    /// Webhooks accepted as new events.
+    Accepted(Provider),
+    /// Webhooks that repeated an earlier body.
+    Duplicates(Provider),
+    /// Changes applied to subjects.
+    Changes(Provider),
+    /// Changes found by polling that no webhook announced.
+    Drift(Provider),
+}
+
+impl Tally {
+    pub fn name(self) -> String {
+        match self {
+            Tally::Status(p, s) => format!("status.{p}.{s}"),
+            Tally::Accepted(p) => format!("webhook.accepted.{p}"),
+            Tally::Duplicates(p) => format!("webhook.duplicate.{p}"),
+            Tally::Changes(p) => format!("changes.{p}"),
+            Tally::Drift(p) => format!("drift.{p}"),
+        }
+    }
+}
+
+impl Tally {
+    /// The tally a name stands for; `None` for names of other things (the fold's mark,
+    /// counts an older version kept).
+    pub fn parse(name: &str) -> Option<Tally> {
+        let parts: Vec<&str> = name.splitn(3, '.').collect();
+        match parts.as_slice() {
+            ["status", provider, status] => Some(Tally::Status(
+                Provider::parse(provider)?,
+                KycStatus::parse(status)?,
+            )),
+            ["webhook", "accepted", provider] => Some(Tally::Accepted(Provider::parse(provider)?)),
+            ["webhook", "duplicate", provider] => {
+                Some(Tally::Duplicates(Provider::parse(provider)?))
+            }
+            ["changes", provider] => Some(Tally::Changes(Provider::parse(provider)?)),
+            ["drift", provider] => Some(Tally::Drift(Provider::parse(provider)?)),
+            _ => None,
+        }
+    }
+}
+
+/// Event counts of one provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Activity {
+    pub webhooks: i64,
+    pub duplicates: i64,
+    pub changes: i64,
+    pub drift: i64,
+}
+
+/// Per provider, what [`SINCE_FOLD`] (or the fold's first statement) counted.
+pub fn activity(rows: &[Row]) -> BTreeMap<Provider, Activity> {
+    let mut by_provider: BTreeMap<Provider, Activity> = BTreeMap::new();
+    for found in rows {
+        let (Some(provider), Some(kind)) = (
+            found
+                .get("provider")
+                .and_then(Value::as_str)
+                .and_then(Provider::parse),
+            found.get("type").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let n = found.get("n").and_then(Value::as_i64).unwrap_or(0);
+        let entry = by_provider.entry(provider).or_default();
+        match kind {
+            "webhook" => entry.webhooks += n,
+            "duplicate" => entry.duplicates += n,
+            _ => {
+                entry.changes += n;
+                entry.drift += found.get("drift").and_then(Value::as_i64).unwrap_or(0);
+            }
+        }
+    }
+    by_provider
+}
+
+/// Every count, exact: the tallies plus what happened since the last fold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub statuses: BTreeMap<Provider, BTreeMap<KycStatus, i64>>,
+    pub activity: BTreeMap<Provider, Activity>,
+}
+
+/// Counts from [`ALL`]'s rows and [`SINCE_FOLD`]'s rows.
+pub fn counts(tallies: &[Row], since_fold: &[Row]) -> Counts {
+    let mut counts = Counts {
+        activity: activity(since_fold),
+        ..Counts::default()
+    };
+    for tally in tallies {
+        let (Some(tally), Some(value)) = (
+            tally
+                .get("name")
+                .and_then(Value::as_str)
+                .and_then(Tally::parse),
+            tally.get("value").and_then(Value::as_i64),
+        ) else {
+            continue;
+        };
+        match tally {
+            Tally::Status(provider, status) => {
+                counts
+                    .statuses
+                    .entry(provider)
+                    .or_default()
+                    .insert(status, value);
+            }
+            Tally::Accepted(p) => counts.activity.entry(p).or_default().webhooks += value,
+            Tally::Duplicates(p) => counts.activity.entry(p).or_default().duplicates += value,
+            Tally::Changes(p) => counts.activity.entry(p).or_default().changes += value,
+            Tally::Drift(p) => counts.activity.entry(p).or_default().drift += value,
+        }
+    }
+    counts
+}
+
+/// The last event id folded into the tallies.
+pub const FOLD_MARK: &str = "fold.events";
+
+/// Add `delta` to a tally, only if the statement before it in the batch changed exactly one
+/// row (see `reconcile`: the chain of guarded statements).
+pub fn add_if_previous_changed(tally: Tally, delta: i64) -> Statement {
+    statement!(
+        "INSERT INTO tallies (name, value) SELECT ?1, ?2 WHERE changes() = 1 \
+         ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        tally.name(),
+        delta
+    )
+}
+
+/// Event counts since the last fold, by provider and type, with the drift among changes:
+/// rows `{provider, type, n, drift}`.
+pub const SINCE_FOLD: &str =
+    "SELECT provider, type, COUNT(*) AS n, SUM(drift) AS drift FROM events \
+     WHERE id > (SELECT value FROM tallies WHERE name = 'fold.events') GROUP BY provider, type";
+
+/// Fold the events since the last fold into the tallies and move the mark, as one batch (a
+/// transaction: no event can slip between the count and the mark). The first statement
+/// returns what was folded (as [`SINCE_FOLD`]).
+pub fn fold() -> Vec<Statement> {
+    vec![
+        statement!(SINCE_FOLD),
+        statement!(
+            "INSERT INTO tallies (name, value) \
+             SELECT name, SUM(n) FROM ( \
+               SELECT CASE type WHEN 'webhook' THEN 'webhook.accepted.' \
+                 WHEN 'duplicate' THEN 'webhook.duplicate.' ELSE 'changes.' END || provider AS name, \
+                 COUNT(*) AS n \
+               FROM events WHERE id > (SELECT value FROM tallies WHERE name = 'fold.events') \
+               GROUP BY type, provider \
+               UNION ALL \
+               SELECT 'drift.' || provider, SUM(drift) FROM events \
+               WHERE id > (SELECT value FROM tallies WHERE name = 'fold.events') AND type = 'change' \
+               GROUP BY provider) \
+             WHERE n > 0 GROUP BY name \
+             ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
+        ),
+        statement!(
+            "UPDATE tallies SET value = (SELECT COALESCE(MAX(id), value) FROM events) \
+             WHERE name = 'fold.events'"
+        ),
+    ]
+}
+
+/// Every tally: rows `{name, value}`.
+pub const ALL: &str = "SELECT name, value FROM tallies";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back() {
+        let mut all = vec![];
+        for provider in Provider::ALL {
+            all.extend([
+                Tally::Accepted(provider),
+                Tally::Duplicates(provider),
+                Tally::Changes(provider),
+                Tally::Drift(provider),
+            ]);
+            all.extend(KycStatus::ALL.map(|s| Tally::Status(provider, s)));
+        }
+        for tally in all {
+            assert_eq!(Tally::parse(&tally.name()), Some(tally), "{}", tally.name());
+        }
+        for other in [
+            "fold.events",
+            "webhook.rejected.align",
+            "status.sumsub.approved",
+            "x",
+        ] {
+            assert_eq!(Tally::parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn names_are_stable() {
+        assert_eq!(
+            Tally::Status(Provider::Argos, KycStatus::ResubmissionRequired).name(),
+            "status.argos.resubmission_required"
+        );
+        assert_eq!(
+            Tally::Accepted(Provider::Align).name(),
+            "webhook.accepted.align"
+        );
+        assert_eq!(
+            Tally::Duplicates(Provider::Align).name(),
+            "webhook.duplicate.align"
+        );
+        assert_eq!(Tally::Changes(Provider::Argos).name(), "changes.argos");
+        assert_eq!(Tally::Drift(Provider::Argos).name(), "drift.argos");
+    }
+}

@@ -1,0 +1,495 @@
+//! The statements that are not reconcile plans, on SQLite with the real migrations:
+//! registration, webhook recording and dedup, the cron's claim, pruning and the fold.
+
+use super::events::{prune, record_webhook};
+use super::sqlite::{batch, database, query_plan, run};
+use super::subjects::{claim_due, count_due, register, DueSubject, SubjectRow};
+use super::tallies::{fold, Tally, ALL};
+use super::{row, Statement};
+use crate::providers::{WebhookEvent, WebhookSubject};
+use crate::status::KycStatus;
+use crate::subject::{ExternalId, Provider, RefKind, SubjectRef};
+use crate::time::{from_millis, Timestamp};
+use crate::transition::Announcement;
+use chrono::TimeDelta;
+use rusqlite::Connection;
+use std::collections::BTreeMap;
+
+fn at(ms: i64) -> Timestamp {
+    from_millis(1_800_000_000_000 + ms).unwrap()
+}
+
+fn r(id: &str) -> SubjectRef {
+    SubjectRef::parse(id).unwrap()
+}
+
+fn subject(db: &Connection, provider: Provider, id: &str) -> Option<SubjectRow> {
+    run(db, &super::subjects::load(provider, &r(id)))
+        .first()
+        .map(|found| row(found).unwrap())
+}
+
+fn tallies(db: &Connection) -> BTreeMap<String, i64> {
+    run(db, &Statement::new(ALL, vec![]))
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_owned(),
+                t["value"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn sql(db: &Connection, query: &str) -> i64 {
+    run(db, &Statement::new(query.to_owned(), vec![]))[0]["n"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn registering_twice_creates_once_and_counts_once() {
+    let db = database();
+    let id = ExternalId::parse("user-7").unwrap();
+    let results = batch(
+        &db,
+        &register(Provider::Align, &r("c1"), RefKind::User, Some(&id), at(0)),
+    );
+    let (is_new, changed, created) = super::subjects::registered(&results).unwrap();
+    assert!(is_new && !changed);
+    let created = created.unwrap();
+    assert_eq!(
+        (
+            created.status,
+            created.version,
+            created.external_id.as_deref()
+        ),
+        (KycStatus::Unknown, 1, Some("user-7"))
+    );
+    assert_eq!(
+        created.status_at,
+        Some(at(0)),
+        "unknown took effect at registration"
+    );
+    assert_eq!(created.next_check_at, at(0), "due at once");
+    // Again with the same id: nothing moves. With another id: the id and version move.
+    let again = batch(
+        &db,
+        &register(Provider::Align, &r("c1"), RefKind::User, Some(&id), at(5)),
+    );
+    let (is_new, changed, _) = super::subjects::registered(&again).unwrap();
+    assert!(!is_new && !changed);
+    assert_eq!(subject(&db, Provider::Align, "c1").unwrap().version, 1);
+    let other = ExternalId::parse("user-8").unwrap();
+    let renamed = batch(
+        &db,
+        &register(
+            Provider::Align,
+            &r("c1"),
+            RefKind::User,
+            Some(&other),
+            at(9),
+        ),
+    );
+    assert!(super::subjects::registered(&renamed).unwrap().1);
+    let updated = subject(&db, Provider::Align, "c1").unwrap();
+    assert_eq!(
+        (updated.version, updated.external_id.as_deref()),
+        (2, Some("user-8"))
+    );
+    assert_eq!(tallies(&db)["status.align.unknown"], 1);
+}
+
+fn webhook(id: &str, announces: KycStatus) -> WebhookEvent {
+    WebhookEvent {
+        subject: Some(WebhookSubject {
+            subject_ref: r(id),
+            ref_kind: RefKind::User,
+        }),
+        kind: "aml".into(),
+        provider_at: None,
+        announces: Announcement::Status(announces),
+        trusted: None,
+        about_aml: true,
+    }
+}
+
+/// Records a webhook; returns (duplicate, created, made due).
+fn deliver(
+    db: &Connection,
+    event: &WebhookEvent,
+    body: &str,
+    now: Timestamp,
+) -> (bool, bool, bool) {
+    let receipt = format!("r-{}", now.timestamp_millis());
+    let record = record_webhook(
+        Provider::Argos,
+        event,
+        &crate::providers::dedup_key(body.as_bytes()),
+        &receipt,
+        now,
+    );
+    let results = batch(db, &record.statements);
+    record.outcome(&results)
+}
+
+fn set_checked(db: &Connection, checked: Timestamp) {
+    run(
+        db,
+        &Statement::new(
+            "UPDATE subjects SET last_checked_at = ?1, next_check_at = ?2",
+            vec![checked.into(), (checked + TimeDelta::days(1)).into()],
+        ),
+    );
+}
+
+#[test]
+fn a_repeated_body_asks_for_a_check_only_once_a_check_started_since_it_last_arrived() {
+    let db = database();
+    let red = webhook("u1", KycStatus::Approved);
+    // First Red Flag: new event, new subject, due.
+    assert_eq!(deliver(&db, &red, "red flag", at(0)), (false, true, false));
+    // A retry of it before any check: recorded as a duplicate, nothing else written.
+    assert_eq!(deliver(&db, &red, "red flag", at(1)), (true, false, false));
+    set_checked(&db, at(2));
+    // Cleared: a new body, due again.
+    assert_eq!(deliver(&db, &red, "cleared", at(3)), (false, false, true));
+    set_checked(&db, at(4));
+    // Red Flag again, byte for byte: a duplicate, but a check started since the last copy,
+    // so it may announce something new: due.
+    assert_eq!(deliver(&db, &red, "red flag", at(5)), (true, false, true));
+    let due = subject(&db, Provider::Argos, "u1").unwrap();
+    assert_eq!((due.next_check_at, due.requested_at), (at(5), Some(at(5))));
+    assert_eq!(
+        sql(
+            &db,
+            "SELECT COUNT(*) AS n FROM events WHERE type = 'duplicate'"
+        ),
+        2
+    );
+    assert_eq!(
+        sql(
+            &db,
+            "SELECT COUNT(*) AS n FROM events WHERE type = 'webhook'"
+        ),
+        2
+    );
+}
+
+#[test]
+fn events_about_no_subject_are_recorded_and_deduplicated() {
+    let db = database();
+    let event = WebhookEvent {
+        subject: None,
+        kind: "onramp_transfer.status.updated".into(),
+        provider_at: None,
+        announces: Announcement::Nothing,
+        trusted: None,
+        about_aml: false,
+    };
+    let record = record_webhook(Provider::Align, &event, "k", "r1", at(0));
+    assert_eq!(record.created, None);
+    assert_eq!(
+        record.outcome(&batch(&db, &record.statements)),
+        (false, false, false)
+    );
+    let again = record_webhook(Provider::Align, &event, "k", "r2", at(1));
+    assert_eq!(
+        again.outcome(&batch(&db, &again.statements)),
+        (true, false, false),
+        "a repeat is a duplicate"
+    );
+    assert_eq!(sql(&db, "SELECT COUNT(*) AS n FROM subjects"), 0);
+}
+
+fn seed_due(db: &Connection, subjects: &[(Provider, &str, i64)]) {
+    for (provider, id, due_at) in subjects {
+        batch(db, &register(*provider, &r(id), RefKind::User, None, at(0)));
+        run(
+            db,
+            &Statement::new(
+                "UPDATE subjects SET next_check_at = ?1 WHERE provider = ?2 AND ref = ?3",
+                vec![at(*due_at).into(), provider.as_str().into(), (*id).into()],
+            ),
+        );
+    }
+}
+
+fn claim(db: &Connection, provider: Provider, now: i64, budget: u32) -> Vec<String> {
+    let lease = TimeDelta::minutes(15);
+    let mut claimed: Vec<String> = run(db, &claim_due(provider, at(now), at(now) + lease, budget))
+        .iter()
+        .map(|found| {
+            let due: DueSubject = row(found).unwrap();
+            format!("{}/{}", due.provider, due.subject_ref)
+        })
+        .collect();
+    claimed.sort();
+    claimed
+}
+
+#[test]
+fn only_due_subjects_of_the_provider_are_claimed_once_per_lease() {
+    let db = database();
+    seed_due(
+        &db,
+        &[
+            (Provider::Align, "a", 100),
+            (Provider::Align, "b", 200),
+            (Provider::Argos, "c", 50),
+            (Provider::Align, "later", 1_000),
+        ],
+    );
+    assert_eq!(claim(&db, Provider::Align, 500, 10), ["align/a", "align/b"]);
+    assert!(claim(&db, Provider::Align, 500, 10).is_empty(), "leased");
+    assert_eq!(claim(&db, Provider::Argos, 500, 10), ["argos/c"]);
+    let lease_end = 500 + 15 * 60_000;
+    assert!(claim(&db, Provider::Align, lease_end - 1, 10).contains(&"align/later".to_owned()));
+    assert_eq!(
+        claim(&db, Provider::Align, lease_end, 10),
+        ["align/a", "align/b"]
+    );
+}
+
+#[test]
+fn the_budget_takes_the_oldest_due_first_and_reaches_everyone_in_turn() {
+    let db = database();
+    let subjects: Vec<(Provider, String, i64)> = (0..25)
+        .map(|i| (Provider::Align, format!("s{i:02}"), 1_000 - i * 10))
+        .collect();
+    let refs: Vec<(Provider, &str, i64)> = subjects
+        .iter()
+        .map(|(p, id, due)| (*p, id.as_str(), *due))
+        .collect();
+    seed_due(&db, &refs);
+    let first = claim(&db, Provider::Align, 2_000, 10);
+    assert_eq!(first.first().map(String::as_str), Some("align/s15"));
+    assert!(first.contains(&"align/s24".to_owned()), "oldest due first");
+    let mut seen: std::collections::BTreeSet<String> = first.into_iter().collect();
+    let mut runs = 1;
+    // Five-minute runs, within the first claim's 15-minute lease.
+    while seen.len() < 25 {
+        let claimed = claim(&db, Provider::Align, 2_000 + runs * 300_000, 10);
+        runs += 1;
+        assert!(claimed.len() <= 10);
+        assert!(
+            claimed.iter().all(|c| seen.insert(c.clone())),
+            "{claimed:?}"
+        );
+    }
+    assert_eq!(runs, 3);
+}
+
+#[test]
+fn claiming_and_counting_due_read_the_index_not_the_table() {
+    let db = database();
+    for statement in [
+        claim_due(Provider::Align, at(0), at(1), 10),
+        count_due(Provider::Align, at(0), 1000),
+    ] {
+        let plan = query_plan(&db, &statement);
+        assert!(
+            !plan
+                .iter()
+                .any(|step| step.starts_with("SCAN subjects") || step.starts_with("SCAN events")),
+            "{}: {plan:?}",
+            statement.sql
+        );
+    }
+}
+
+#[test]
+fn counting_due_stops_at_the_cap() {
+    let db = database();
+    let subjects: Vec<String> = (0..30).map(|i| format!("s{i}")).collect();
+    let refs: Vec<(Provider, &str, i64)> = subjects
+        .iter()
+        .map(|id| (Provider::Align, id.as_str(), 0))
+        .collect();
+    seed_due(&db, &refs);
+    let n = |cap| {
+        run(&db, &count_due(Provider::Align, at(10), cap))[0]["n"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(n(1000), 30);
+    assert_eq!(n(20), 20);
+    assert_eq!(
+        run(&db, &count_due(Provider::Argos, at(10), 1000))[0]["n"].as_i64(),
+        Some(0)
+    );
+}
+
+#[test]
+fn pruning_deletes_old_folded_events_in_bounded_batches() {
+    let db = database();
+    for i in 0..25 {
+        deliver(
+            &db,
+            &webhook("u1", KycStatus::Pending),
+            &format!("body {i}"),
+            at(i * 1000),
+        );
+    }
+    let events = |db: &Connection| sql(db, "SELECT COUNT(*) AS n FROM events");
+    assert_eq!(events(&db), 25);
+    // Nothing is pruned before it is folded into the tallies.
+    run(&db, &prune(at(100_000), 10));
+    assert_eq!(events(&db), 25);
+    batch(&db, &fold());
+    run(&db, &prune(at(20_000), 10));
+    assert_eq!(events(&db), 15, "at most a batch per run");
+    run(&db, &prune(at(20_000), 10));
+    assert_eq!(events(&db), 5, "only those older than the cut-off");
+    run(&db, &prune(at(20_000), 10));
+    assert_eq!(events(&db), 5);
+    assert_eq!(
+        tallies(&db)["webhook.accepted.argos"],
+        25,
+        "pruning keeps the counts"
+    );
+}
+
+#[test]
+fn pruning_reads_a_range_of_ids_never_the_table() {
+    let db = database();
+    let plan = query_plan(&db, &prune(at(0), 500));
+    assert!(
+        plan.iter()
+            .any(|step| step == "SEARCH events USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"),
+        "{plan:?}"
+    );
+    assert!(
+        !plan.iter().any(|step| step.starts_with("SCAN")),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn the_fold_counts_every_event_once() {
+    let db = database();
+    let event = webhook("u1", KycStatus::Pending);
+    deliver(&db, &event, "a", at(0));
+    deliver(&db, &event, "a", at(1));
+    deliver(&db, &event, "b", at(2));
+    run(
+        &db,
+        &Statement::new(
+            "INSERT INTO events (provider, ref, type, at, from_status, to_status, drift) \
+             VALUES ('argos', 'u1', 'change', 3, 'unknown', 'pending', 0), \
+                    ('argos', 'u1', 'change', 4, 'pending', 'approved', 1)",
+            vec![],
+        ),
+    );
+    let folded = batch(&db, &fold());
+    assert_eq!(
+        folded[0].len(),
+        3,
+        "webhook, duplicate and change rows: {:?}",
+        folded[0]
+    );
+    let t = tallies(&db);
+    assert_eq!(t[&Tally::Accepted(Provider::Argos).name()], 2);
+    assert_eq!(t[&Tally::Duplicates(Provider::Argos).name()], 1);
+    assert_eq!(t[&Tally::Changes(Provider::Argos).name()], 2);
+    assert_eq!(t[&Tally::Drift(Provider::Argos).name()], 1);
+    // Folding again adds nothing.
+    let again = batch(&db, &fold());
+    assert!(again[0].is_empty());
+    assert_eq!(tallies(&db), t);
+}
+
+#[test]
+fn every_list_filter_and_cursor_is_served_by_an_index() {
+    let db = database();
+    let mut combinations = 0;
+    for provider in [None, Some(Provider::Argos)] {
+        // A cursor comes from a page of the same listing.
+        let cursor = Some((provider.unwrap_or(Provider::Align), r("c-9")));
+        for status in [None, Some(KycStatus::Pending)] {
+            for external_id in [None, Some("user-1".to_owned())] {
+                for after in [None, cursor.clone()] {
+                    let filter = super::subjects::ListFilter {
+                        provider,
+                        status,
+                        external_id: external_id.clone(),
+                        after,
+                        limit: 50,
+                    };
+                    let statement = super::subjects::list(&filter);
+                    let plan = query_plan(&db, &statement).join("; ");
+                    assert!(!plan.contains("SCAN subjects"), "{filter:?}: {plan}");
+                    assert!(!plan.contains("TEMP B-TREE"), "sorted in the index: {plan}");
+                    let expected = match (&filter.external_id, filter.status, filter.provider) {
+                        (Some(_), _, _) => "USING INDEX subjects_by_external_id (external_id=?",
+                        (None, Some(_), Some(_)) => {
+                            "USING INDEX subjects_by_status (status=? AND provider=?"
+                        }
+                        (None, Some(_), None) => {
+                            "USING INDEX subjects_by_status (status=? AND (provider,ref)>(?,?))"
+                        }
+                        (None, None, Some(_)) if filter.after.is_some() => {
+                            "USING PRIMARY KEY (provider=? AND ref>?)"
+                        }
+                        (None, None, Some(_)) => "USING PRIMARY KEY (provider=?)",
+                        (None, None, None) => "USING PRIMARY KEY ((provider,ref)>(?,?))",
+                    };
+                    assert!(plan.contains(expected), "{filter:?}: {plan}");
+                    combinations += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(combinations, 16);
+}
+
+#[test]
+fn list_pages_are_stable_under_inserts() {
+    let db = database();
+    for id in ["a", "c", "e"] {
+        batch(
+            &db,
+            &register(Provider::Align, &r(id), RefKind::User, None, at(0)),
+        );
+    }
+    let page = |after: Option<(Provider, SubjectRef)>| -> Vec<String> {
+        let filter = super::subjects::ListFilter {
+            after,
+            limit: 2,
+            ..Default::default()
+        };
+        run(&db, &super::subjects::list(&filter))
+            .iter()
+            .map(|found| row::<SubjectRow>(found).unwrap().subject_ref.to_string())
+            .collect()
+    };
+    assert_eq!(page(None), ["a", "c"]);
+    // A subject inserted before the cursor does not shift the next page.
+    batch(
+        &db,
+        &register(Provider::Align, &r("b"), RefKind::User, None, at(1)),
+    );
+    assert_eq!(page(Some((Provider::Align, r("c")))), ["e"]);
+    // A provider's listing with a cursor from before or after its keys.
+    let by_provider = |provider, after| -> usize {
+        let filter = super::subjects::ListFilter {
+            provider: Some(provider),
+            after,
+            limit: 10,
+            ..Default::default()
+        };
+        run(&db, &super::subjects::list(&filter)).len()
+    };
+    assert_eq!(
+        by_provider(Provider::Align, Some((Provider::Align, r("b")))),
+        2
+    );
+    assert_eq!(
+        by_provider(Provider::Argos, Some((Provider::Align, r("z")))),
+        0
+    );
+    assert_eq!(
+        by_provider(Provider::Align, Some((Provider::Argos, r("a")))),
+        0
+    );
+}

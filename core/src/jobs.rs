@@ -1,0 +1,65 @@
+//! Queue jobs: what webhooks, the cron and refreshes ask the consumer to do. Plain data;
+//! they travel as JSON text, so a message from another producer or an older version cannot
+//! fail a whole batch's deserialization.
+
+use crate::observation::Observation;
+use crate::subject::{Provider, RefKind, SubjectRef};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum Job {
+    Reconcile(ReconcileJob),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileJob {
+    pub provider: Provider,
+    pub subject_ref: SubjectRef,
+    pub ref_kind: RefKind,
+    /// A reading the webhook proved by itself; applied without a fetch when it is newer.
+    #[serde(default)]
+    pub trusted: Option<Observation>,
+    /// Ask for AML results too (an AML webhook triggered the check).
+    #[serde(default)]
+    pub aml: bool,
+}
+
+impl Job {
+    pub fn encode(&self) -> String {
+        // Serializing plain data with derived impls cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn decode(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_round_trip_and_older_messages_still_read() {
+        let job = Job::Reconcile(ReconcileJob {
+            provider: Provider::Argos,
+            subject_ref: SubjectRef::parse("u1").unwrap(),
+            ref_kind: RefKind::User,
+            trusted: None,
+            aml: true,
+        });
+        assert_eq!(Job::decode(&job.encode()).unwrap(), job);
+        // Queued by the previous version (a `run` field, no `aml`).
+        let old = r#"{"job":"reconcile","provider":"align","subject_ref":"c1","ref_kind":"user","trusted":null,"run":1700000000000}"#;
+        assert!(matches!(
+            Job::decode(old),
+            Ok(Job::Reconcile(ReconcileJob { aml: false, .. }))
+        ));
+        assert!(Job::decode(r#"{"job":"explode"}"#).is_err());
+        assert!(Job::decode(
+            r#"{"job":"reconcile","provider":"align","subject_ref":"a/b","ref_kind":"user"}"#
+        )
+        .is_err());
+    }
+}

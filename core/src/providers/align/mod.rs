@@ -1,0 +1,398 @@
+//! Align (AlignLabs): `x-hmac-signature` webhooks and `GET /v0/customers/{id}`.
+//! Protocol facts: shared/reference/providers.md §1.
+
+mod signature;
+mod wire;
+
+pub use signature::verify as verify_signature;
+pub use wire::{map_status, KycReading};
+
+use super::{
+    event_kind, join_url, json_error, AnswerError, CheckTarget, InboundWebhook, IngressError,
+    ProviderProtocol, StatusCheck, StatusRequest, WebhookEvent, WebhookSubject,
+};
+use crate::headers;
+use crate::observation::{Observation, Source};
+use crate::secret::Secret;
+use crate::subject::{RefKind, SubjectRef};
+use crate::time::{parse_rfc3339, Timestamp};
+use crate::transition::Announcement;
+use serde_json::Value;
+use wire::{read_kycs, WireCustomer, WireEvent};
+
+pub const KYCS_UPDATED: &str = "customer.kycs.updated";
+
+#[derive(Debug, Clone)]
+pub struct Align {
+    api_key: Secret,
+    api_base: String,
+}
+
+impl Align {
+    pub fn new(api_key: Secret, api_base: String) -> Self {
+        Self { api_key, api_base }
+    }
+}
+
+impl ProviderProtocol for Align {
+    fn authenticate(&self, webhook: &InboundWebhook<'_>) -> Result<(), IngressError> {
+        let signature = (webhook.header)(headers::ALIGN_SIGNATURE);
+        verify_signature(&self.api_key, webhook.body, signature.as_deref())
+    }
+
+    fn parse_webhook(
+        &self,
+        body: &[u8],
+        received_at: Timestamp,
+    ) -> Result<WebhookEvent, IngressError> {
+        let wire: WireEvent =
+            serde_json::from_slice(body).map_err(|e| IngressError::Malformed(json_error(&e)))?;
+        let event_type = wire
+            .event_type
+            .ok_or_else(|| IngressError::Malformed("event_type is missing".into()))?;
+        let entity_id = wire
+            .entity_id
+            .ok_or_else(|| IngressError::Malformed("entity_id is missing".into()))?;
+        // A timestamp later than its arrival cannot be true; capping it keeps a skewed clock
+        // from outranking the polls that follow.
+        let provider_at = wire
+            .created_at
+            .as_ref()
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339)
+            .map(|at| at.min(received_at));
+        let event = |subject, kind: String, announces, trusted| WebhookEvent {
+            subject,
+            kind,
+            provider_at,
+            announces,
+            trusted,
+            about_aml: false,
+        };
+        let about_customer =
+            event_type == KYCS_UPDATED || wire.entity_type.as_deref() == Some("customer");
+        if !about_customer {
+            return Ok(event(
+                None,
+                event_kind(Some(&event_type)),
+                Announcement::Nothing,
+                None,
+            ));
+        }
+        let subject_ref = SubjectRef::parse(&entity_id)
+            .map_err(|e| IngressError::Malformed(format!("entity_id {e}")))?;
+        let subject = Some(WebhookSubject {
+            subject_ref,
+            ref_kind: RefKind::User,
+        });
+        if event_type != KYCS_UPDATED {
+            return Ok(event(
+                subject,
+                event_kind(Some(&event_type)),
+                Announcement::Nothing,
+                None,
+            ));
+        }
+        let Some(customer) = wire.entity_object else {
+            // Older payloads carry no entity_object: the fetch decides.
+            return Ok(event(
+                subject,
+                KYCS_UPDATED.to_owned(),
+                Announcement::AnyChange,
+                None,
+            ));
+        };
+        if customer.customer_id.is_some_and(|id| id != entity_id) {
+            return Err(IngressError::Malformed(
+                "entity_object.customer_id differs from entity_id".into(),
+            ));
+        }
+        let reading = read_kycs(customer.kycs.as_ref()).map_err(IngressError::Malformed)?;
+        let trusted = provider_at.map(|at| Observation {
+            status: reading.status,
+            provider_status: reading.provider_status.clone(),
+            sub_status: reading.sub_status.clone(),
+            aml: None,
+            status_at: Some(at),
+            observed_at: at,
+            source: Source::Webhook,
+            no_record: false,
+        });
+        Ok(event(
+            subject,
+            KYCS_UPDATED.to_owned(),
+            Announcement::Status(reading.status),
+            trusted,
+        ))
+    }
+
+    fn check(&self, target: CheckTarget) -> Box<dyn StatusCheck + '_> {
+        Box::new(CustomerCheck {
+            align: self,
+            subject_ref: target.subject_ref,
+            sent: false,
+            customer: None,
+        })
+    }
+}
+
+/// One `GET /v0/customers/{id}`. Align's answer carries no decision time, so the reading is
+/// stamped with when the request was sent.
+struct CustomerCheck<'a> {
+    align: &'a Align,
+    subject_ref: SubjectRef,
+    sent: bool,
+    customer: Option<KycReading>,
+}
+
+impl StatusCheck for CustomerCheck<'_> {
+    fn next_request(&mut self) -> Option<StatusRequest> {
+        if self.sent {
+            return None;
+        }
+        self.sent = true;
+        Some(StatusRequest {
+            url: join_url(
+                &self.align.api_base,
+                &format!("/v0/customers/{}", self.subject_ref),
+            ),
+            headers: vec![(
+                headers::ALIGN_AUTHORIZATION,
+                self.align.api_key.expose().to_owned(),
+            )],
+        })
+    }
+
+    fn read(&mut self, body: &[u8], _received_at: Timestamp) -> Result<(), AnswerError> {
+        let customer: WireCustomer =
+            serde_json::from_slice(body).map_err(|e| AnswerError::Malformed(json_error(&e)))?;
+        if customer
+            .customer_id
+            .is_some_and(|id| id != self.subject_ref.as_str())
+        {
+            return Err(AnswerError::WrongSubject);
+        }
+        self.customer = Some(read_kycs(customer.kycs.as_ref()).map_err(AnswerError::Malformed)?);
+        Ok(())
+    }
+
+    fn conclude(self: Box<Self>, sent_at: Timestamp) -> Result<Observation, AnswerError> {
+        let reading = self
+            .customer
+            .ok_or_else(|| AnswerError::Malformed("no answer was read".into()))?;
+        Ok(Observation {
+            status: reading.status,
+            provider_status: reading.provider_status,
+            sub_status: reading.sub_status,
+            aml: None,
+            status_at: None,
+            observed_at: sent_at,
+            source: Source::Poll,
+            no_record: false,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::status::KycStatus;
+    use crate::time::{from_millis, millis};
+
+    const KEY: &str = include_str!("../../../tests/fixtures/align/key.txt");
+
+    /// 2026-11-17, after every fixture's created_at.
+    fn now() -> Timestamp {
+        from_millis(1_795_000_000_000).unwrap()
+    }
+
+    pub(crate) fn key() -> Secret {
+        Secret::new(KEY).unwrap()
+    }
+
+    fn align() -> Align {
+        Align::new(key(), "http://127.0.0.1:9/".into())
+    }
+
+    macro_rules! vector {
+        ($name:literal) => {
+            (
+                include_bytes!(concat!("../../../tests/fixtures/align/", $name, ".json"))
+                    .as_slice(),
+                include_str!(concat!("../../../tests/fixtures/align/", $name, ".sig")),
+            )
+        };
+    }
+
+    pub(crate) const VECTORS: [(&[u8], &str); 4] = [
+        vector!("kycs_updated_object"),
+        vector!("kycs_updated_array"),
+        vector!("kycs_updated_bare"),
+        vector!("onramp_status"),
+    ];
+
+    #[test]
+    fn authenticate_reads_the_header() {
+        let (body, sig) = VECTORS[0];
+        let header = |name: &str| (name == "x-hmac-signature").then(|| sig.to_owned());
+        let webhook = InboundWebhook {
+            path_token: None,
+            client_ip: None,
+            header: &header,
+            body,
+        };
+        assert_eq!(align().authenticate(&webhook), Ok(()));
+        let none = |_: &str| None;
+        let unsigned = InboundWebhook {
+            header: &none,
+            ..webhook
+        };
+        assert!(align().authenticate(&unsigned).is_err());
+    }
+
+    #[test]
+    fn kycs_object_is_a_trusted_reading_at_created_at() {
+        let event = align().parse_webhook(VECTORS[0].0, now()).unwrap();
+        let created_at = parse_rfc3339("2026-11-20T10:15:30.250Z").unwrap();
+        // now() is before created_at: the claim is capped to its arrival.
+        assert_eq!(event.provider_at, Some(created_at.min(now())));
+        let later = created_at + millis(1000);
+        let event = align().parse_webhook(VECTORS[0].0, later).unwrap();
+        assert_eq!(event.kind, KYCS_UPDATED);
+        assert_eq!(
+            event.subject.unwrap().subject_ref.as_str(),
+            "123e4567-e89b-12d3-a456-426614174000"
+        );
+        assert_eq!(event.announces, Announcement::Status(KycStatus::Approved));
+        assert!(!event.about_aml);
+        let trusted = event.trusted.unwrap();
+        assert_eq!(trusted.status, KycStatus::Approved);
+        assert_eq!(
+            trusted.sub_status.as_deref(),
+            Some("kyc_form_submission_accepted")
+        );
+        assert_eq!(trusted.observed_at, created_at);
+        assert_eq!(trusted.source, Source::Webhook);
+    }
+
+    #[test]
+    fn kycs_array_reads_its_first_element() {
+        let event = align()
+            .parse_webhook(VECTORS[1].0, now() + millis(1_000_000_000))
+            .unwrap();
+        assert_eq!(
+            event.announces,
+            Announcement::Status(KycStatus::ResubmissionRequired)
+        );
+        let trusted = event.trusted.unwrap();
+        assert_eq!(trusted.provider_status.as_deref(), Some("rejected"));
+        assert_eq!(
+            trusted.observed_at,
+            parse_rfc3339("2026-11-20T10:00:00Z").unwrap()
+        );
+    }
+
+    #[test]
+    fn without_entity_object_the_webhook_is_only_a_trigger() {
+        let event = align().parse_webhook(VECTORS[2].0, now()).unwrap();
+        assert!(event.subject.is_some());
+        assert_eq!(event.announces, Announcement::AnyChange);
+        assert_eq!(event.trusted, None);
+    }
+
+    #[test]
+    fn other_event_types_are_recorded_not_applied() {
+        let event = align().parse_webhook(VECTORS[3].0, now()).unwrap();
+        assert_eq!(event.kind, "onramp_transfer.status.updated");
+        assert_eq!(event.subject, None);
+        assert_eq!(event.announces, Announcement::Nothing);
+        assert_eq!(event.trusted, None);
+        let unknown =
+            br#"{"event_type":"customer.created","entity_id":"c1","entity_type":"customer"}"#;
+        let event = align().parse_webhook(unknown, now()).unwrap();
+        assert_eq!(event.subject.unwrap().subject_ref.as_str(), "c1");
+        assert_eq!(event.trusted, None);
+    }
+
+    #[test]
+    fn an_unparseable_created_at_is_not_trusted() {
+        let body = br#"{"event_type":"customer.kycs.updated","entity_id":"c1","created_at":"yesterday","entity_object":{"kycs":{"status":"approved"}}}"#;
+        let event = align().parse_webhook(body, now()).unwrap();
+        assert_eq!(event.announces, Announcement::Status(KycStatus::Approved));
+        assert_eq!(event.trusted, None);
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused_without_quoting_them() {
+        let cases: [&[u8]; 6] = [
+            b"not json",
+            br#"{"entity_id":"c1"}"#,
+            br#"{"event_type":"customer.kycs.updated"}"#,
+            br#"{"event_type":"customer.kycs.updated","entity_id":"a/b"}"#,
+            br#"{"event_type":"customer.kycs.updated","entity_id":"c1","entity_object":{"customer_id":"c2"}}"#,
+            br#"{"event_type":"customer.kycs.updated","entity_id":"c1","entity_object":{"kycs":"jane@example.com"}}"#,
+        ];
+        for body in cases {
+            match align().parse_webhook(body, now()) {
+                Err(IngressError::Malformed(why)) => assert!(!why.contains("jane"), "{why}"),
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+    }
+
+    fn target(id: &str) -> CheckTarget {
+        CheckTarget {
+            subject_ref: SubjectRef::parse(id).unwrap(),
+            ref_kind: RefKind::User,
+            aml: false,
+        }
+    }
+
+    #[test]
+    fn a_check_is_one_request_with_the_raw_key() {
+        let align = align();
+        let mut check = align.check(target("c-1"));
+        let request = check.next_request().unwrap();
+        assert_eq!(request.url, "http://127.0.0.1:9/v0/customers/c-1");
+        assert_eq!(request.headers, vec![("authorization", KEY.to_owned())]);
+        check
+            .read(br#"{"customer_id":"c-1","kycs":null}"#, now())
+            .unwrap();
+        assert_eq!(check.next_request(), None);
+    }
+
+    #[test]
+    fn an_answer_is_stamped_with_when_the_request_was_sent() {
+        let align = align();
+        let mut check = align.check(target("c-1"));
+        check.next_request();
+        let body = br#"{"customer_id":"c-1","email":"a@b.c","kycs":{"status":"pending","sub_status":"kyc_form_submission_started"}}"#;
+        let sent_at = now() - millis(3_000);
+        check.read(body, now()).unwrap();
+        let observation = check.conclude(sent_at).unwrap();
+        assert_eq!(
+            (
+                observation.status,
+                observation.observed_at,
+                observation.source
+            ),
+            (KycStatus::Pending, sent_at, Source::Poll)
+        );
+    }
+
+    #[test]
+    fn answers_about_someone_else_or_unreadable_are_errors() {
+        let align = align();
+        let mut check = align.check(target("c-1"));
+        check.next_request();
+        assert_eq!(
+            check.read(br#"{"customer_id":"c-2","kycs":null}"#, now()),
+            Err(AnswerError::WrongSubject)
+        );
+        assert!(check.read(b"<html>", now()).is_err());
+        assert!(
+            check.conclude(now()).is_err(),
+            "no answer read, no observation"
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! ARGOS Identity ID Check: `webhook_trigger` webhooks and `GET /v3/submission`.
+//! Protocol facts: shared/reference/providers.md §2.
+//!
+//! ARGOS signs nothing. A webhook is accepted on a secret URL token and, when configured, the
+//! sender's address; its body (even a decrypted one: ECB has no integrity) is never trusted.
+//! Every webhook is only a trigger, and the API answer decides the status.
+
+mod envelope;
+mod submissions;
+mod webhook;
+
+use super::{
+    CheckTarget, InboundWebhook, IngressError, ProviderProtocol, StatusCheck, WebhookEvent,
+};
+use crate::secret::Secret;
+use crate::status::KycStatus;
+use crate::time::{parse_argos, parse_rfc3339, Timestamp};
+use serde_json::Value;
+use std::net::IpAddr;
+use submissions::SubmissionsCheck;
+
+/// How webhook bodies arrive (`ARGOS_ENCRYPTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encryption {
+    /// Plain JSON.
+    Off,
+    /// `{"data": "<base64>"}`: AES-256-ECB with key = SHA-256(API key), PKCS#7 padding.
+    Aes256Ecb,
+}
+
+/// Pages of a user's submissions one check reads at most (50 submissions a page).
+pub const DEFAULT_MAX_PAGES: u32 = 10;
+
+#[derive(Debug, Clone)]
+pub struct Argos {
+    api_key: Secret,
+    webhook_token: Secret,
+    api_base: String,
+    /// Empty = any address (the URL token still applies).
+    allowed_ips: Vec<IpAddr>,
+    encryption: Encryption,
+    max_pages: u32,
+}
+
+impl Argos {
+    pub fn new(
+        api_key: Secret,
+        webhook_token: Secret,
+        api_base: String,
+        allowed_ips: Vec<IpAddr>,
+        encryption: Encryption,
+        max_pages: u32,
+    ) -> Self {
+        Self {
+            api_key,
+            webhook_token,
+            api_base,
+            allowed_ips,
+            encryption,
+            max_pages,
+        }
+    }
+}
+
+/// Webhooks carry ISO-8601, the API `YYYY-MM-DD-HH-MM-SS-ZZZ`; the two cannot be confused,
+/// so either is read wherever it appears. Anything else is absent.
+fn timestamp(value: &Value) -> Option<Timestamp> {
+    let text = value.as_str()?;
+    parse_rfc3339(text).or_else(|| parse_argos(text))
+}
+
+/// ARGOS result words (`kyc_result.status`, `data.kyc_result`, `kyc.result`). The docs
+/// misspell "imcomplete" once (§2.6), so that spelling means the same.
+fn map_result(word: &str) -> Option<KycStatus> {
+    match word.trim() {
+        "approved" => Some(KycStatus::Approved),
+        "rejected" => Some(KycStatus::Rejected),
+        "pending" => Some(KycStatus::Pending),
+        "incomplete" | "imcomplete" => Some(KycStatus::Incomplete),
+        _ => None,
+    }
+}
+
+impl ProviderProtocol for Argos {
+    /// The URL token first (constant time), then the sender's address when a list is set.
+    fn authenticate(&self, webhook: &InboundWebhook<'_>) -> Result<(), IngressError> {
+        if !self.webhook_token.matches(webhook.path_token.unwrap_or("")) {
+            return Err(IngressError::Unauthenticated("invalid webhook token"));
+        }
+        if self.allowed_ips.is_empty() {
+            return Ok(());
+        }
+        let client = webhook
+            .client_ip
+            .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
+            .ok_or(IngressError::Forbidden(
+                "client address is missing or not an IP address",
+            ))?;
+        // Canonical forms, so `::ffff:52.78.194.237` matches `52.78.194.237`.
+        let allowed = self
+            .allowed_ips
+            .iter()
+            .any(|ip| ip.to_canonical() == client.to_canonical());
+        if allowed {
+            Ok(())
+        } else {
+            Err(IngressError::Forbidden("client address is not allowed"))
+        }
+    }
+
+    fn parse_webhook(
+        &self,
+        body: &[u8],
+        received_at: Timestamp,
+    ) -> Result<WebhookEvent, IngressError> {
+        match self.encryption {
+            Encryption::Off => webhook::read(body, received_at),
+            Encryption::Aes256Ecb => {
+                webhook::read(&envelope::decrypt(&self.api_key, body)?, received_at)
+            }
+        }
+    }
+
+    fn check(&self, target: CheckTarget) -> Box<dyn StatusCheck + '_> {
+        Box::new(SubmissionsCheck::new(self, target))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,156 @@
+//! Time: every timestamp in the core is a `DateTime<Utc>`; storage and the queue carry
+//! milliseconds since the Unix epoch (D1 has no date type, and no BigInt: ms stay exact).
+//! Parsers for the formats providers send, all with chrono.
+
+pub use chrono::TimeDelta;
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+
+pub type Timestamp = DateTime<Utc>;
+
+/// The timestamp `ms` milliseconds after the epoch; `None` outside chrono's range.
+pub fn from_millis(ms: i64) -> Option<Timestamp> {
+    DateTime::from_timestamp_millis(ms)
+}
+
+/// The epoch: "never" for ordering marks (an observation newer than nothing).
+pub fn epoch() -> Timestamp {
+    DateTime::UNIX_EPOCH
+}
+
+pub fn millis(duration: i64) -> TimeDelta {
+    TimeDelta::milliseconds(duration)
+}
+
+pub fn seconds(duration: i64) -> TimeDelta {
+    TimeDelta::seconds(duration)
+}
+
+/// RFC 3339 with a zone (`2023-07-06T02:01:03.494Z`, `…+09:00`), as ARGOS webhooks and
+/// (assumed) Align's `created_at` carry it. A time without a zone is refused: guessing one
+/// would misorder observations.
+pub fn parse_rfc3339(value: &str) -> Option<Timestamp> {
+    DateTime::parse_from_rfc3339(value.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// ARGOS API timestamps: `YYYY-MM-DD-HH-MM-SS-ZZZ`, UTC, `ZZZ` = milliseconds.
+pub fn parse_argos(value: &str) -> Option<Timestamp> {
+    NaiveDateTime::parse_from_str(value.trim(), "%Y-%m-%d-%H-%M-%S-%3f")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// The HTTP-date form of `Retry-After` (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn parse_http_date(value: &str) -> Option<Timestamp> {
+    DateTime::parse_from_rfc2822(value.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// `2026-11-22T03:56:50.123Z`: what the API and notifications show.
+pub fn format(at: Timestamp) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Serde for timestamps stored as milliseconds (D1 columns, queue messages).
+pub mod as_millis {
+    pub use chrono::serde::ts_milliseconds::{deserialize, serialize};
+
+    pub mod option {
+        pub use chrono::serde::ts_milliseconds_option::{deserialize, serialize};
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Reference values from `date -u -d '<time>' +%s%3N`.
+    const JUL_6_2023_020103_494: i64 = 1_688_608_863_494;
+
+    fn ms(at: Option<Timestamp>) -> Option<i64> {
+        at.map(|t| t.timestamp_millis())
+    }
+
+    #[test]
+    fn rfc3339_with_z_and_millis() {
+        assert_eq!(
+            ms(parse_rfc3339("2023-07-06T02:01:03.494Z")),
+            Some(JUL_6_2023_020103_494)
+        );
+    }
+
+    #[test]
+    fn rfc3339_with_offsets_and_precision() {
+        for (input, expected) in [
+            ("2023-07-06T11:01:03.494+09:00", JUL_6_2023_020103_494),
+            ("2023-07-05T21:01:03.494-05:00", JUL_6_2023_020103_494),
+            // Finer than milliseconds: storage keeps whole milliseconds (truncated).
+            ("2023-07-06T02:01:03.494999Z", JUL_6_2023_020103_494),
+            ("2023-07-06T02:01:03Z", JUL_6_2023_020103_494 - 494),
+            ("2023-07-06T02:01:03.4Z", JUL_6_2023_020103_494 - 94),
+            (" 2023-07-06T02:01:03.494Z\n", JUL_6_2023_020103_494),
+        ] {
+            assert_eq!(ms(parse_rfc3339(input)), Some(expected), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_rejects_zoneless_and_invalid_dates() {
+        for bad in [
+            "2023-07-06T02:01:03.494",
+            "2023-07-06T02:01:03",
+            "2023-02-29T00:00:00Z",
+            "2023-13-01T00:00:00Z",
+            "2023-07-06T24:00:00Z",
+            "2023-07-06T02:01:03.Z",
+            "2023-07-06T02:01:03+0900",
+            "not a date at all, really",
+            "",
+            "2023-07-06T02:01:03éZ",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
+        }
+        assert!(parse_rfc3339("2024-02-29T00:00:00Z").is_some());
+    }
+
+    #[test]
+    fn argos_api_format() {
+        assert_eq!(
+            ms(parse_argos("2023-07-06-02-01-03-494")),
+            Some(JUL_6_2023_020103_494)
+        );
+        for bad in [
+            "2023-07-06-02-01-03",
+            "2023-07-06T02:01:03.494Z",
+            "2023-07-06-02-01-03-4940",
+            "2023-07-06-25-01-03-494",
+            "2023-02-29-00-00-00-000",
+        ] {
+            assert_eq!(parse_argos(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            ms(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT")),
+            Some(784_111_777_000)
+        );
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        assert_eq!(parse_http_date("soon"), None);
+    }
+
+    #[test]
+    fn formatting_round_trips_through_milliseconds() {
+        for value in [0, JUL_6_2023_020103_494, 1_951_610_400_001, 951_782_400_000] {
+            let at = from_millis(value).unwrap();
+            assert_eq!(ms(parse_rfc3339(&format(at))), Some(value), "{value}");
+        }
+        assert_eq!(
+            format(from_millis(JUL_6_2023_020103_494).unwrap()),
+            "2023-07-06T02:01:03.494Z"
+        );
+    }
+}
