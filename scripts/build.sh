@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 inputs=()
-for path in src core/src Cargo.toml core/Cargo.toml Cargo.lock .cargo; do
+for path in src core/src Cargo.toml core/Cargo.toml Cargo.lock .cargo scripts/build.sh scripts/strip-names.mjs; do
   [ -e "$path" ] && inputs+=("$path")
 done
 if [ -f build/index.js ] && [ -f build/index_bg.wasm ] && [ -f Cargo.lock ] &&
@@ -27,3 +27,4 @@ fi
 export WASM_BINDGEN_BIN WASM_OPT_BIN
 
 worker-build --release
+node scripts/strip-names.mjs build/index_bg.wasm

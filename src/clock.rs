@@ -1,5 +1,7 @@
 //! The only place the adapter reads the clock (`SystemTime` traps on wasm32).
 
-pub fn now() -> i64 {
-    worker::Date::now().as_millis() as i64
+use kyc_core::time::{epoch, from_millis, Timestamp};
+
+pub fn now() -> Timestamp {
+    from_millis(worker::Date::now().as_millis() as i64).unwrap_or_else(epoch)
 }

@@ -1,57 +1,115 @@
-//! One error type for the HTTP surface: a status, a stable code and a message that is safe
-//! to show (no secrets, no payload content). Details of 500s go to the log only.
+//! The errors of the adapter's boundaries: storage (`StoreError`) and the HTTP answer
+//! (`ApiError`, whose status comes from a fixed code). A 500 says little; the log says why,
+//! without payload content or secrets.
 
+use kyc_core::api::ErrorCode;
+use kyc_core::config::ConfigError;
 use serde_json::json;
-use worker::{console_error, Response};
+use std::fmt;
+use worker::Response;
 
+/// A failure of D1, KV or the Queue, or a row this version cannot read.
+#[derive(Debug)]
+pub enum StoreError {
+    D1(String),
+    Kv(String),
+    Queue(String),
+    /// A stored row that does not deserialize into its typed shape.
+    Unreadable(String),
+    /// The invocation spent its plan's subrequests; the work is retried later.
+    OverBudget,
+    /// Other writers won this many compare-and-sets in a row; the work is retried later.
+    Contended(u32),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::D1(why) => write!(f, "D1: {why}"),
+            StoreError::Kv(why) => write!(f, "KV: {why}"),
+            StoreError::Queue(why) => write!(f, "queue: {why}"),
+            StoreError::Unreadable(why) => write!(f, "unreadable row: {why}"),
+            StoreError::OverBudget => f.write_str("subrequest budget spent"),
+            StoreError::Contended(n) => write!(f, "{n} write conflicts in a row"),
+        }
+    }
+}
+
+/// An error answer: a code (which fixes the status), a message safe to show, and for a 405
+/// the methods the path allows.
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: u16,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
+    pub allow: Option<&'static str>,
+    /// What the log records about a 500 (never sent).
+    pub cause: Option<String>,
 }
 
 impl ApiError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
+            allow: None,
+            cause: None,
         }
     }
 
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(404, "not_found", message)
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "bad_request", message)
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(401, "unauthorized", message)
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::new(ErrorCode::MethodNotAllowed, format!("allowed: {allow}"))
+        }
     }
 
     pub fn into_response(self) -> worker::Result<Response> {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
-        Ok(Response::from_json(&body)?.with_status(self.status))
+        let body = json!({ "error": { "code": self.code.as_str(), "message": self.message } });
+        let mut response = Response::from_json(&body)?.with_status(self.code.status());
+        if let Some(allow) = self.allow {
+            response.headers_mut().set("allow", allow)?;
+        }
+        Ok(response)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        Self {
+            cause: Some(error.to_string()),
+            ..Self::new(ErrorCode::Internal, "internal error")
+        }
     }
 }
 
 impl From<worker::Error> for ApiError {
     fn from(error: worker::Error) -> Self {
-        console_error!("internal error: {error}");
-        Self::new(500, "internal", "internal error")
+        Self {
+            cause: Some(error.to_string()),
+            ..Self::new(ErrorCode::Internal, "internal error")
+        }
     }
 }
 
-impl From<kyc_core::config::ConfigError> for ApiError {
-    fn from(error: kyc_core::config::ConfigError) -> Self {
-        console_error!("configuration error: {error}");
-        Self::new(
-            500,
-            "misconfigured",
-            format!("configuration error: {error}"),
-        )
+/// The variable's name and problem go to the log; an unauthenticated caller of a webhook
+/// route learns only that the deployment is misconfigured.
+impl From<ConfigError> for ApiError {
+    fn from(error: ConfigError) -> Self {
+        Self {
+            cause: Some(format!("configuration error: {error}")),
+            ..Self::new(ErrorCode::ConfigurationError, "configuration_error")
+        }
     }
 }

@@ -1,16 +1,23 @@
 //! kyc-edge: the worker adapter. Routes, storage and outbound calls live here; every
 //! decision is made by `kyc_core`, which has no worker types and is tested on the host.
 
+mod calls;
 mod clock;
 mod config;
+mod consumer;
 mod cron;
+mod d1;
 mod error;
-mod jobs;
+mod kv;
+mod log;
 mod outbound;
+mod queue;
+mod random;
 mod reconcile;
 mod routes;
-mod store;
+mod services;
 
+use kyc_core::time::{epoch, from_millis};
 use worker::{
     event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent,
 };
@@ -24,11 +31,12 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 /// Each message is acked or retried on its own.
 #[event(queue)]
 async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {
-    jobs::consume(&batch, &env).await;
+    consumer::consume(&batch, &env).await;
     Ok(())
 }
 
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    cron::run(event.schedule() as i64, &env).await;
+    let scheduled_at = from_millis(event.schedule() as i64).unwrap_or_else(epoch);
+    cron::run(scheduled_at, &env).await;
 }

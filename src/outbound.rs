@@ -1,59 +1,72 @@
-//! Provider API calls, with a timeout.
+//! Outbound GETs to provider APIs, with a timeout. A non-2xx answer, a timeout and a
+//! transport failure are typed errors; a 2xx answer is its body.
 
+use crate::calls::{Call, Calls};
+use crate::clock;
 use futures_util::future::{select, Either};
 use kyc_core::headers::RETRY_AFTER;
+use kyc_core::outbound::OutboundError;
 use kyc_core::providers::StatusRequest;
+use kyc_core::schedule::parse_retry_after;
+use kyc_core::time::TimeDelta;
 use std::time::Duration;
 use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
 
-pub struct Answer {
-    pub status: u16,
-    pub retry_after: Option<String>,
-    pub body: Vec<u8>,
+/// Why a call was not made at all.
+pub enum NotSent {
+    /// The invocation's subrequests are spent.
+    OverBudget,
+    Failed(OutboundError),
 }
 
-/// GET the request; `Err` is a transport failure or a timeout, described without secrets.
-pub async fn get(request: &StatusRequest, timeout_ms: u32) -> Result<Answer, String> {
+pub async fn get(
+    calls: &Calls,
+    request: &StatusRequest,
+    timeout: TimeDelta,
+) -> Result<Vec<u8>, NotSent> {
+    calls.spend(Call::Fetch).map_err(|_| NotSent::OverBudget)?;
+    let transport = |_| NotSent::Failed(OutboundError::Transport);
     let headers = Headers::new();
     for (name, value) in &request.headers {
-        headers
-            .set(name, value)
-            .map_err(|_| format!("invalid value for header {name}"))?;
+        headers.set(name, value).map_err(transport)?;
     }
     headers
         .set("accept", "application/json")
-        .map_err(|e| e.to_string())?;
+        .map_err(transport)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
-    let req = Request::new_with_init(&request.url, &init)
-        .map_err(|_| "invalid provider URL".to_owned())?;
+    let req = Request::new_with_init(&request.url, &init).map_err(transport)?;
     let controller = AbortController::default();
     let signal = controller.signal();
     let call = async {
-        let fetch = Fetch::Request(req);
-        let mut response = fetch
+        let mut response = Fetch::Request(req)
             .send_with_signal(&signal)
             .await
-            .map_err(|e| format!("fetch failed: {e}"))?;
+            .map_err(|_| OutboundError::Transport)?;
         let status = response.status_code();
-        let retry_after = response.headers().get(RETRY_AFTER).ok().flatten();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| format!("reading body failed: {e}"))?;
-        Ok(Answer {
-            status,
-            retry_after,
-            body,
-        })
+        if !(200..300).contains(&status) {
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .ok()
+                .flatten()
+                .and_then(|value| parse_retry_after(&value, clock::now()));
+            return Err(OutboundError::Http {
+                status,
+                retry_after,
+            });
+        }
+        response.bytes().await.map_err(|_| OutboundError::Transport)
     };
-    let timeout = Delay::from(Duration::from_millis(u64::from(timeout_ms)));
+    let timeout = Delay::from(Duration::from_millis(
+        timeout.num_milliseconds().max(1) as u64
+    ));
     futures_util::pin_mut!(call);
     match select(call, timeout).await {
-        Either::Left((answer, _)) => answer,
+        Either::Left((answer, _)) => answer.map_err(NotSent::Failed),
         Either::Right(((), _)) => {
             controller.abort();
-            Err(format!("timed out after {timeout_ms} ms"))
+            Err(NotSent::Failed(OutboundError::Timeout))
         }
     }
 }

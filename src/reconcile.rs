@@ -1,266 +1,164 @@
-//! Reconcile one subject: learn its state (a trusted webhook reading or the provider's API),
-//! let the core decide, persist under a version check, project to KV, account for it.
+//! Reconcile one subject: learn its state (a trusted webhook body, or the provider's API
+//! through the protocol's check), let the core plan the write, run the plan as one D1 batch,
+//! and on a lost guard re-read and plan again. Then project the written row to KV.
 
 use crate::clock;
-use crate::jobs::ReconcileJob;
-use crate::outbound;
-use crate::store::bookkeeping::{JobResult, Ledger};
-use crate::store::subjects::{self, SubjectRow};
-use crate::store::{self, kv};
-use kyc_core::config::Config;
-use kyc_core::observation::Observation;
-use kyc_core::providers::ProviderProtocol;
-use kyc_core::schedule::{self, ResponseClass};
-use kyc_core::transition::{decide, is_drift, Decision};
-use worker::{console_error, console_warn, D1Database, Env, Result};
+use crate::d1;
+use crate::error::StoreError;
+use crate::kv;
+use crate::log::Line;
+use crate::outbound::{self, NotSent};
+use crate::services::Services;
+use kyc_core::db::subjects::{self, SubjectRow};
+use kyc_core::jobs::ReconcileJob;
+use kyc_core::outbound::CheckFailure;
+use kyc_core::providers::{CheckTarget, ProviderProtocol};
+use kyc_core::reconcile::{plan, Context, Effect, Outcome, Reading, Written};
+use kyc_core::status::KycStatus;
+use kyc_core::time::format;
 
-/// What the queue should do with the job.
-pub enum Verdict {
-    Done,
-    /// An infrastructure error (D1): run the job again later.
-    Retry,
-}
+/// Writers that raced us get this many re-reads before the job is retried.
+const MAX_CONFLICTS: u32 = 5;
 
-/// Writers that raced us get this many re-decisions before the job is retried.
-const MAX_CONFLICTS: usize = 3;
-
-pub async fn run(env: &Env, config: &Config, job: &ReconcileJob) -> Verdict {
-    match reconcile(env, config, job).await {
-        Ok(()) => Verdict::Done,
-        Err(error) => {
-            console_error!(
-                "reconcile {}/{} failed, retrying: {error}",
-                job.provider,
-                job.subject_ref
-            );
-            Verdict::Retry
-        }
-    }
-}
-
-/// Why a check learned nothing. Never changes a subject's status.
-enum Failure {
-    Transport(String),
-    RateLimited { retry_after: Option<i64> },
-    Http(u16),
-    Malformed(String),
-}
-
-impl Failure {
-    /// A short class for logs and stats; never a response body.
-    fn class(&self) -> String {
-        match self {
-            Failure::Transport(why) if why.starts_with("timed out") => "timeout".into(),
-            Failure::Transport(_) => "transport error".into(),
-            Failure::RateLimited { .. } => "HTTP 429".into(),
-            Failure::Http(status) => format!("HTTP {status}"),
-            Failure::Malformed(_) => "malformed answer".into(),
-        }
-    }
-}
-
-/// A reading and, for a fetch, when the check started.
-struct Reading {
-    observation: Observation,
-    checked_at: Option<i64>,
-}
-
-async fn fetch(
-    protocol: &dyn ProviderProtocol,
-    config: &Config,
-    row: &SubjectRow,
+pub async fn reconcile(
+    services: &Services<'_>,
     job: &ReconcileJob,
-) -> std::result::Result<Reading, Failure> {
-    let checked_at = clock::now();
-    let request = protocol.status_request(&job.subject_ref, row.ref_kind());
-    let answer = outbound::get(&request, config.provider_timeout_ms)
-        .await
-        .map_err(Failure::Transport)?;
-    let fetched_at = clock::now();
-    match schedule::classify_response(answer.status, answer.retry_after.as_deref(), fetched_at) {
-        ResponseClass::Ok => protocol
-            .parse_status(&answer.body, &job.subject_ref, row.ref_kind(), fetched_at)
-            .map(|observation| Reading {
-                observation,
-                checked_at: Some(checked_at),
-            })
-            .map_err(|e| Failure::Malformed(e.to_string())),
-        ResponseClass::RateLimited { retry_after } => Err(Failure::RateLimited { retry_after }),
-        ResponseClass::Transient | ResponseClass::Permanent => Err(Failure::Http(answer.status)),
-    }
-}
-
-async fn reconcile(env: &Env, config: &Config, job: &ReconcileJob) -> Result<()> {
-    let Some(protocol) = config.protocol(job.provider) else {
-        console_warn!(
-            "{} is disabled; dropping its job for {}",
-            job.provider,
-            job.subject_ref
-        );
+    log: &mut Line,
+) -> Result<(), StoreError> {
+    log.set("provider", job.provider.as_str())
+        .set("ref", job.subject_ref.as_str());
+    let Some(protocol) = services.config.protocol(job.provider) else {
+        log.set("outcome", "provider disabled");
         return Ok(());
     };
-    let db = store::db(env)?;
-    let Some((mut row, mut announcements)) =
-        subjects::load_for_reconcile(&db, job.provider, &job.subject_ref).await?
-    else {
-        return Ok(()); // no longer tracked
+    let Some(mut stored) = load(services, job).await? else {
+        log.set("outcome", "not tracked");
+        return Ok(());
     };
-    let trusted = job
+    let outcome = match job
         .trusted
         .as_ref()
-        .filter(|t| t.observed_at > row.observed_at)
-        .map(|t| Reading {
-            observation: t.clone(),
-            checked_at: None,
-        });
-    let fetched = trusted.is_none();
-    let reading = match trusted {
-        Some(reading) => reading,
-        None => match fetch(protocol, config, &row, job).await {
-            Ok(reading) => reading,
-            Err(failure) => return record_failure(env, &db, config, job, &row, failure).await,
-        },
-    };
-    let seed = format!("{}/{}", job.provider, job.subject_ref);
-    for _ in 0..MAX_CONFLICTS {
-        let now = clock::now();
-        let mut ledger = Ledger::new(&db);
-        if fetched {
-            ledger.provider_ok(job.provider, now)?;
+        .filter(|trusted| trusted.observed_at > stored.observed_at)
+    {
+        Some(trusted) => Outcome::Read(Reading {
+            observation: trusted.clone(),
+            polled_at: None,
+        }),
+        None => {
+            let target = CheckTarget {
+                subject_ref: job.subject_ref.clone(),
+                ref_kind: stored.ref_kind,
+                // AML screening runs after approval and can change any time.
+                aml: job.aml || stored.status == KycStatus::Approved,
+            };
+            check(services, protocol, target).await?
         }
-        let result = match decide(&row.recorded(), &reading.observation) {
-            Decision::Stale => JobResult::Unchanged,
-            Decision::Confirmed { observed_at } => {
-                let next = schedule::after_check(
-                    &config.schedule,
-                    row.recorded().status,
-                    false,
-                    row.check_step,
-                    now,
-                    &seed,
-                );
-                if !subjects::confirm(&db, &row, observed_at, reading.checked_at, next).await? {
-                    (row, announcements) = reload(&db, job).await?;
-                    continue;
-                }
-                // KV serves reads: keep its schedule fields in step with D1.
-                let confirmed = SubjectRow {
-                    observed_at,
-                    last_checked_at: reading.checked_at.or(row.last_checked_at),
-                    next_check_at: next.at,
-                    check_step: next.step,
-                    failures: 0,
-                    ..row.clone()
-                };
-                kv::project(env, &confirmed).await;
-                JobResult::Unchanged
-            }
-            Decision::Apply(change) => {
-                let source = reading.observation.source;
-                let drift = is_drift(&change, source, &announcements);
-                let next = schedule::after_check(
-                    &config.schedule,
-                    change.next.status,
-                    true,
-                    row.check_step,
-                    now,
-                    &seed,
-                );
-                if !subjects::apply_change(
-                    &db,
-                    &row,
-                    &change,
-                    source,
-                    reading.checked_at,
-                    next,
-                    drift,
-                    now,
-                )
-                .await?
-                {
-                    (row, announcements) = reload(&db, job).await?;
-                    continue;
-                }
-                if drift {
-                    console_warn!(
-                        "drift: {seed} changed {} -> {} and no webhook announced it",
-                        change.previous,
-                        change.next.status
-                    );
-                    ledger.drift(job.provider)?;
-                }
-                kv::project(
-                    env,
-                    &row.with_change(&change, source, reading.checked_at, next, now),
-                )
-                .await;
-                JobResult::Changed
-            }
-        };
-        if let Some(run) = job.run {
-            ledger.cron_job(run, result, now)?;
-        }
-        return ledger.commit().await;
-    }
-    Err(worker::Error::RustError(format!(
-        "{seed}: {MAX_CONFLICTS} write conflicts in a row"
-    )))
-}
-
-async fn reload(
-    db: &D1Database,
-    job: &ReconcileJob,
-) -> Result<(SubjectRow, Vec<kyc_core::transition::Announcement>)> {
-    subjects::load_for_reconcile(db, job.provider, &job.subject_ref)
-        .await?
-        .ok_or_else(|| {
-            worker::Error::RustError(format!(
-                "{}/{} vanished during reconcile",
-                job.provider, job.subject_ref
-            ))
-        })
-}
-
-async fn record_failure(
-    env: &Env,
-    db: &D1Database,
-    config: &Config,
-    job: &ReconcileJob,
-    row: &SubjectRow,
-    failure: Failure,
-) -> Result<()> {
-    let now = clock::now();
-    let retry_after = match failure {
-        Failure::RateLimited { retry_after } => retry_after,
-        _ => None,
     };
-    let seed = format!("{}/{}", job.provider, job.subject_ref);
-    let next = schedule::after_failure(&config.schedule, row.failures + 1, retry_after, now, &seed);
-    let detail = match &failure {
-        Failure::Transport(why) | Failure::Malformed(why) => why.clone(),
-        _ => String::new(),
-    };
-    console_warn!(
-        "check of {seed} failed ({}) {detail}; status kept, next try in {} s",
-        failure.class(),
-        (next - now) / 1000
-    );
-    subjects::record_failure(db, row, next).await?;
-    let failed = SubjectRow {
-        failures: row.failures + 1,
-        next_check_at: next,
-        ..row.clone()
-    };
-    kv::project(env, &failed).await;
-    let mut ledger = Ledger::new(db);
-    ledger.provider_failed(
-        job.provider,
-        &failure.class(),
-        retry_after.map(|r| now + r),
+    let context = |now| Context {
         now,
-    )?;
-    if let Some(run) = job.run {
-        ledger.cron_job(run, JobResult::Failed, now)?;
+        schedule: &services.config.schedule,
+    };
+    for conflicts in 0..=MAX_CONFLICTS {
+        let plan = plan(&stored, &outcome, context(clock::now()));
+        let results = d1::batch(&services.calls, services.db, &plan.statements).await?;
+        let written = plan
+            .written(&results)
+            .map_err(|e| StoreError::Unreadable(e.to_string()))?;
+        match written {
+            Written::Nothing => {
+                log.set("outcome", "stale");
+                return Ok(());
+            }
+            Written::Lost => {
+                log.set("conflicts", conflicts + 1);
+                let Some(reloaded) = load(services, job).await? else {
+                    log.set("outcome", "not tracked");
+                    return Ok(());
+                };
+                stored = reloaded;
+            }
+            Written::Won { row, drift } => {
+                describe(log, &plan.effect, &row, drift);
+                if plan.project {
+                    let projection = kv::project(
+                        &services.calls,
+                        services.env,
+                        services.db,
+                        &row,
+                        services.config.kv_ttl,
+                    )
+                    .await;
+                    match projection {
+                        Ok(projection) => log.set("kv", format!("{projection:?}").to_lowercase()),
+                        // D1 holds the change; the KV entry expires (or was removed).
+                        Err(error) => log.set("kv_error", error.to_string()),
+                    };
+                }
+                return Ok(());
+            }
+        }
     }
-    ledger.commit().await
+    Err(StoreError::Contended(MAX_CONFLICTS))
+}
+
+fn describe(log: &mut Line, effect: &Effect, row: &SubjectRow, drift: bool) {
+    let outcome = match effect {
+        Effect::Stale => "stale",
+        Effect::Confirmed => "confirmed",
+        Effect::Changed(change) => {
+            log.set("from", change.previous.as_str());
+            "changed"
+        }
+        Effect::Failed { class, .. } => {
+            log.set("check_error", class.as_str());
+            "check failed"
+        }
+    };
+    log.set("outcome", outcome)
+        .set("status", row.status.as_str())
+        .set("version", row.version)
+        .set("drift", drift)
+        .set("next_check_at", format(row.next_check_at));
+}
+
+async fn load(
+    services: &Services<'_>,
+    job: &ReconcileJob,
+) -> Result<Option<SubjectRow>, StoreError> {
+    let rows = d1::run(
+        &services.calls,
+        services.db,
+        &subjects::load(job.provider, &job.subject_ref),
+    )
+    .await?;
+    d1::first(&rows)
+}
+
+/// Drive the protocol's check: send each request it asks for, hand back each answer.
+async fn check(
+    services: &Services<'_>,
+    protocol: &dyn ProviderProtocol,
+    target: CheckTarget,
+) -> Result<Outcome, StoreError> {
+    let sent_at = clock::now();
+    let failed = |failure| Outcome::Failed { failure, sent_at };
+    let mut check = protocol.check(target);
+    while let Some(request) = check.next_request() {
+        match outbound::get(&services.calls, &request, services.config.provider_timeout).await {
+            Ok(body) => {
+                if let Err(error) = check.read(&body, clock::now()) {
+                    return Ok(failed(CheckFailure::Answer(error)));
+                }
+            }
+            Err(NotSent::OverBudget) => return Err(StoreError::OverBudget),
+            Err(NotSent::Failed(error)) => return Ok(failed(CheckFailure::Outbound(error))),
+        }
+    }
+    Ok(match check.conclude(sent_at) {
+        Ok(observation) => Outcome::Read(Reading {
+            observation,
+            polled_at: Some(sent_at),
+        }),
+        Err(error) => failed(CheckFailure::Answer(error)),
+    })
 }

@@ -1,63 +1,132 @@
-//! HTTP routing: one line per route to a named handler.
+//! HTTP: every request gets an id (echoed or generated), one route (or a 404 / 405), one
+//! answer carrying `x-request-id`, and one JSON log line.
 
 mod stats;
 mod subjects;
 mod webhooks;
 
+use crate::calls::Calls;
 use crate::error::ApiError;
+use crate::log::Line;
+use crate::services::Services;
+use crate::{clock, config, d1, random};
+use kyc_core::api::{self, Route, RouteError};
 use kyc_core::config::Config;
-use kyc_core::headers::AUTHORIZATION;
-use kyc_core::subject::Provider;
+use kyc_core::headers::{usable_request_id, AUTHORIZATION, REQUEST_ID};
+use kyc_core::schedule::Plan;
 use serde_json::json;
-use worker::{Env, Method, Request, Response, Result};
+use worker::{Env, Request, Response, Result};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub async fn handle(req: Request, env: &Env) -> Result<Response> {
-    match route(req, env).await {
-        Ok(response) => Ok(response),
-        Err(error) => error.into_response(),
-    }
+    let started = clock::now();
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .ok()
+        .flatten()
+        .filter(|id| usable_request_id(id))
+        .or_else(|| random::hex_token(12).ok())
+        .unwrap_or_default();
+    let mut log = Line::new("request");
+    log.set("request_id", request_id.as_str())
+        .set("method", req.method().to_string());
+    // Before the configuration is read, the smallest plan's limit applies.
+    let mut calls = Calls::new(Plan::Free.subrequests());
+    let answer = dispatch(req, env, &mut calls, &mut log).await;
+    let mut response = match answer {
+        Ok(response) => response,
+        Err(error) => {
+            log.set("error_code", error.code.as_str());
+            if let Some(cause) = &error.cause {
+                log.error(cause);
+            }
+            error.into_response()?
+        }
+    };
+    response.headers_mut().set(REQUEST_ID, &request_id)?;
+    log.set("status", response.status_code())
+        .set("duration_ms", (clock::now() - started).num_milliseconds());
+    log.emit(&calls);
+    Ok(response)
 }
 
-async fn route(req: Request, env: &Env) -> std::result::Result<Response, ApiError> {
+async fn dispatch(
+    req: Request,
+    env: &Env,
+    calls: &mut Calls,
+    log: &mut Line,
+) -> std::result::Result<Response, ApiError> {
     let path = req.path();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let method = req.method();
-    match (method.clone(), segments.as_slice()) {
-        (Method::Get, ["healthz"]) => Ok(Response::from_json(
+    let method = req.method().to_string();
+    let route = match api::route(&method, &path) {
+        Ok(route) => route,
+        Err(RouteError::NotFound) => return Err(ApiError::not_found("no such route")),
+        Err(RouteError::MethodNotAllowed { allow }) => {
+            return Err(ApiError::method_not_allowed(allow))
+        }
+    };
+    log.set("route", route.name());
+    // Health too: a deployment with a malformed configuration is not healthy.
+    let config = config::load(env)?;
+    *calls = Calls::new(config.plan.subrequests());
+    if route.needs_token() {
+        authorize(&req, &config)?;
+    }
+    let db = d1::database(env)?;
+    let services = Services {
+        env,
+        config: &config,
+        db: &db,
+        calls: calls.share(),
+    };
+    let response = match route {
+        Route::Health => Ok(Response::from_json(
             &json!({ "ok": true, "version": VERSION }),
         )?),
-        (Method::Post, ["webhooks", "align"]) => {
-            webhooks::receive(req, env, Provider::Align, None).await
+        Route::AlignWebhook => {
+            webhooks::receive(
+                req,
+                &services,
+                kyc_core::subject::Provider::Align,
+                None,
+                log,
+            )
+            .await
         }
-        (Method::Post, ["webhooks", "argos", token]) => {
-            webhooks::receive(req, env, Provider::Argos, Some(token)).await
+        Route::ArgosWebhook { token } => {
+            webhooks::receive(
+                req,
+                &services,
+                kyc_core::subject::Provider::Argos,
+                Some(token),
+                log,
+            )
+            .await
         }
-        (_, ["webhooks", ..]) => Err(ApiError::not_found("no such webhook route")),
-        (_, ["v1", rest @ ..]) => {
-            let config = crate::config::load(env)?;
-            authorize(&req, &config)?;
-            match (method, rest) {
-                (Method::Get, ["subjects"]) => subjects::list(req, env).await,
-                (Method::Get, ["subjects", provider, subject_ref]) => {
-                    subjects::get(env, provider, subject_ref).await
-                }
-                (Method::Put, ["subjects", provider, subject_ref]) => {
-                    subjects::put(req, env, provider, subject_ref).await
-                }
-                (Method::Get, ["subjects", provider, subject_ref, "events"]) => {
-                    subjects::events(env, provider, subject_ref).await
-                }
-                (Method::Post, ["subjects", provider, subject_ref, "refresh"]) => {
-                    subjects::refresh(env, provider, subject_ref).await
-                }
-                (Method::Get, ["stats"]) => stats::get(env, &config).await,
-                _ => Err(ApiError::not_found("no such route")),
-            }
-        }
-        _ => Err(ApiError::not_found("no such route")),
-    }
+        Route::ListSubjects => subjects::list(&req, &services).await,
+        Route::GetSubject {
+            provider,
+            subject_ref,
+        } => subjects::get(&req, &services, provider, subject_ref, log).await,
+        Route::PutSubject {
+            provider,
+            subject_ref,
+        } => subjects::put(req, &services, provider, subject_ref, log).await,
+        Route::SubjectEvents {
+            provider,
+            subject_ref,
+        } => subjects::events(&req, &services, provider, subject_ref).await,
+        Route::RefreshSubject {
+            provider,
+            subject_ref,
+        } => subjects::refresh(&services, provider, subject_ref, log).await,
+        Route::Stats => stats::get(&services).await,
+    };
+    // The unit of work's calls, for the log line.
+    *calls = services.calls;
+    response
 }
 
 /// `Authorization: Bearer <API_TOKEN>`, compared in constant time. Without a configured

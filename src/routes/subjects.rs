@@ -1,16 +1,19 @@
 //! `/v1/subjects`: the application's view of its subjects.
 
-use crate::clock;
 use crate::error::ApiError;
-use crate::jobs::{self, Job, ReconcileJob};
-use crate::store::subjects::{self as repo, ListFilter};
-use crate::store::{self, int, kv, text};
+use crate::log::Line;
+use crate::services::Services;
+use crate::{clock, d1, kv, queue};
+use kyc_core::db::events::history;
+use kyc_core::db::subjects::{self as statements, ListFilter, SubjectRow};
+use kyc_core::headers::READ_FROM;
+use kyc_core::jobs::{Job, ReconcileJob};
 use kyc_core::status::KycStatus;
 use kyc_core::subject::{ExternalId, Provider, RefKind, SubjectRef};
-use kyc_core::timefmt::format_rfc3339;
+use kyc_core::time::{format, from_millis};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use worker::{console_error, Env, Request, Response};
+use worker::{Request, Response};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -30,26 +33,71 @@ fn json_text(body: String, read_from: &str) -> Result<Response> {
     response
         .headers_mut()
         .set("content-type", "application/json")?;
-    response.headers_mut().set("x-kyc-edge-read", read_from)?;
+    response.headers_mut().set(READ_FROM, read_from)?;
     Ok(response)
 }
 
-/// From KV when the projection exists, else from D1.
-pub async fn get(env: &Env, provider: &str, subject_ref: &str) -> Result<Response> {
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| ApiError::from(worker::Error::RustError(e.to_string())))
+}
+
+async fn load(
+    services: &Services<'_>,
+    provider: Provider,
+    subject_ref: &SubjectRef,
+) -> Result<Option<SubjectRow>> {
+    let rows = d1::run(
+        &services.calls,
+        services.db,
+        &statements::load(provider, subject_ref),
+    )
+    .await?;
+    Ok(d1::first(&rows)?)
+}
+
+/// From KV when the projection exists (the status as of its last change), else from D1 (with
+/// the schedule). `?consistency=strong` always reads D1.
+pub async fn get(
+    req: &Request,
+    services: &Services<'_>,
+    provider: &str,
+    subject_ref: &str,
+    log: &mut Line,
+) -> Result<Response> {
     let (provider, subject_ref) = parse_key(provider, subject_ref)?;
-    if let Some(projected) = kv::read(env, provider, subject_ref.as_str()).await {
-        return json_text(projected, "kv");
+    log.set("provider", provider.as_str())
+        .set("ref", subject_ref.as_str());
+    let mut strong = false;
+    for (key, value) in req.url()?.query_pairs() {
+        match (key.as_ref(), value.as_ref()) {
+            ("consistency", "strong") => strong = true,
+            ("consistency", "eventual") => strong = false,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "the only parameter is consistency=strong|eventual",
+                ))
+            }
+        }
     }
-    let db = store::db(env)?;
-    let row = repo::load(&db, provider, subject_ref.as_str())
+    if !strong {
+        match kv::read(&services.calls, services.env, provider, &subject_ref).await {
+            Ok(Some(projected)) => return json_text(projected, "kv"),
+            Ok(None) => {}
+            // KV is a cache: D1 answers.
+            Err(error) => {
+                log.set("kv_error", error.to_string());
+            }
+        }
+    }
+    let row = load(services, provider, &subject_ref)
         .await?
         .ok_or_else(|| ApiError::not_found("subject is not tracked"))?;
-    let body = serde_json::to_string(&row.view())
-        .map_err(|e| ApiError::from(worker::Error::RustError(e.to_string())))?;
-    json_text(body, "d1")
+    json_text(to_json(&row.full_view())?, "d1")
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PutBody {
     external_id: Option<String>,
 }
@@ -57,16 +105,19 @@ struct PutBody {
 /// Start tracking a subject before any webhook arrives; 201 new, 200 existing.
 pub async fn put(
     mut req: Request,
-    env: &Env,
+    services: &Services<'_>,
     provider: &str,
     subject_ref: &str,
+    log: &mut Line,
 ) -> Result<Response> {
     let (provider, subject_ref) = parse_key(provider, subject_ref)?;
-    let raw = req.text().await?;
-    let body: PutBody = if raw.trim().is_empty() {
+    log.set("provider", provider.as_str())
+        .set("ref", subject_ref.as_str());
+    let raw = req.bytes().await?;
+    let body: PutBody = if raw.iter().all(u8::is_ascii_whitespace) {
         PutBody { external_id: None }
     } else {
-        serde_json::from_str(&raw)
+        serde_json::from_slice(&raw)
             .map_err(|_| ApiError::bad_request("body must be {\"external_id\": \"...\"}"))?
     };
     let external_id = body
@@ -75,17 +126,36 @@ pub async fn put(
         .map(ExternalId::parse)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("external_id {e}")))?;
-    let db = store::db(env)?;
     let now = clock::now();
-    let created = repo::register(&db, provider, &subject_ref, external_id.as_ref(), now).await?;
-    let row = repo::load(&db, provider, subject_ref.as_str())
-        .await?
-        .ok_or_else(|| {
-            ApiError::from(worker::Error::RustError(
-                "registered subject not found".into(),
-            ))
-        })?;
-    kv::project(env, &row).await;
+    let batch = statements::register(
+        provider,
+        &subject_ref,
+        RefKind::User,
+        external_id.as_ref(),
+        now,
+    );
+    let results = d1::batch(&services.calls, services.db, &batch).await?;
+    let (created, changed, row) = statements::registered(&results)
+        .map_err(|e| ApiError::from(crate::error::StoreError::Unreadable(e.to_string())))?;
+    let row = row.ok_or_else(|| {
+        ApiError::from(crate::error::StoreError::Unreadable(
+            "the registered subject was not returned".into(),
+        ))
+    })?;
+    // What a reader sees changed (a new subject, or a new external id): project it.
+    if created || changed {
+        if let Err(error) = kv::project(
+            &services.calls,
+            services.env,
+            services.db,
+            &row,
+            services.config.kv_ttl,
+        )
+        .await
+        {
+            log.set("kv_error", error.to_string());
+        }
+    }
     if created {
         // Learn its status now rather than at the next cron run (which would also do).
         let job = Job::Reconcile(ReconcileJob {
@@ -93,36 +163,47 @@ pub async fn put(
             subject_ref,
             ref_kind: RefKind::User,
             trusted: None,
-            run: None,
+            aml: false,
         });
-        if let Err(error) = jobs::send(env, &job).await {
-            console_error!("queueing first reconcile failed (the cron will do it): {error}");
+        if let Err(error) = queue::send(&services.calls, services.env, &job).await {
+            log.set("queue_error", error.to_string());
         }
     }
-    Ok(Response::from_json(&row.view())?.with_status(if created { 201 } else { 200 }))
+    log.set("outcome", if created { "created" } else { "existing" });
+    Ok(Response::from_json(&row.full_view())?.with_status(if created { 201 } else { 200 }))
 }
 
 /// Reconcile one subject now.
-pub async fn refresh(env: &Env, provider: &str, subject_ref: &str) -> Result<Response> {
+pub async fn refresh(
+    services: &Services<'_>,
+    provider: &str,
+    subject_ref: &str,
+    log: &mut Line,
+) -> Result<Response> {
     let (provider, subject_ref) = parse_key(provider, subject_ref)?;
-    let db = store::db(env)?;
-    let Some(row) = repo::load(&db, provider, subject_ref.as_str()).await? else {
+    log.set("provider", provider.as_str())
+        .set("ref", subject_ref.as_str());
+    let rows = d1::run(
+        &services.calls,
+        services.db,
+        &statements::request_check(provider, &subject_ref, clock::now()),
+    )
+    .await?;
+    let Some(row) = d1::first::<SubjectRow>(&rows)? else {
         return Err(ApiError::not_found("subject is not tracked"));
     };
-    repo::make_due(&db, provider, &subject_ref, clock::now()).await?;
     let job = Job::Reconcile(ReconcileJob {
         provider,
         subject_ref,
-        ref_kind: row.ref_kind(),
+        ref_kind: row.ref_kind,
         trusted: None,
-        run: None,
+        aml: false,
     });
-    let queued = match jobs::send(env, &job).await {
+    // The subject is due in D1: if the queue is down, the cron does it.
+    let queued = match queue::send(&services.calls, services.env, &job).await {
         Ok(()) => true,
         Err(error) => {
-            console_error!(
-                "queueing refresh failed (the subject is due; the cron will do it): {error}"
-            );
+            log.set("queue_error", error.to_string());
             false
         }
     };
@@ -131,6 +212,7 @@ pub async fn refresh(env: &Env, provider: &str, subject_ref: &str) -> Result<Res
 
 #[derive(Deserialize)]
 struct EventRow {
+    id: i64,
     #[serde(rename = "type")]
     event_type: String,
     kind: Option<String>,
@@ -157,54 +239,86 @@ struct EventView {
     drift: bool,
 }
 
-/// The subject's history, newest first: webhooks received and changes applied (no PII).
-pub async fn events(env: &Env, provider: &str, subject_ref: &str) -> Result<Response> {
+fn time(ms: i64) -> String {
+    from_millis(ms).map(format).unwrap_or_default()
+}
+
+/// The subject's history, newest first: webhooks received (and repeats), changes applied.
+/// `?limit=&cursor=` pages it.
+pub async fn events(
+    req: &Request,
+    services: &Services<'_>,
+    provider: &str,
+    subject_ref: &str,
+) -> Result<Response> {
     let (provider, subject_ref) = parse_key(provider, subject_ref)?;
-    let db = store::db(env)?;
-    if repo::load(&db, provider, subject_ref.as_str())
-        .await?
-        .is_none()
-    {
+    let (mut limit, mut before) = (MAX_PAGE, None);
+    for (key, value) in req.url()?.query_pairs() {
+        match key.as_ref() {
+            "limit" => limit = page_size(&value)?,
+            "cursor" => {
+                before = Some(
+                    value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|id| *id > 0)
+                        .ok_or_else(|| ApiError::bad_request("invalid cursor"))?,
+                )
+            }
+            _ => return Err(ApiError::bad_request(format!("unknown parameter {key:?}"))),
+        }
+    }
+    if load(services, provider, &subject_ref).await?.is_none() {
         return Err(ApiError::not_found("subject is not tracked"));
     }
-    let rows: Vec<EventRow> = db
-        .prepare(
-            "SELECT type, kind, announces, provider_at, at, source, from_status, to_status, drift \
-             FROM events WHERE provider = ?1 AND ref = ?2 ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(&[
-            text(provider.as_str()),
-            text(subject_ref.as_str()),
-            int(i64::from(MAX_PAGE)),
-        ])?
-        .all()
-        .await?
-        .results()?;
+    let rows = d1::run(
+        &services.calls,
+        services.db,
+        &history(provider, &subject_ref, before, limit),
+    )
+    .await?;
+    let rows: Vec<EventRow> = rows
+        .iter()
+        .map(kyc_core::db::row)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| ApiError::from(crate::error::StoreError::Unreadable(e.to_string())))?;
+    let next_cursor = (rows.len() as u32 == limit)
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
     let events: Vec<EventView> = rows
         .into_iter()
         .map(|r| EventView {
             event_type: r.event_type,
             kind: r.kind,
             announces: r.announces,
-            provider_at: r.provider_at.map(format_rfc3339),
-            at: format_rfc3339(r.at),
+            provider_at: r.provider_at.map(time),
+            at: time(r.at),
             source: r.source,
             from_status: r.from_status,
             to_status: r.to_status,
             drift: r.drift != 0,
         })
         .collect();
-    Ok(Response::from_json(&json!({ "events": events }))?)
+    Ok(Response::from_json(
+        &json!({ "events": events, "next_cursor": next_cursor }),
+    )?)
+}
+
+fn page_size(value: &str) -> Result<u32> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_PAGE).contains(n))
+        .ok_or_else(|| ApiError::bad_request(format!("limit must be 1..={MAX_PAGE}")))
 }
 
 /// `GET /v1/subjects?status=&provider=&external_id=&limit=&cursor=`.
-pub async fn list(req: Request, env: &Env) -> Result<Response> {
-    let url = req.url()?;
+pub async fn list(req: &Request, services: &Services<'_>) -> Result<Response> {
     let mut filter = ListFilter {
         limit: DEFAULT_PAGE,
         ..ListFilter::default()
     };
-    for (key, value) in url.query_pairs() {
+    for (key, value) in req.url()?.query_pairs() {
         match key.as_ref() {
             "provider" => {
                 filter.provider = Some(
@@ -218,32 +332,38 @@ pub async fn list(req: Request, env: &Env) -> Result<Response> {
                         .ok_or_else(|| ApiError::bad_request("unknown status"))?,
                 )
             }
-            "external_id" => filter.external_id = Some(value.into_owned()),
-            "limit" => {
-                filter.limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| ApiError::bad_request(format!("limit must be 1..={MAX_PAGE}")))?
+            "external_id" => {
+                filter.external_id = Some(
+                    ExternalId::parse(&value)
+                        .map_err(|e| ApiError::bad_request(format!("external_id {e}")))?
+                        .as_str()
+                        .to_owned(),
+                )
             }
+            "limit" => filter.limit = page_size(&value)?,
             "cursor" => {
-                let (p, r) = value
+                let cursor = value
                     .split_once('/')
+                    .and_then(|(p, r)| Some((Provider::parse(p)?, SubjectRef::parse(r).ok()?)))
                     .ok_or_else(|| ApiError::bad_request("invalid cursor"))?;
-                filter.after = Some((p.to_owned(), r.to_owned()));
+                filter.after = Some(cursor);
             }
             _ => return Err(ApiError::bad_request(format!("unknown parameter {key:?}"))),
         }
     }
-    let db = store::db(env)?;
-    let rows = repo::list(&db, &filter).await?;
+    let rows = d1::run(&services.calls, services.db, &statements::list(&filter)).await?;
+    let rows: Vec<SubjectRow> = rows
+        .iter()
+        .map(kyc_core::db::row)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| ApiError::from(crate::error::StoreError::Unreadable(e.to_string())))?;
     let next_cursor = (rows.len() as u32 == filter.limit)
         .then(|| {
             rows.last()
                 .map(|r| format!("{}/{}", r.provider, r.subject_ref))
         })
         .flatten();
-    let subjects: Vec<_> = rows.iter().map(|r| r.view()).collect();
+    let subjects: Vec<_> = rows.iter().map(SubjectRow::full_view).collect();
     Ok(Response::from_json(
         &json!({ "subjects": subjects, "next_cursor": next_cursor }),
     )?)

@@ -1,47 +1,60 @@
 //! `POST /webhooks/{provider}`: verify (fail closed), record durably, queue a reconcile,
-//! answer. The provider is never called on this path.
+//! answer. A refused request writes nothing anywhere: it is counted in the log line and in
+//! Analytics Engine (when bound), so a flood of forged requests cannot spend D1's writes.
 
 use crate::error::ApiError;
-use crate::jobs::{self, Job, ReconcileJob};
-use crate::store::webhooks::{self, Recorded};
-use crate::{clock, store};
-use kyc_core::headers::CF_CONNECTING_IP;
+use crate::log::Line;
+use crate::services::Services;
+use crate::{clock, d1, queue, random};
+use kyc_core::api::ErrorCode;
+use kyc_core::db::events::record_webhook;
+use kyc_core::headers::{is_form, CF_CONNECTING_IP, CONTENT_LENGTH, CONTENT_TYPE};
+use kyc_core::jobs::{Job, ReconcileJob};
 use kyc_core::providers::{dedup_key, InboundWebhook, IngressError};
 use kyc_core::subject::Provider;
 use serde_json::json;
-use worker::{
-    console_error, console_log, console_warn, js_sys, D1Database, Env, Request, Response,
-};
+use worker::{AnalyticsEngineDataPointBuilder, Request, Response};
+
+/// Refusals are written here when the binding exists (wrangler.toml).
+pub const REFUSALS_BINDING: &str = "INGRESS";
 
 pub async fn receive(
     mut req: Request,
-    env: &Env,
+    services: &Services<'_>,
     provider: Provider,
     path_token: Option<&str>,
+    log: &mut Line,
 ) -> Result<Response, ApiError> {
-    let config = crate::config::load(env)?;
+    log.set("provider", provider.as_str());
     // A provider without its secrets is disabled: the route does not exist.
-    let Some(protocol) = config.protocol(provider) else {
+    let Some(protocol) = services.config.protocol(provider) else {
         return Err(ApiError::not_found("no such webhook route"));
     };
-    let db = store::db(env)?;
+    let limit = services.config.max_body_bytes;
     let too_large = || {
         ApiError::new(
-            413,
-            "payload_too_large",
-            format!("body exceeds {} bytes", config.max_body_bytes),
+            ErrorCode::PayloadTooLarge,
+            format!("body exceeds {limit} bytes"),
         )
     };
-    let declared = req
-        .headers()
-        .get("content-length")?
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    if declared.is_some_and(|n| n > config.max_body_bytes) {
-        return Err(reject(&db, provider, too_large()).await);
+    let headers = req.headers();
+    // Refused on the declared size before a byte of the body is read.
+    let declared = headers
+        .get(CONTENT_LENGTH)?
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(refuse(services, provider, log, too_large()));
+    }
+    if headers.get(CONTENT_TYPE)?.is_some_and(|t| is_form(&t)) {
+        let error = ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "a webhook is JSON, not a form post",
+        );
+        return Err(refuse(services, provider, log, error));
     }
     let body = req.bytes().await?;
-    if body.len() > config.max_body_bytes {
-        return Err(reject(&db, provider, too_large()).await);
+    if body.len() > limit {
+        return Err(refuse(services, provider, log, too_large()));
     }
     let headers = req.headers();
     let lookup = |name: &str| headers.get(name).ok().flatten();
@@ -59,48 +72,45 @@ pub async fn receive(
     {
         Ok(event) => event,
         Err(refusal) => {
-            let error = match &refusal {
-                IngressError::Unauthenticated(_) => ApiError::unauthorized(refusal.to_string()),
-                IngressError::Forbidden(_) => ApiError::new(403, "forbidden", refusal.to_string()),
-                IngressError::Malformed(_) => ApiError::bad_request(refusal.to_string()),
+            let code = match &refusal {
+                IngressError::Unauthenticated(_) => ErrorCode::Unauthorized,
+                IngressError::Forbidden(_) => ErrorCode::Forbidden,
+                IngressError::Malformed(_) => ErrorCode::BadRequest,
             };
-            console_warn!("{provider} webhook refused ({}): {refusal}", error.status);
-            return Err(reject(&db, provider, error).await);
+            let error = ApiError::new(code, refusal.to_string());
+            return Err(refuse(services, provider, log, error));
         }
     };
-    let dedup = dedup_key(&body);
-    // Unique per request: marks the event row this request inserted, if it did.
-    let receipt = format!(
-        "{now:x}-{:x}",
-        (js_sys::Math::random() * 9_007_199_254_740_991.0) as u64
-    );
-    let recorded = webhooks::record(&db, provider, &event, &dedup, &receipt, now).await?;
+    // Unique per request: marks the event row this request inserted, so the rest of its
+    // batch can tell a new event from a repeat of one.
+    let receipt = random::hex_token(16)
+        .map_err(|e| ApiError::from(worker::Error::RustError(format!("no randomness: {e}"))))?;
+    let record = record_webhook(provider, &event, &dedup_key(&body), &receipt, now);
+    let results = d1::batch(&services.calls, services.db, &record.statements).await?;
+    let (duplicate, created, made_due) = record.outcome(&results);
     let subject_ref = event.subject.as_ref().map(|s| s.subject_ref.to_string());
-    let duplicate = matches!(recorded, Recorded::Duplicate);
     let mut queued = false;
-    if let (Recorded::New, Some(subject)) = (recorded, event.subject) {
+    if let (true, Some(subject)) = (created || made_due, &event.subject) {
         let job = Job::Reconcile(ReconcileJob {
             provider,
-            subject_ref: subject.subject_ref,
+            subject_ref: subject.subject_ref.clone(),
             ref_kind: subject.ref_kind,
-            trusted: event.trusted,
-            run: None,
+            trusted: event.trusted.clone(),
+            aml: event.about_aml,
         });
-        // The subject is already due in D1: if the queue is down, the next cron run picks it
-        // up, so the accepted event is not lost either way.
-        match jobs::send(env, &job).await {
+        // The subject is already due in D1: if the queue is down, the next cron run takes it,
+        // so the accepted event is not lost either way.
+        match queue::send(&services.calls, services.env, &job).await {
             Ok(()) => queued = true,
             Err(error) => {
-                console_error!("queueing reconcile for {provider} webhook failed: {error}")
+                log.set("queue_error", error.to_string());
             }
         }
     }
-    console_log!(
-        "{provider} webhook {} for {}: {}",
-        event.kind,
-        subject_ref.as_deref().unwrap_or("-"),
-        if duplicate { "duplicate" } else { "accepted" }
-    );
+    log.set("event", event.kind.as_str())
+        .set("ref", subject_ref.clone())
+        .set("outcome", if duplicate { "duplicate" } else { "accepted" })
+        .set("queued", queued);
     Ok(Response::from_json(&json!({
         "ok": true,
         "duplicate": duplicate,
@@ -110,10 +120,25 @@ pub async fn receive(
     }))?)
 }
 
-/// Count the refusal (the only write a refused request causes) and pass the error on.
-async fn reject(db: &D1Database, provider: Provider, error: ApiError) -> ApiError {
-    if let Err(count_error) = webhooks::count_rejected(db, provider).await {
-        console_error!("counting a refused {provider} webhook failed: {count_error}");
+/// Count a refusal where it costs no D1 or KV write, and pass the error on.
+fn refuse(
+    services: &Services<'_>,
+    provider: Provider,
+    log: &mut Line,
+    error: ApiError,
+) -> ApiError {
+    log.set("outcome", "rejected")
+        .set("reason", error.message.as_str());
+    if let Ok(dataset) = services.env.analytics_engine(REFUSALS_BINDING) {
+        let point = AnalyticsEngineDataPointBuilder::new()
+            .indexes([provider.as_str()])
+            .add_blob(provider.as_str())
+            .add_blob(error.code.as_str())
+            .add_double(1.0)
+            .build();
+        if let Err(e) = dataset.write_data_point(&point) {
+            log.set("analytics_error", e.to_string());
+        }
     }
     error
 }

@@ -1,0 +1,131 @@
+//! The queue consumer: every message of a batch concurrently, each acked or retried on its
+//! own, all within the invocation's subrequest budget.
+
+use crate::calls::Calls;
+use crate::error::StoreError;
+use crate::log::Line;
+use crate::reconcile::reconcile;
+use crate::services::Services;
+use crate::{config, d1};
+use futures_util::future::join_all;
+use kyc_core::jobs::Job;
+use serde_json::Value;
+use worker::{Env, Message, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
+
+/// What the queue should do with a message.
+enum Verdict {
+    Ack,
+    Retry { delay_seconds: u32 },
+}
+
+/// Calls a reconcile job usually makes (load, one provider call, the write, the KV put and
+/// its verification): a job starts only while the batch can still afford them, so the
+/// budget is rarely found spent halfway through a check.
+const RECONCILE_CALLS: u32 = 5;
+/// Delay before a job that hit an infrastructure error (D1, KV) runs again.
+const RETRY_DELAY_SECONDS: u32 = 30;
+
+pub async fn consume(batch: &MessageBatch<Value>, env: &Env) {
+    let mut log = Line::new("batch");
+    let calls = Calls::new(0);
+    let messages = match batch.messages() {
+        Ok(messages) => messages,
+        Err(error) => {
+            log.error(format!("queue batch unreadable, retrying it: {error}"));
+            batch.retry_all();
+            return log.emit(&calls);
+        }
+    };
+    let config = match config::load(env) {
+        Ok(config) => config,
+        Err(error) => {
+            log.error(format!("configuration error, retrying the batch: {error}"));
+            batch.retry_all();
+            return log.emit(&calls);
+        }
+    };
+    let db = match d1::database(env) {
+        Ok(db) => db,
+        Err(error) => {
+            log.error(error);
+            batch.retry_all();
+            return log.emit(&calls);
+        }
+    };
+    let calls = Calls::new(config.plan.subrequests());
+    join_all(messages.iter().map(|message| {
+        let services = Services {
+            env,
+            config: &config,
+            db: &db,
+            calls: calls.share(),
+        };
+        async move {
+            let mut log = Line::new("job");
+            log.set("message_id", message.id());
+            let started = worker::Date::now().as_millis();
+            let verdict = handle(&services, message, &mut log).await;
+            match verdict {
+                Verdict::Ack => {
+                    log.set("verdict", "ack");
+                    message.ack();
+                }
+                Verdict::Retry { delay_seconds } => {
+                    log.set("verdict", "retry");
+                    message.retry_with_options(
+                        &QueueRetryOptionsBuilder::new()
+                            .with_delay_seconds(delay_seconds)
+                            .build(),
+                    );
+                }
+            }
+            log.set(
+                "duration_ms",
+                worker::Date::now().as_millis().saturating_sub(started),
+            );
+            log.emit(&services.calls);
+        }
+    }))
+    .await;
+}
+
+async fn handle(services: &Services<'_>, message: &Message<Value>, log: &mut Line) -> Verdict {
+    let job = message
+        .body()
+        .as_str()
+        .ok_or_else(|| "not a JSON text".to_owned())
+        .and_then(|text| Job::decode(text).map_err(|e| e.to_string()));
+    let job = match job {
+        Ok(job) => job,
+        Err(error) => {
+            // A retry cannot fix it, but retrying sends it to the dead-letter queue, where it
+            // can be inspected instead of vanishing.
+            log.error(format!("unreadable job: {error}"));
+            return Verdict::Retry { delay_seconds: 0 };
+        }
+    };
+    if services.calls.left() < RECONCILE_CALLS {
+        log.set("outcome", "deferred: batch budget spent");
+        return Verdict::Retry { delay_seconds: 1 };
+    }
+    let result = match &job {
+        Job::Reconcile(job) => {
+            log.set("job", "reconcile");
+            reconcile(services, job, log).await
+        }
+    };
+    match result {
+        Ok(()) => Verdict::Ack,
+        // Nothing was written; the next invocation has a fresh budget.
+        Err(StoreError::OverBudget) => {
+            log.set("outcome", "deferred: batch budget spent");
+            Verdict::Retry { delay_seconds: 1 }
+        }
+        Err(error) => {
+            log.error(error);
+            Verdict::Retry {
+                delay_seconds: RETRY_DELAY_SECONDS,
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Runs the core's statements on D1. Parameters bind as JavaScript values: integers as
+//! numbers (exact below 2^53), text as strings, `Null` as `null` (`undefined` would be a D1
+//! type error). Rows come back as JSON objects, the shape the core reads.
+
+use crate::calls::{Call, Calls};
+use crate::error::StoreError;
+use kyc_core::db::{Rows, SqlValue, Statement};
+use serde_json::Value;
+use wasm_bindgen::JsValue;
+use worker::{D1Database, D1PreparedStatement, D1Result, Env};
+
+pub const BINDING: &str = "DB";
+
+pub fn database(env: &Env) -> Result<D1Database, StoreError> {
+    env.d1(BINDING).map_err(|e| StoreError::D1(e.to_string()))
+}
+
+fn js(value: &SqlValue) -> JsValue {
+    match value {
+        SqlValue::Null => JsValue::NULL,
+        SqlValue::Integer(n) => JsValue::from_f64(*n as f64),
+        SqlValue::Text(s) => JsValue::from_str(s),
+    }
+}
+
+fn prepare(db: &D1Database, statement: &Statement) -> Result<D1PreparedStatement, StoreError> {
+    let params: Vec<JsValue> = statement.params.iter().map(js).collect();
+    db.prepare(statement.sql.as_ref())
+        .bind(&params)
+        .map_err(|e| StoreError::D1(e.to_string()))
+}
+
+fn rows(result: &D1Result) -> Result<Rows, StoreError> {
+    let values: Vec<Value> = result
+        .results()
+        .map_err(|e| StoreError::Unreadable(e.to_string()))?;
+    Ok(values
+        .into_iter()
+        .filter_map(|value| match value {
+            Value::Object(row) => Some(row),
+            _ => None,
+        })
+        .collect())
+}
+
+fn meter(calls: &Calls, results: &[D1Result]) {
+    let (mut read, mut written) = (0, 0);
+    for result in results {
+        if let Ok(Some(meta)) = result.meta() {
+            read += meta.rows_read.unwrap_or(0) as u64;
+            written += meta.rows_written.unwrap_or(0) as u64;
+        }
+    }
+    calls.record_d1(results.len() as u32, read, written);
+}
+
+/// Runs statements as one D1 batch (one transaction, one call); the rows of each.
+pub async fn batch(
+    calls: &Calls,
+    db: &D1Database,
+    statements: &[Statement],
+) -> Result<Vec<Rows>, StoreError> {
+    calls.spend(Call::D1)?;
+    let prepared = statements
+        .iter()
+        .map(|s| prepare(db, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = db
+        .batch(prepared)
+        .await
+        .map_err(|e| StoreError::D1(e.to_string()))?;
+    meter(calls, &results);
+    results.iter().map(rows).collect()
+}
+
+/// Runs one statement; its rows.
+pub async fn run(
+    calls: &Calls,
+    db: &D1Database,
+    statement: &Statement,
+) -> Result<Rows, StoreError> {
+    calls.spend(Call::D1)?;
+    let result = prepare(db, statement)?
+        .all()
+        .await
+        .map_err(|e| StoreError::D1(e.to_string()))?;
+    meter(calls, std::slice::from_ref(&result));
+    rows(&result)
+}
+
+/// The first row of a statement's rows as a typed value, if any.
+pub fn first<T: serde::de::DeserializeOwned>(rows: &Rows) -> Result<Option<T>, StoreError> {
+    rows.first()
+        .map(|row| kyc_core::db::row(row).map_err(|e| StoreError::Unreadable(e.to_string())))
+        .transpose()
+}

@@ -1,0 +1,39 @@
+//! The job queue: what webhooks, the cron and refreshes hand the consumer.
+
+use crate::calls::{Call, Calls};
+use crate::error::StoreError;
+use kyc_core::jobs::Job;
+use worker::Env;
+
+pub const BINDING: &str = "JOBS";
+/// `sendBatch` takes at most 100 messages.
+pub const MAX_SEND_BATCH: usize = 100;
+
+pub async fn send(calls: &Calls, env: &Env, job: &Job) -> Result<(), StoreError> {
+    calls.spend(Call::Queue(1))?;
+    env.queue(BINDING)
+        .map_err(|e| StoreError::Queue(e.to_string()))?
+        .send(job.encode())
+        .await
+        .map_err(|e| StoreError::Queue(e.to_string()))
+}
+
+/// Sends every job, 100 per call. Returns how many were sent before an error, with it.
+pub async fn send_all(calls: &Calls, env: &Env, jobs: &[Job]) -> (usize, Result<(), StoreError>) {
+    let queue = match env.queue(BINDING) {
+        Ok(queue) => queue,
+        Err(error) => return (0, Err(StoreError::Queue(error.to_string()))),
+    };
+    let mut sent = 0;
+    for chunk in jobs.chunks(MAX_SEND_BATCH) {
+        if let Err(error) = calls.spend(Call::Queue(chunk.len() as u32)) {
+            return (sent, Err(error));
+        }
+        let messages: Vec<String> = chunk.iter().map(Job::encode).collect();
+        if let Err(error) = queue.send_batch(messages).await {
+            return (sent, Err(StoreError::Queue(error.to_string())));
+        }
+        sent += chunk.len();
+    }
+    (sent, Ok(()))
+}

@@ -1,0 +1,103 @@
+//! `GET /v1/stats`: what an operator watches. Every figure comes from a handful of small
+//! rows (tallies, provider health, the last cron run) plus the events since the last fold:
+//! its cost does not grow with the number of subjects.
+
+use crate::d1;
+use crate::error::ApiError;
+use crate::services::Services;
+use kyc_core::db::runs::{self, HEALTH};
+use kyc_core::db::tallies::{counts, ALL, SINCE_FOLD};
+use kyc_core::db::Statement;
+use kyc_core::schedule::DEGRADED_AFTER_FAILURES;
+use kyc_core::statement;
+use kyc_core::subject::Provider;
+use kyc_core::time::{format, from_millis};
+use serde_json::{json, Map, Value};
+use worker::Response;
+
+fn time(value: Option<&Value>) -> Value {
+    value
+        .and_then(Value::as_i64)
+        .and_then(from_millis)
+        .map_or(Value::Null, |t| Value::from(format(t)))
+}
+
+fn parsed(value: Option<&Value>) -> Value {
+    value
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or(Value::Null)
+}
+
+pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
+    let statements: Vec<Statement> = vec![
+        statement!(ALL),
+        statement!(SINCE_FOLD),
+        statement!(HEALTH),
+        runs::latest(1),
+    ];
+    let results = d1::batch(&services.calls, services.db, &statements).await?;
+    let counts = counts(&results[0], &results[1]);
+    let mut subjects = Map::new();
+    let mut webhooks = Map::new();
+    let mut changes = Map::new();
+    let mut drift = Map::new();
+    let mut providers = Map::new();
+    for provider in Provider::ALL {
+        let p = provider.as_str();
+        let mut statuses = counts.statuses.get(&provider).cloned().unwrap_or_default();
+        statuses.retain(|_, n| *n != 0);
+        subjects.insert(p.into(), json!(statuses));
+        let activity = counts.activity.get(&provider).copied().unwrap_or_default();
+        webhooks.insert(
+            p.into(),
+            json!({ "accepted": activity.webhooks, "duplicate": activity.duplicates }),
+        );
+        changes.insert(p.into(), json!(activity.changes));
+        drift.insert(p.into(), json!(activity.drift));
+        let health = results[2]
+            .iter()
+            .find(|h| h.get("provider").and_then(Value::as_str) == Some(p));
+        let field = |name: &str| health.and_then(|h| h.get(name));
+        let failures = field("consecutive_failures")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        providers.insert(
+            p.into(),
+            json!({
+                "enabled": services.config.protocol(provider).is_some(),
+                "degraded": failures >= u64::from(DEGRADED_AFTER_FAILURES),
+                "consecutive_failures": failures,
+                "last_error": field("last_error").cloned().unwrap_or(Value::Null),
+                "last_failure_at": time(field("last_failure_at")),
+                "last_success_at": time(field("last_success_at")),
+                "paused_until": time(field("paused_until")),
+            }),
+        );
+    }
+    let last_cron_run = results[3].first().map(|run| {
+        let skipped: Vec<&str> = run
+            .get("skipped")
+            .and_then(Value::as_str)
+            .map(|s| s.split(',').filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        json!({
+            "scheduled_at": time(run.get("run_id")),
+            "started_at": time(run.get("started_at")),
+            "duration_ms": run.get("duration_ms"),
+            "due": run.get("due"),
+            "enqueued": run.get("enqueued"),
+            "skipped": skipped,
+            "activity": parsed(run.get("activity")),
+        })
+    });
+    Ok(Response::from_json(&json!({
+        "subjects": subjects,
+        "webhooks": webhooks,
+        "changes": changes,
+        "drift": drift,
+        "providers": providers,
+        "reconcile_budget": services.config.reconcile_budget,
+        "last_cron_run": last_cron_run,
+    }))?)
+}
