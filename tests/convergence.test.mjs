@@ -270,12 +270,14 @@ describe("convergence under dropped, duplicated and reordered webhooks, faults a
         if (random() < DUPLICATE_RATE) deliveries.push({ id, raw });
       }
       // 2. Late re-sends of an earlier round's body, shuffled in with this round's: a
-      // duplicate when the worker saw it before (it must change nothing), else the late first
-      // delivery of a dropped one, often claiming a status the subject has since left (it must
-      // not move the status back). The latter only for subjects that did not change now: the
-      // fetch it causes would otherwise race this round's own webhook for the subject.
+      // duplicate when the worker saw it before (it must not move the status), else the late
+      // first delivery of a dropped one, often claiming a status the subject has since left
+      // (it must not move the status back). Only for subjects that did not change now: either
+      // kind makes the subject due, and its fetch would race this round's own webhook for the
+      // subject (a change found before its webhook arrives is drift), and a late body that
+      // announces "some change" would announce this round's change.
       for (const id of ids) {
-        const earlier = (history.get(id) ?? []).filter((raw) => !changed.has(id) || seenBodies.has(raw));
+        const earlier = changed.has(id) ? [] : (history.get(id) ?? []);
         if (earlier.length === 0) continue;
         // A dropped body claiming a status the subject has since left is the late delivery
         // that could do harm: send those more often.
@@ -324,7 +326,7 @@ describe("convergence under dropped, duplicated and reordered webhooks, faults a
         await cron();
         await stack.worker.restart();
         const run = (await settle()).last_cron_run;
-        restartNote = `, restart: ${run.enqueued - run.reconciled - run.failed} of the run's ${run.enqueued} jobs lost`;
+        restartNote = `, restart right after a run that enqueued ${run.enqueued} jobs`;
         used = await convergeRound(round, deliveredAt, { alreadyTriggered: true });
       } else {
         await settle();
@@ -366,7 +368,6 @@ describe("convergence under dropped, duplicated and reordered webhooks, faults a
     assert.equal(stats.drift.argos, 0);
     assert.equal(stats.webhooks.align.accepted, expected.accepted, note("accepted = distinct bodies"));
     assert.equal(stats.webhooks.align.duplicate, expected.duplicate, note("duplicate = repeated deliveries"));
-    assert.equal(stats.webhooks.align.rejected, 0);
     console.log(
       `convergence seed ${SEED}: ${SUBJECTS} subjects, ${expected.changes} changes, ${expected.dropped} dropped (drift ${stats.drift.align}), ` +
         `${expected.accepted} webhooks accepted, ${expected.duplicate} duplicates, ${expected.late} late ` +

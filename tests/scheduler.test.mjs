@@ -30,6 +30,9 @@ const fetched = (stack) =>
     .filter((r) => r.path.startsWith("/v0/customers/"))
     .map((r) => decodeURIComponent(r.path.slice("/v0/customers/".length)));
 
+/** KV writes the worker's jobs made so far (from their log lines' meters). */
+const kvWritten = (stack) => stack.logLines("job").reduce((n, line) => n + line.meter.kv_writes, 0);
+
 /** `delay` ± 10 % jitter, from when the check started to a little after it ended. */
 function assertDelay(from, to, delay, what) {
   const actual = Date.parse(to) - Date.parse(from);
@@ -92,7 +95,7 @@ describe("cron budget", () => {
         const last = (await stack.stats()).last_cron_run;
         assert.equal(last.due, 12 - 5 * run, `run ${run + 1}: due`);
         assert.equal(last.enqueued, take, `run ${run + 1}: enqueued`);
-        assert.equal(last.skipped, null, "nothing skipped");
+        assert.deepEqual(last.skipped, [], "nothing skipped");
         assert.deepEqual(
           fetched(stack).slice(5 * run).sort(),
           order.slice(5 * run, done).sort(),
@@ -166,10 +169,11 @@ describe("provider health", () => {
       // Once the scheduled time passes Retry-After, both are enqueued and the pause clears.
       await stack.cron(pausedUntil + SECOND);
       last = (await stack.stats()).last_cron_run;
-      assert.equal(last.skipped, null);
+      assert.deepEqual(last.skipped, []);
       assert.equal(last.enqueued, 2);
-      assert.ok(await eventually(async () => (await stack.stats()).last_cron_run.reconciled === 2));
+      assert.ok(await eventually(() => fetched(stack).length === 2));
       assert.deepEqual(fetched(stack).sort(), [a, b]);
+      await eventually(async () => (await stack.stats()).providers.align.paused_until === null);
       const after = (await stack.stats()).providers.align;
       assert.equal(after.paused_until, null);
       assert.equal(after.consecutive_failures, 0);
@@ -269,12 +273,14 @@ describe("refresh and back-off", () => {
 
       // The cron takes the pending subject when due; its check finds nothing new.
       const time = Date.parse(p.next_check_at) + SECOND;
+      const checked = p.last_checked_at;
+      const kvWrites = kvWritten(stack);
       await stack.cron(time);
-      assert.ok(await eventually(async () => (await stack.stats()).last_cron_run.reconciled === 1));
+      assert.ok(await eventually(async () => (await row(stack, pending)).last_checked_at !== checked));
       const last = (await stack.stats()).last_cron_run;
       assert.equal(last.enqueued, 1, "the approved subject is not due");
-      assert.equal(last.changed, 0);
       p = await row(stack, pending);
+      assert.equal(kvWritten(stack), kvWrites, "a check that changes nothing a reader sees writes no KV");
       assertDelay(p.last_checked_at, p.next_check_at, 15 * MINUTE, "pending, unchanged");
       assert.equal(p.version, 2, "an unchanged check is not a change");
 
@@ -286,14 +292,20 @@ describe("refresh and back-off", () => {
       assertDelay(a.last_checked_at, a.next_check_at, 7 * DAY, "approved, unchanged");
     });
 
-    test("GET /v1/subjects/{p}/{ref} shows the schedule D1 holds after an unchanged check", async () => {
+    test("GET serves the status from KV and the schedule only from D1 (consistency=strong)", async () => {
       assert.ok(stack, "needs the previous test's stack");
       try {
         for (const id of [pending, approved]) {
           const d1 = await row(stack, id);
-          const api = (await stack.subject("align", id)).json;
-          assert.equal(api.last_checked_at, d1.last_checked_at, `${id}: last_checked_at`);
-          assert.equal(api.next_check_at, d1.next_check_at, `${id}: next_check_at`);
+          const kv = await stack.subject("align", id);
+          assert.equal(kv.headers.get("x-kyc-edge-read"), "kv");
+          assert.equal(kv.json.status, d1.status);
+          assert.equal(kv.json.version, d1.version);
+          assert.equal(kv.json.next_check_at, undefined, "KV is not rewritten by every check");
+          const strong = await stack.api("GET", `/v1/subjects/align/${id}?consistency=strong`);
+          assert.equal(strong.headers.get("x-kyc-edge-read"), "d1");
+          assert.equal(strong.json.last_checked_at, d1.last_checked_at, `${id}: last_checked_at`);
+          assert.equal(strong.json.next_check_at, d1.next_check_at, `${id}: next_check_at`);
         }
       } finally {
         await stack.stop();

@@ -15,12 +15,13 @@ export const ARGOS_TOKEN = "argos-hook-token-e2e-40aa";
 
 /**
  * Starts a stand-in provider API and the worker pointed at it. `vars` override the defaults
- * (all providers enabled, no address allow-list, short provider timeout).
+ * (all providers enabled, no address allow-list, short provider timeout); `argosPageSize`
+ * sets how many submissions a stand-in ARGOS page holds.
  */
-export async function startStack({ vars = {}, latencyMs = 0, persistDir } = {}) {
+export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPageSize } = {}) {
   const dir = persistDir ?? (await mkdtemp(join(tmpdir(), "kyc-edge-e2e-")));
   await applyMigrations(dir);
-  const standIn = await startStandIn({ latencyMs, alignKey: ALIGN_KEY, argosKey: ARGOS_KEY });
+  const standIn = await startStandIn({ latencyMs, alignKey: ALIGN_KEY, argosKey: ARGOS_KEY, argosPageSize });
   const worker = await startWorker({
     persistDir: dir,
     vars: {
@@ -65,8 +66,39 @@ export async function startStack({ vars = {}, latencyMs = 0, persistDir } = {}) 
       }
       return { status: res.status, json, text, headers: res.headers };
     },
+    /** GET a subject: from KV when projected (no schedule fields), else D1. */
     subject(provider, ref) {
       return stack.api("GET", `/v1/subjects/${provider}/${encodeURIComponent(ref)}`);
+    },
+    /** GET a subject from D1, with its schedule. */
+    row(provider, ref) {
+      return stack.api("GET", `/v1/subjects/${provider}/${encodeURIComponent(ref)}?consistency=strong`).then((r) => r.json);
+    },
+    /** The worker's structured log lines of one kind ("request", "job", "cron"), parsed. */
+    logLines(kind) {
+      return worker
+        .logs()
+        .map(({ message }) => {
+          try {
+            return JSON.parse(message);
+          } catch {
+            return null;
+          }
+        })
+        .filter((line) => line && (kind === undefined || line.kind === kind));
+    },
+    /** Rows of a statement run on the worker's D1. */
+    sql(query, ...params) {
+      return worker.sql(query, ...params);
+    },
+    /** Everything D1 holds, table by table: equal fingerprints mean nothing was written. */
+    async fingerprint() {
+      const tables = await worker.sql(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' ORDER BY name",
+      );
+      const dump = {};
+      for (const { name } of tables) dump[name] = await worker.sql(`SELECT * FROM "${name}"`);
+      return JSON.stringify(dump);
     },
     stats() {
       return stack.api("GET", "/v1/stats").then((r) => r.json);

@@ -1,8 +1,13 @@
 // A stand-in for the two provider APIs the worker calls, on 127.0.0.1 (ephemeral port):
-//   Align  GET /v0/customers/{customer_id}                      header `Authorization: <key>` (raw)
-//   ARGOS  GET /v3/submission?userid=U|submission_id=S&request_type=kyc   header `x-api-key: <key>`
+//   Align  GET /v0/customers/{customer_id}                     header `Authorization: <key>` (raw)
+//   ARGOS  GET /v3/submission?userid=U|submission_id=S&request_type=kyc|aml
+//          [&nextpage_id=…&nextpage_date=…]                    header `x-api-key: <key>`
 // Point the worker's ALIGN_API_BASE / ARGOS_API_BASE at `url`. Tests program the state, inject
-// faults and latency, and read per-path request counters.
+// faults and latency, and read per-path request logs.
+//
+// Every answer is computed from the state *when the request arrived*, then sent after the
+// configured delay: a slow answer carries what the provider read when it was asked, as a real
+// provider's would.
 import { createServer } from "node:http";
 
 /** An ARGOS timestamp: UTC "YYYY-MM-DD-HH-MM-SS-ZZZ" (ZZZ = milliseconds). */
@@ -23,14 +28,13 @@ function prng(seed) {
   };
 }
 
-function send(res, status, body, headers = {}) {
-  res.writeHead(status, { "content-type": "application/json", ...headers });
-  res.end(JSON.stringify(body));
-}
+/** ARGOS pages list the newest submissions first. */
+const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0);
 
 /**
  * Starts the stand-in. Options: latencyMs (delay before every response, default 0), alignKey,
- * argosKey (the credentials it accepts). Returns:
+ * argosKey (the credentials it accepts), argosPageSize (submissions per page, default 50).
+ * Returns:
  *   url                       base URL, no trailing slash
  *   stop()                    closes the server and its connections
  *   setAlign(id, fields)      creates/updates an Align customer; fields: status, sub_status,
@@ -40,7 +44,7 @@ function send(res, status, body, headers = {}) {
  *                             replaces the user's submissions; each is merged over defaults
  *                             (submission_id, email, created_at, updated_at, kyc_result_at,
  *                             kyc: {result: "approved"}, data: {full_name, date_of_birth, ...});
- *                             aml_result appears only when given
+ *                             its aml_result (when given) is served to request_type=aml only
  *   failNext(n, {status, retryAfter, provider})
  *                             the next n matching requests get `status` (default 500);
  *                             `retryAfter` (seconds) adds a Retry-After header; `provider`
@@ -49,18 +53,28 @@ function send(res, status, body, headers = {}) {
  *                             after failNext is used up, each matching request fails with
  *                             probability `rate` (0 turns it off), drawn from a PRNG seeded with
  *                             `seed` (default 1); `status` may be an array to pick from
+ *   delayNext(n, ms, {path, then})
+ *                             the next n requests (to `path` when given) are answered `ms`
+ *                             later than the rest, with the state they were asked about;
+ *                             `then()` runs once each such answer is computed (to change the
+ *                             state right after a request read it)
  *   setLatency(ms)
  *   counts()                  { [pathname]: requests served }, faults and auth failures included
- *   requests()                [{ method, path, query, status }] in arrival order
+ *   requests()                [{ method, path, query, status, arrivedAt }] of answered requests,
+ *                             in the order they were answered
+ *   arrivals()                [{ method, path, query, arrivedAt }] in arrival order
  *   resetCounts()
  */
-export async function startStandIn({ latencyMs = 0, alignKey, argosKey } = {}) {
+export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPageSize } = {}) {
+  argosPageSize ??= 50;
   const customers = new Map();
   const submissions = new Map();
   let latency = latencyMs;
   let pending = { count: 0 };
   let random = { rate: 0 };
+  let delays = { count: 0 };
   let log = [];
+  let arrivals = [];
 
   function takeFault(provider) {
     if (pending.count > 0 && (!pending.provider || pending.provider === provider)) {
@@ -76,53 +90,97 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey } = {}) {
     return null;
   }
 
-  function align(req, res, customerId) {
-    if (req.headers.authorization !== alignKey) return send(res, 401, { message: "Unauthorized" });
-    const customer = customers.get(customerId);
-    if (!customer) return send(res, 404, { message: "Customer not found" });
-    const { status, sub_status, kyc_flow_link, ...profile } = customer;
-    return send(res, 200, {
-      customer_id: customerId,
-      ...profile,
-      type: "individual",
-      kycs: { status, sub_status, status_breakdown: [], kyc_flow_link },
-    });
+  /** The extra delay of a request, and what to do once its answer is computed. */
+  function takeDelay(path) {
+    if (delays.count > 0 && (!delays.path || delays.path === path)) {
+      delays.count -= 1;
+      return delays;
+    }
+    return { ms: 0 };
   }
 
-  function argos(req, res, query) {
-    if (req.headers["x-api-key"] !== argosKey) return send(res, 403, { message: "Forbidden" });
+  /** [status, body, headers] */
+  function align(req, customerId) {
+    if (req.headers.authorization !== alignKey) return [401, { message: "Unauthorized" }];
+    const customer = customers.get(customerId);
+    if (!customer) return [404, { message: "Customer not found" }];
+    const { status, sub_status, kyc_flow_link, ...profile } = customer;
+    return [
+      200,
+      {
+        customer_id: customerId,
+        ...profile,
+        type: "individual",
+        kycs: { status, sub_status, status_breakdown: [], kyc_flow_link },
+      },
+    ];
+  }
+
+  function argos(req, query) {
+    if (req.headers["x-api-key"] !== argosKey) return [403, { message: "Forbidden" }];
     const userid = query.get("userid");
     const submissionId = query.get("submission_id");
-    if (query.get("request_type") !== "kyc" || !(userid || submissionId)) {
-      return send(res, 400, { message: "userid or submission_id, and request_type=kyc, are required" });
+    const requestType = query.get("request_type");
+    if (!["kyc", "aml"].includes(requestType) || !(userid || submissionId)) {
+      return [400, { message: "userid or submission_id, and request_type=kyc|aml, are required" }];
     }
-    const items = userid
+    const all = userid
       ? (submissions.get(userid) ?? [])
       : [...submissions.values()].flat().filter((item) => item.submission_id === submissionId);
-    return send(res, 200, { Items: items });
+    const items = all
+      .filter((item) => requestType === "kyc" || item.aml_result)
+      .map(({ aml_result, ...item }) =>
+        requestType === "kyc" ? item : { submission_id: item.submission_id, userid: item.userid, aml_result },
+      )
+      .sort(newestFirst);
+    const after = query.get("nextpage_id");
+    const start = after ? items.findIndex((item) => item.submission_id === after) + 1 : 0;
+    const page = items.slice(start, start + argosPageSize);
+    const body = { Items: page };
+    if (start + argosPageSize < items.length) {
+      const last = page[page.length - 1];
+      body.nextpageKey = { id: last.submission_id, created_at: last.created_at };
+    }
+    return [200, body];
   }
 
-  function route(req, res, url) {
+  function answer(req, url) {
     const customer = url.pathname.match(/^\/v0\/customers\/([^/]+)$/);
     const provider = customer ? "align" : url.pathname === "/v3/submission" ? "argos" : null;
-    if (!provider) return send(res, 404, { message: "Not Found" });
-    if (req.method !== "GET") return send(res, 405, { message: "Method Not Allowed" });
+    if (!provider) return [404, { message: "Not Found" }];
+    if (req.method !== "GET") return [405, { message: "Method Not Allowed" }];
     const fault = takeFault(provider);
     if (fault) {
       const headers = fault.retryAfter === undefined ? {} : { "retry-after": String(fault.retryAfter) };
-      return send(res, fault.status, { message: "injected fault" }, headers);
+      return [fault.status, { message: "injected fault" }, headers];
     }
-    return provider === "align" ? align(req, res, decodeURIComponent(customer[1])) : argos(req, res, url.searchParams);
+    return provider === "align" ? align(req, decodeURIComponent(customer[1])) : argos(req, url.searchParams);
   }
 
   const server = createServer((req, res) => {
     const url = new URL(req.url, "http://standin");
+    const arrivedAt = Date.now();
+    arrivals.push({ method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), arrivedAt });
     res.on("finish", () => {
-      log.push({ method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), status: res.statusCode });
+      log.push({
+        method: req.method,
+        path: url.pathname,
+        query: Object.fromEntries(url.searchParams),
+        status: res.statusCode,
+        arrivedAt,
+      });
     });
     // Drain the body first so keep-alive connections stay usable.
     req.resume();
-    req.on("end", () => setTimeout(() => route(req, res, url), latency));
+    req.on("end", () => {
+      const [status, body, headers = {}] = answer(req, url);
+      const delay = takeDelay(url.pathname);
+      delay.then?.();
+      setTimeout(() => {
+        res.writeHead(status, { "content-type": "application/json", ...headers });
+        res.end(JSON.stringify(body));
+      }, latency + delay.ms);
+    });
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   const base = `http://127.0.0.1:${server.address().port}`;
@@ -176,6 +234,9 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey } = {}) {
     setFaultRate(rate, { status = 500, retryAfter, provider, seed = 1 } = {}) {
       random = { rate, status, retryAfter, provider, next: prng(seed) };
     },
+    delayNext(count, ms, { path, then } = {}) {
+      delays = { count, ms, path, then };
+    },
     setLatency(ms) {
       latency = ms;
     },
@@ -187,8 +248,13 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey } = {}) {
     requests() {
       return log.slice();
     },
+    /** Requests as they arrived, answered or not yet: [{ method, path, query, arrivedAt }]. */
+    arrivals() {
+      return arrivals.slice();
+    },
     resetCounts() {
       log = [];
+      arrivals = [];
     },
   };
 }

@@ -70,7 +70,10 @@ export async function applyMigrations(persistDir) {
  * Starts the worker on 127.0.0.1 with state under `persistDir`. `vars` are added to (and
  * override) the [vars] of wrangler.toml; `.dev.vars` is ignored so tests do not depend on a
  * developer's local secrets. restart() stops workerd and starts it again on the same port and
- * directory. Returns { url, stop(), restart() }; `url` has no trailing slash.
+ * directory. Returns { url, stop(), restart(), sql(query, ...params), logs() }; `url` has no
+ * trailing slash; `sql` runs a statement on the worker's own D1 database and returns its rows
+ * (tests look at what was, or was not, written); `logs` is every line the worker logged, as
+ * [{ level, message }].
  */
 export async function startWorker({ persistDir, vars = {} }) {
   try {
@@ -78,11 +81,17 @@ export async function startWorker({ persistDir, vars = {} }) {
   } catch {
     throw new Error(`${SCRIPT_PATH} is missing: build the worker first (make build)`);
   }
+  // Everything the worker logs, kept for tests (and printed with KYC_EDGE_TEST_LOGS=1).
+  const logs = [];
   const options = {
     host: "127.0.0.1",
     port: 0,
     cf: false,
     unsafeTriggerHandlers: true,
+    handleStructuredLogs({ level, message }) {
+      logs.push({ level, message });
+      if (process.env.KYC_EDGE_TEST_LOGS) process.stderr.write(`[worker ${level}] ${message}\n`);
+    },
     defaultPersistRoot: join(persistDir, "v3"),
     workers: [
       {
@@ -107,6 +116,14 @@ export async function startWorker({ persistDir, vars = {} }) {
       await mf.dispose();
       mf = new Miniflare(options);
       await mf.ready;
+    },
+    logs() {
+      return logs.slice();
+    },
+    async sql(query, ...params) {
+      const db = await mf.getD1Database(config.d1_databases[0].binding);
+      const { results } = await db.prepare(query).bind(...params).all();
+      return results;
     },
   };
 }
