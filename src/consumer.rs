@@ -6,7 +6,7 @@ use crate::error::StoreError;
 use crate::log::Line;
 use crate::reconcile::reconcile;
 use crate::services::Services;
-use crate::{config, d1};
+use crate::{config, d1, notify};
 use futures_util::future::join_all;
 use kyc_core::jobs::Job;
 use serde_json::Value;
@@ -18,10 +18,11 @@ enum Verdict {
     Retry { delay_seconds: u32 },
 }
 
-/// Calls a reconcile job usually makes (load, one provider call, the write, the KV put and
-/// its verification): a job starts only while the batch can still afford them, so the
-/// budget is rarely found spent halfway through a check.
-const RECONCILE_CALLS: u32 = 5;
+/// Calls a job usually makes (a reconcile: load, one provider call, the write, the KV put and
+/// its verification; a notification: claim, POST, outcome, the next one queued): a job
+/// starts only while the batch can still afford them, so the budget is rarely found spent
+/// halfway through.
+const JOB_CALLS: u32 = 5;
 /// Delay before a job that hit an infrastructure error (D1, KV) runs again.
 const RETRY_DELAY_SECONDS: u32 = 30;
 
@@ -104,7 +105,7 @@ async fn handle(services: &Services<'_>, message: &Message<Value>, log: &mut Lin
             return Verdict::Retry { delay_seconds: 0 };
         }
     };
-    if services.calls.left() < RECONCILE_CALLS {
+    if services.calls.left() < JOB_CALLS {
         log.set("outcome", "deferred: batch budget spent");
         return Verdict::Retry { delay_seconds: 1 };
     }
@@ -112,6 +113,10 @@ async fn handle(services: &Services<'_>, message: &Message<Value>, log: &mut Lin
         Job::Reconcile(job) => {
             log.set("job", "reconcile");
             reconcile(services, job, log).await
+        }
+        Job::Notify { seq } => {
+            log.set("job", "notify");
+            notify::deliver(services, *seq, log).await
         }
     };
     match result {

@@ -8,6 +8,7 @@ use crate::log::Line;
 use crate::services::Services;
 use crate::{clock, config, d1, queue};
 use kyc_core::db::events::prune;
+use kyc_core::db::notifications as outbox;
 use kyc_core::db::runs::{self, CronRun};
 use kyc_core::db::subjects::{claim_due, count_due, release, DueSubject};
 use kyc_core::db::tallies::{self, counts};
@@ -71,6 +72,7 @@ async fn run_at(
     let mut statements = tallies::fold();
     statements.push(statement!(tallies::ALL));
     statements.push(prune(now - config.event_retention, PRUNE_BATCH));
+    statements.push(outbox::prune(now - config.event_retention, PRUNE_BATCH));
     let results = d1::batch(calls, services.db, &statements).await?;
     let folded = tallies::activity(&results[0]);
     let statuses = counts(&results[3], &[]).statuses;
@@ -178,6 +180,22 @@ async fn run_at(
             }
         }
     }
+    // Notifications whose attempt is due: first ones a queue message was lost for, retries
+    // too far out to wait in the queue, those held back behind an older one.
+    let mut notified = 0;
+    if config.delivery.is_some() {
+        let due = d1::run(calls, services.db, &outbox::due(now, budget)).await?;
+        let jobs: Vec<Job> = outbox::seqs(&due)
+            .into_iter()
+            .map(|seq| Job::Notify { seq })
+            .collect();
+        let (sent, result) = queue::send_all(calls, services.env, &jobs).await;
+        notified = sent;
+        if let Err(error) = result {
+            log.set("notify_send_error", error.to_string());
+        }
+    }
+    log.set("notifications_sent", notified as u64);
     let run = CronRun {
         scheduled_at: now,
         started_at: started,

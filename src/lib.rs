@@ -10,6 +10,7 @@ mod d1;
 mod error;
 mod kv;
 mod log;
+mod notify;
 mod outbound;
 mod queue;
 mod random;

@@ -3,17 +3,30 @@
 use crate::calls::{Call, Calls};
 use crate::error::StoreError;
 use kyc_core::jobs::Job;
-use worker::Env;
+use worker::{Env, MessageBuilder};
 
 pub const BINDING: &str = "JOBS";
 /// `sendBatch` takes at most 100 messages.
 pub const MAX_SEND_BATCH: usize = 100;
 
 pub async fn send(calls: &Calls, env: &Env, job: &Job) -> Result<(), StoreError> {
+    send_later(calls, env, job, 0).await
+}
+
+/// Send a job to run `delay_seconds` from now.
+pub async fn send_later(
+    calls: &Calls,
+    env: &Env,
+    job: &Job,
+    delay_seconds: u32,
+) -> Result<(), StoreError> {
     calls.spend(Call::Queue(1))?;
+    let message = MessageBuilder::new(job.encode())
+        .delay_seconds(delay_seconds)
+        .build();
     env.queue(BINDING)
         .map_err(|e| StoreError::Queue(e.to_string()))?
-        .send(job.encode())
+        .send(message)
         .await
         .map_err(|e| StoreError::Queue(e.to_string()))
 }

@@ -8,9 +8,10 @@ use crate::error::StoreError;
 use crate::kv;
 use crate::log::Line;
 use crate::outbound::{self, NotSent};
+use crate::queue;
 use crate::services::Services;
 use kyc_core::db::subjects::{self, SubjectRow};
-use kyc_core::jobs::ReconcileJob;
+use kyc_core::jobs::{Job, ReconcileJob};
 use kyc_core::outbound::CheckFailure;
 use kyc_core::providers::{CheckTarget, ProviderProtocol};
 use kyc_core::reconcile::{plan, Context, Effect, Outcome, Reading, Written};
@@ -77,8 +78,28 @@ pub async fn reconcile(
                 };
                 stored = reloaded;
             }
-            Written::Won { row, drift } => {
+            Written::Won {
+                row,
+                drift,
+                notifications,
+            } => {
                 describe(log, &plan.effect, &row, drift);
+                if !notifications.is_empty() {
+                    log.set("notifications", notifications.clone());
+                }
+                // The outbox rows are committed with the change: if this send fails, the cron
+                // finds them due. Without an endpoint they are recorded, not sent.
+                if services.config.delivery.is_some() {
+                    let jobs: Vec<Job> = notifications
+                        .into_iter()
+                        .map(|seq| Job::Notify { seq })
+                        .collect();
+                    if let (_, Err(error)) =
+                        queue::send_all(&services.calls, services.env, &jobs).await
+                    {
+                        log.set("queue_error", error.to_string());
+                    }
+                }
                 if plan.project {
                     let projection = kv::project(
                         &services.calls,

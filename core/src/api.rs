@@ -81,6 +81,11 @@ pub enum Route<'a> {
         subject_ref: &'a str,
     },
     Stats,
+    ListNotifications,
+    RedeliverNotification {
+        id: &'a str,
+    },
+    EnableNotifications,
 }
 
 impl Route<'_> {
@@ -96,6 +101,9 @@ impl Route<'_> {
             Route::SubjectEvents { .. } => "subjects.events",
             Route::RefreshSubject { .. } => "subjects.refresh",
             Route::Stats => "stats",
+            Route::ListNotifications => "notifications.list",
+            Route::RedeliverNotification { .. } => "notifications.redeliver",
+            Route::EnableNotifications => "notifications.enable",
         }
     }
 
@@ -166,6 +174,15 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, RouteError> {
             )
         }
         ["v1", "stats"] => ("GET", (method == "GET").then_some(Route::Stats)),
+        ["v1", "notifications"] => ("GET", (method == "GET").then_some(Route::ListNotifications)),
+        ["v1", "notifications", "enable"] => (
+            "POST",
+            (method == "POST").then_some(Route::EnableNotifications),
+        ),
+        ["v1", "notifications", id, "redeliver"] if !id.is_empty() => (
+            "POST",
+            (method == "POST").then_some(Route::RedeliverNotification { id }),
+        ),
         _ => return Err(RouteError::NotFound),
     };
     // HEAD is served as GET by the platform; OPTIONS and the rest are not ours.
@@ -226,6 +243,17 @@ mod tests {
                 },
             ),
             ("GET", "/v1/stats", Route::Stats),
+            ("GET", "/v1/notifications", Route::ListNotifications),
+            (
+                "POST",
+                "/v1/notifications/enable",
+                Route::EnableNotifications,
+            ),
+            (
+                "POST",
+                "/v1/notifications/msg_1_abc/redeliver",
+                Route::RedeliverNotification { id: "msg_1_abc" },
+            ),
         ];
         for (method, path, want) in cases {
             assert_eq!(route(method, path), Ok(want), "{method} {path}");
@@ -240,6 +268,8 @@ mod tests {
             ("POST", "/healthz", "GET"),
             ("PUT", "/v1/stats", "GET"),
             ("GET", "/v1/subjects/align/c-1/refresh", "POST"),
+            ("GET", "/v1/notifications/enable", "POST"),
+            ("DELETE", "/v1/notifications", "GET"),
         ] {
             assert_eq!(
                 route(method, path),

@@ -2,6 +2,7 @@
 //! whose secrets are missing is disabled (route 404, cron skips it), never half-configured;
 //! a malformed value is an error naming the variable, never a silent default.
 
+use crate::notify::SigningKeys;
 use crate::providers::align::Align;
 use crate::providers::argos::{self, Argos, Encryption};
 use crate::providers::ProviderProtocol;
@@ -34,6 +35,19 @@ pub struct Config {
     /// How long a KV projection lives: the longest a failed KV write can leave an older
     /// status readable (reads then fall back to D1).
     pub kv_ttl: TimeDelta,
+    /// Where and how notifications are sent; `None` without `APP_WEBHOOK_URL` (they are
+    /// still recorded).
+    pub delivery: Option<Delivery>,
+}
+
+/// Sending notifications to the application.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub url: String,
+    pub keys: SigningKeys,
+    /// A notification is retried until it is this old, then dead.
+    pub max_age: TimeDelta,
+    pub timeout: TimeDelta,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,6 +261,28 @@ impl Config {
             });
         }
         let max_body_bytes = vars.positive_or("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES as i64)?;
+        let delivery = match vars.text("APP_WEBHOOK_URL") {
+            None => None,
+            Some(url) => {
+                let url = vars.api_base("APP_WEBHOOK_URL", &url)?;
+                let secret = vars.text("APP_WEBHOOK_SECRET").ok_or(ConfigError {
+                    key: "APP_WEBHOOK_SECRET",
+                    problem: "is required when APP_WEBHOOK_URL is set".into(),
+                })?;
+                let keys = SigningKeys::parse(&secret).map_err(|e| ConfigError {
+                    key: "APP_WEBHOOK_SECRET",
+                    problem: e.to_string(),
+                })?;
+                Some(Delivery {
+                    url,
+                    keys,
+                    max_age: vars.seconds("NOTIFY_MAX_AGE_SECONDS", TimeDelta::days(1))?,
+                    timeout: TimeDelta::milliseconds(
+                        vars.positive_or("NOTIFY_TIMEOUT_MS", 15_000)?,
+                    ),
+                })
+            }
+        };
         Ok(Self {
             align,
             argos,
@@ -267,6 +303,7 @@ impl Config {
                     problem: "is too long".into(),
                 })?,
             kv_ttl,
+            delivery,
         })
     }
 
@@ -414,6 +451,62 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.key, "ARGOS_ALLOWED_IPS");
+    }
+
+    #[test]
+    fn delivery_needs_a_url_and_a_usable_secret() {
+        assert!(config(&[(
+            "APP_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        )])
+        .unwrap()
+        .delivery
+        .is_none());
+        let c = config(&[
+            ("APP_WEBHOOK_URL", "https://app.example/hooks/kyc"),
+            (
+                "APP_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+            ("NOTIFY_MAX_AGE_SECONDS", "60"),
+        ])
+        .unwrap();
+        let delivery = c.delivery.unwrap();
+        assert_eq!(delivery.url, "https://app.example/hooks/kyc");
+        assert_eq!(delivery.max_age, TimeDelta::seconds(60));
+        assert_eq!(delivery.timeout, TimeDelta::seconds(15));
+        for (pairs, key) in [
+            (
+                vec![("APP_WEBHOOK_URL", "https://app.example")],
+                "APP_WEBHOOK_SECRET",
+            ),
+            (
+                vec![
+                    ("APP_WEBHOOK_URL", "https://app.example"),
+                    ("APP_WEBHOOK_SECRET", "whsec_***"),
+                ],
+                "APP_WEBHOOK_SECRET",
+            ),
+            (
+                vec![
+                    ("APP_WEBHOOK_URL", "app.example"),
+                    (
+                        "APP_WEBHOOK_SECRET",
+                        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                    ),
+                ],
+                "APP_WEBHOOK_URL",
+            ),
+        ] {
+            assert_eq!(config(&pairs).unwrap_err().key, key, "{pairs:?}");
+        }
+        let err = config(&[
+            ("APP_WEBHOOK_URL", "https://a.example"),
+            ("APP_WEBHOOK_SECRET", "whsec_c2hvcnQ="),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("c2hvcnQ"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "job", rename_all = "snake_case")]
 pub enum Job {
     Reconcile(ReconcileJob),
+    /// Attempt notification `seq` (the outbox row).
+    Notify {
+        seq: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +61,10 @@ mod tests {
             Ok(Job::Reconcile(ReconcileJob { aml: false, .. }))
         ));
         assert!(Job::decode(r#"{"job":"explode"}"#).is_err());
+        assert_eq!(
+            Job::decode(r#"{"job":"notify","seq":7}"#).unwrap(),
+            Job::Notify { seq: 7 }
+        );
         assert!(Job::decode(
             r#"{"job":"reconcile","provider":"align","subject_ref":"a/b","ref_kind":"user"}"#
         )

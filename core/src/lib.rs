@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod headers;
 pub mod jobs;
+pub mod notify;
 pub mod observation;
 pub mod outbound;
 pub mod providers;

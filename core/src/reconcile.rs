@@ -9,9 +9,11 @@
 //! before it changed exactly one row (`changes() = 1`), so a lost guard writes nothing at
 //! all. Drift is decided inside the batch, against the webhooks recorded by then.
 
+use crate::db::notifications::insert_if_previous_changed;
 use crate::db::subjects::{SubjectRow, COLUMNS};
 use crate::db::tallies::{add_if_previous_changed, Tally};
 use crate::db::{row, Rows, SqlValue, Statement};
+use crate::notify::{payload, Kind};
 use crate::observation::{Observation, Source};
 use crate::outbound::{CheckFailure, FailureScope};
 use crate::schedule::{after_check, after_failure, jitter, NextCheck, ScheduleConfig};
@@ -73,6 +75,8 @@ pub struct Plan {
     pub guard: Option<usize>,
     /// Index of the change's history row (`RETURNING drift`), when there is one.
     pub history: Option<usize>,
+    /// Indexes of the change's notifications (`RETURNING seq`): the outbox rows.
+    pub notifications: Vec<usize>,
     pub effect: Effect,
     /// When the subject is next due, as planned (a request made meanwhile keeps it sooner).
     pub next_check: Option<NextCheck>,
@@ -89,8 +93,13 @@ pub enum Written {
     Nothing,
     /// The guard lost: someone wrote the subject since it was read; nothing was written.
     Lost,
-    /// The subject as written, and whether the change was drift.
-    Won { row: Box<SubjectRow>, drift: bool },
+    /// The subject as written, whether the change was drift, and the notifications it
+    /// recorded (their `seq`).
+    Won {
+        row: Box<SubjectRow>,
+        drift: bool,
+        notifications: Vec<i64>,
+    },
 }
 
 impl Plan {
@@ -109,9 +118,16 @@ impl Plan {
             .and_then(|r| r.get("drift"))
             .and_then(serde_json::Value::as_i64)
             == Some(1);
+        let notifications = self
+            .notifications
+            .iter()
+            .filter_map(|&i| results.get(i))
+            .flat_map(|rows| crate::db::notifications::seqs(rows))
+            .collect();
         Ok(Written::Won {
             row: Box::new(row(returned)?),
             drift,
+            notifications,
         })
     }
 }
@@ -142,6 +158,7 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
                 statements,
                 guard: None,
                 history: None,
+                notifications: vec![],
                 effect: Effect::Stale,
                 next_check: None,
                 project: false,
@@ -220,6 +237,7 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
         statements,
         guard: Some(guard),
         history: None,
+        notifications: vec![],
         effect,
         next_check: Some(next),
         project: false,
@@ -237,6 +255,26 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
             plan.may_be_drift,
             context.now,
         ));
+        // The outbox: a notification per kind of change a reader was told, chained to the
+        // history row, so it exists exactly when the change does.
+        let kinds = [
+            (change.status_changed, Kind::StatusChanged),
+            (change.aml_changed, Kind::AmlUpdated),
+        ];
+        for kind in kinds
+            .into_iter()
+            .filter(|(told, _)| *told)
+            .map(|(_, kind)| kind)
+        {
+            plan.notifications.push(plan.statements.len());
+            plan.statements.push(insert_if_previous_changed(
+                stored.provider,
+                &stored.subject_ref,
+                kind,
+                payload(kind, stored, &change, observation.source, context.now),
+                context.now,
+            ));
+        }
         if change.status_changed {
             plan.statements.extend([
                 add_if_previous_changed(Tally::Status(stored.provider, change.previous), -1),
@@ -343,6 +381,7 @@ fn plan_failure(
         guard: Some(statements.len() - 1),
         statements,
         history: None,
+        notifications: vec![],
         effect: Effect::Failed { class, scope },
         next_check: Some(NextCheck {
             at: next_at,

@@ -1,6 +1,7 @@
 //! HTTP: every request gets an id (echoed or generated), one route (or a 404 / 405), one
 //! answer carrying `x-request-id`, and one JSON log line.
 
+mod notifications;
 mod stats;
 mod subjects;
 mod webhooks;
@@ -123,6 +124,9 @@ async fn dispatch(
             subject_ref,
         } => subjects::refresh(&services, provider, subject_ref, log).await,
         Route::Stats => stats::get(&services).await,
+        Route::ListNotifications => notifications::list(&req, &services).await,
+        Route::RedeliverNotification { id } => notifications::redeliver(&services, id, log).await,
+        Route::EnableNotifications => notifications::enable(&services, log).await,
     };
     // The unit of work's calls, for the log line.
     *calls = services.calls;

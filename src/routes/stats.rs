@@ -2,9 +2,10 @@
 //! rows (tallies, provider health, the last cron run) plus the events since the last fold:
 //! its cost does not grow with the number of subjects.
 
-use crate::d1;
 use crate::error::ApiError;
 use crate::services::Services;
+use crate::{clock, d1};
+use kyc_core::db::notifications as outbox;
 use kyc_core::db::runs::{self, HEALTH};
 use kyc_core::db::tallies::{counts, ALL, SINCE_FOLD};
 use kyc_core::db::Statement;
@@ -35,6 +36,9 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
         statement!(SINCE_FOLD),
         statement!(HEALTH),
         runs::latest(1),
+        statement!(outbox::PENDING),
+        statement!(outbox::DEAD),
+        statement!(outbox::DISABLED),
     ];
     let results = d1::batch(&services.calls, services.db, &statements).await?;
     let counts = counts(&results[0], &results[1]);
@@ -91,7 +95,29 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
             "activity": parsed(run.get("activity")),
         })
     });
+    let pending = results[4].first();
+    let number = |row: Option<&kyc_core::db::Row>, name: &str| {
+        row.and_then(|r| r.get(name))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    let oldest = pending
+        .and_then(|r| r.get("oldest"))
+        .and_then(Value::as_i64)
+        .and_then(from_millis);
+    let disabled = results[6]
+        .first()
+        .map(|row| json!({ "since": time(row.get("disabled_at")), "reason": row.get("reason") }));
+    let notifications = json!({
+        "delivery": if services.config.delivery.is_some() { "configured" } else { "not configured" },
+        "pending": number(pending, "pending"),
+        "delivered": counts.delivered,
+        "dead": number(results[5].first(), "dead"),
+        "disabled": disabled,
+        "oldest_undelivered_age_seconds": oldest.map(|t| (clock::now() - t).num_seconds()),
+    });
     Ok(Response::from_json(&json!({
+        "notifications": notifications,
         "subjects": subjects,
         "webhooks": webhooks,
         "changes": changes,

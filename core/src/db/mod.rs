@@ -3,6 +3,7 @@
 //! migrations). Both are SQLite, so what the tests prove is what D1 runs.
 
 pub mod events;
+pub mod notifications;
 pub mod runs;
 pub mod subjects;
 pub mod tallies;

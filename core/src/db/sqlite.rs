@@ -6,9 +6,10 @@ use rusqlite::types::{Value as Cell, ValueRef};
 use rusqlite::{params_from_iter, Connection};
 use serde_json::{Map, Value};
 
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_compare_and_set.sql"),
+    include_str!("../../../migrations/0003_notifications.sql"),
 ];
 
 /// An in-memory database with every migration applied.

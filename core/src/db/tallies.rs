@@ -26,6 +26,8 @@ pub enum Tally {
     Changes(Provider),
     /// Changes found by polling that no webhook announced.
     Drift(Provider),
+    /// Notifications the application acknowledged.
+    Delivered,
 }
 
 impl Tally {
@@ -36,6 +38,7 @@ impl Tally {
             Tally::Duplicates(p) => format!("webhook.duplicate.{p}"),
             Tally::Changes(p) => format!("changes.{p}"),
             Tally::Drift(p) => format!("drift.{p}"),
+            Tally::Delivered => "notify.delivered".to_owned(),
         }
     }
 }
@@ -56,6 +59,7 @@ impl Tally {
             }
             ["changes", provider] => Some(Tally::Changes(Provider::parse(provider)?)),
             ["drift", provider] => Some(Tally::Drift(Provider::parse(provider)?)),
+            ["notify", "delivered"] => Some(Tally::Delivered),
             _ => None,
         }
     }
@@ -102,6 +106,7 @@ pub fn activity(rows: &[Row]) -> BTreeMap<Provider, Activity> {
 pub struct Counts {
     pub statuses: BTreeMap<Provider, BTreeMap<KycStatus, i64>>,
     pub activity: BTreeMap<Provider, Activity>,
+    pub delivered: i64,
 }
 
 /// Counts from [`ALL`]'s rows and [`SINCE_FOLD`]'s rows.
@@ -132,6 +137,7 @@ pub fn counts(tallies: &[Row], since_fold: &[Row]) -> Counts {
             Tally::Duplicates(p) => counts.activity.entry(p).or_default().duplicates += value,
             Tally::Changes(p) => counts.activity.entry(p).or_default().changes += value,
             Tally::Drift(p) => counts.activity.entry(p).or_default().drift += value,
+            Tally::Delivered => counts.delivered += value,
         }
     }
     counts
@@ -194,7 +200,7 @@ mod tests {
 
     #[test]
     fn names_parse_back() {
-        let mut all = vec![];
+        let mut all = vec![Tally::Delivered];
         for provider in Provider::ALL {
             all.extend([
                 Tally::Accepted(provider),

@@ -493,3 +493,219 @@ fn list_pages_are_stable_under_inserts() {
         0
     );
 }
+
+mod notifications {
+    use super::super::notifications::{self as outbox, ListFilter, Notification, Outcome, State};
+    use super::super::sqlite::{batch, database, query_plan, run};
+    use super::super::{row, Statement};
+    use super::{at, r};
+    use crate::notify::Kind;
+    use crate::subject::Provider;
+    use crate::time::TimeDelta;
+    use rusqlite::Connection;
+
+    /// Records a notification for `id` (the chain's first link stands in for the history row).
+    fn record(db: &Connection, id: &str, created: i64) -> i64 {
+        let results = batch(
+            db,
+            &[
+                Statement::new("SELECT 1 WHERE 0", vec![]),
+                Statement::new("INSERT INTO tallies (name, value) VALUES ('x', 0) ON CONFLICT (name) DO UPDATE SET value = 0", vec![]),
+                outbox::insert_if_previous_changed(
+                    Provider::Align,
+                    &r(id),
+                    Kind::StatusChanged,
+                    "{}".into(),
+                    at(created),
+                ),
+            ],
+        );
+        outbox::seqs(&results[2])[0]
+    }
+
+    fn claim(db: &Connection, seq: i64, now: i64) -> Option<Notification> {
+        run(
+            db,
+            &outbox::claim(seq, at(now), at(now) + TimeDelta::minutes(2)),
+        )
+        .first()
+        .map(|found| row(found).unwrap())
+    }
+
+    fn settle(db: &Connection, n: &Notification, outcome: Outcome, now: i64) -> Vec<i64> {
+        let results = batch(db, &outbox::settle(n, &outcome, "HTTP 200", at(now)));
+        results
+            .last()
+            .map(|rows| outbox::seqs(rows))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_subjects_notifications_are_attempted_one_after_another() {
+        let db = database();
+        let first = record(&db, "c1", 0);
+        let second = record(&db, "c1", 1);
+        let other = record(&db, "c2", 2);
+        assert!(
+            claim(&db, second, 10).is_none(),
+            "an older one is still pending"
+        );
+        assert!(
+            claim(&db, other, 10).is_some(),
+            "other subjects do not wait"
+        );
+        let attempt = claim(&db, first, 10).unwrap();
+        assert_eq!(attempt.attempts, 1);
+        assert!(
+            claim(&db, first, 10).is_none(),
+            "leased: no second attempt at once"
+        );
+        assert_eq!(
+            settle(&db, &attempt, Outcome::Delivered, 11),
+            [second],
+            "its successor is next"
+        );
+        assert!(claim(&db, second, 12).is_some());
+    }
+
+    #[test]
+    fn an_outcome_is_written_only_under_the_attempt_it_belongs_to() {
+        let db = database();
+        let seq = record(&db, "c1", 0);
+        let first = claim(&db, seq, 10).unwrap();
+        batch(
+            &db,
+            &outbox::settle(
+                &first,
+                &Outcome::Retry { retry_at: at(20) },
+                "HTTP 503",
+                at(11),
+            ),
+        );
+        assert!(
+            claim(&db, seq, 15).is_none(),
+            "not due before its retry time"
+        );
+        let second = claim(&db, seq, 20).unwrap();
+        assert_eq!(second.attempts, 2);
+        // The first attempt's late outcome changes nothing.
+        batch(
+            &db,
+            &outbox::settle(&first, &Outcome::Dead, "timeout", at(21)),
+        );
+        batch(
+            &db,
+            &outbox::settle(&second, &Outcome::Delivered, "HTTP 200", at(22)),
+        );
+        let stored: Notification =
+            row(&run(&db, &outbox::load(seq, at(0).timestamp_millis()))[0]).unwrap();
+        assert_eq!((stored.state.as_str(), stored.attempts), ("delivered", 2));
+        assert_eq!(super::tallies(&db)["notify.delivered"], 1);
+    }
+
+    #[test]
+    fn gone_stops_every_attempt_until_enabled() {
+        let db = database();
+        let a = record(&db, "c1", 0);
+        let b = record(&db, "c2", 0);
+        let attempt = claim(&db, a, 10).unwrap();
+        batch(
+            &db,
+            &outbox::settle(&attempt, &Outcome::Gone, "HTTP 410", at(11)),
+        );
+        assert!(claim(&db, b, 12).is_none(), "delivery is disabled");
+        assert_eq!(run(&db, &Statement::new(outbox::DISABLED, vec![])).len(), 1);
+        assert_eq!(run(&db, &Statement::new(outbox::ENABLE, vec![])).len(), 1);
+        assert!(
+            claim(&db, a, 13).is_some(),
+            "the refused one is due again at once"
+        );
+    }
+
+    #[test]
+    fn the_cron_finds_heads_of_queues_that_are_due() {
+        let db = database();
+        let first = record(&db, "c1", 0);
+        record(&db, "c1", 1);
+        let other = record(&db, "c2", 2);
+        let due = |now| outbox::seqs(&run(&db, &outbox::due(at(now), 10)));
+        assert_eq!(
+            due(5),
+            [first, other],
+            "only the head of each subject's queue"
+        );
+        let attempt = claim(&db, first, 5).unwrap();
+        assert_eq!(due(6), [other], "an attempt in flight is leased");
+        batch(
+            &db,
+            &outbox::settle(&attempt, &Outcome::Dead, "HTTP 500", at(7)),
+        );
+        assert_eq!(due(8).len(), 2, "a dead one lets its successor go");
+    }
+
+    #[test]
+    fn a_dead_notification_can_be_sent_again_by_its_id() {
+        let db = database();
+        let seq = record(&db, "c1", 0);
+        let attempt = claim(&db, seq, 1).unwrap();
+        batch(
+            &db,
+            &outbox::settle(&attempt, &Outcome::Dead, "HTTP 500", at(2)),
+        );
+        let created = at(0).timestamp_millis();
+        assert!(
+            run(&db, &outbox::redeliver(seq, created + 1, at(3), at(100))).is_empty(),
+            "the id must match"
+        );
+        assert_eq!(
+            outbox::seqs(&run(&db, &outbox::redeliver(seq, created, at(3), at(100)))),
+            [seq]
+        );
+        let again = claim(&db, seq, 3).unwrap();
+        assert_eq!((again.attempts, again.expires_at), (1, Some(at(100))));
+        assert!(
+            run(&db, &outbox::redeliver(seq, created, at(4), at(100))).is_empty(),
+            "a pending one is not redelivered"
+        );
+    }
+
+    #[test]
+    fn listings_use_their_indexes() {
+        let db = database();
+        for (filter, index) in [
+            (
+                ListFilter {
+                    state: Some(State::Dead),
+                    limit: 10,
+                    ..Default::default()
+                },
+                "notifications_dead",
+            ),
+            (
+                ListFilter {
+                    subject: Some((Provider::Align, r("c1"))),
+                    state: Some(State::Pending),
+                    limit: 10,
+                    ..Default::default()
+                },
+                "notifications_by_subject",
+            ),
+            (
+                ListFilter {
+                    limit: 10,
+                    before: Some(50),
+                    ..Default::default()
+                },
+                "INTEGER PRIMARY KEY",
+            ),
+        ] {
+            let plan = query_plan(&db, &outbox::list(&filter)).join("; ");
+            assert!(
+                plan.contains(index) && !plan.contains("TEMP B-TREE"),
+                "{filter:?}: {plan}"
+            );
+        }
+        let plan = query_plan(&db, &outbox::due(at(0), 10)).join("; ");
+        assert!(plan.contains("notifications_due"), "{plan}");
+    }
+}

@@ -300,3 +300,151 @@ fn ten_thousand_seeded_schedules_of_three_jobs_webhooks_refreshes_and_bodies() {
     }
     eprintln!("explorer: {runs} random schedules from seed {seed}");
 }
+
+mod outbox {
+    //! The outbox row is part of the plan for every kind of change a reader is told, and only
+    //! then.
+    use crate::db::sqlite;
+    use crate::db::subjects::{register, SubjectRow};
+    use crate::observation::{Observation, Source};
+    use crate::outbound::{CheckFailure, OutboundError};
+    use crate::reconcile::{plan, Context, Outcome, Reading};
+    use crate::schedule::ScheduleConfig;
+    use crate::status::{Aml, KycStatus};
+    use crate::subject::{Provider, RefKind, SubjectRef};
+    use crate::time::{from_millis, Timestamp};
+
+    fn at(s: i64) -> Timestamp {
+        from_millis(1_800_000_000_000 + s * 1000).unwrap()
+    }
+
+    fn stored(status: KycStatus, aml: Option<&str>) -> SubjectRow {
+        let db = sqlite::database();
+        let r = SubjectRef::parse("u1").unwrap();
+        let results = sqlite::batch(
+            &db,
+            &register(Provider::Argos, &r, RefKind::User, None, at(0)),
+        );
+        let mut row: SubjectRow = crate::db::row(&results[3][0]).unwrap();
+        row.status = status;
+        row.provider_status = Some(status.as_str().into());
+        row.aml_status = aml.map(str::to_owned);
+        row.observed_at = at(1);
+        row
+    }
+
+    fn read(status: KycStatus, aml: Option<&str>, sub_status: Option<&str>) -> Outcome {
+        Outcome::Read(Reading {
+            observation: Observation {
+                status,
+                provider_status: Some(status.as_str().into()),
+                sub_status: sub_status.map(str::to_owned),
+                aml: aml.map(|a| Aml {
+                    status: a.into(),
+                    risk_level: None,
+                }),
+                status_at: None,
+                observed_at: at(5),
+                source: Source::Poll,
+                no_record: false,
+            },
+            polled_at: Some(at(5)),
+        })
+    }
+
+    /// The `type` of each notification a plan would record.
+    fn told(stored: &SubjectRow, outcome: &Outcome) -> Vec<String> {
+        let schedule = ScheduleConfig::default();
+        let plan = plan(
+            stored,
+            outcome,
+            Context {
+                now: at(6),
+                schedule: &schedule,
+            },
+        );
+        plan.notifications
+            .iter()
+            .map(|&i| {
+                let payload = match &plan.statements[i].params[3] {
+                    crate::db::SqlValue::Text(t) => t.clone(),
+                    other => panic!("{other:?}"),
+                };
+                let payload: serde_json::Value = serde_json::from_str(&payload).unwrap();
+                payload["type"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_kind_of_change_carries_its_notification_and_nothing_else_does() {
+        use KycStatus::*;
+        let pending = stored(Pending, None);
+        assert_eq!(
+            told(&pending, &read(Approved, None, None)),
+            ["kyc.status.changed"]
+        );
+        assert_eq!(
+            told(&pending, &read(Pending, Some("Red Flag"), None)),
+            ["kyc.aml.updated"]
+        );
+        assert_eq!(
+            told(&pending, &read(Approved, Some("Cleared"), None)),
+            ["kyc.status.changed", "kyc.aml.updated"]
+        );
+        // A change of the provider's words only: history, no notification.
+        assert!(told(
+            &pending,
+            &read(Pending, None, Some("kyc_form_submission_accepted"))
+        )
+        .is_empty());
+        // A confirmation, a stale reading and a failure tell nothing.
+        assert!(told(&pending, &read(Pending, None, None)).is_empty());
+        let newer = SubjectRow {
+            observed_at: at(9),
+            ..pending.clone()
+        };
+        assert!(told(&newer, &read(Approved, None, None)).is_empty());
+        let failed = Outcome::Failed {
+            failure: CheckFailure::Outbound(OutboundError::Timeout),
+            sent_at: at(5),
+        };
+        assert!(told(&pending, &failed).is_empty());
+    }
+
+    #[test]
+    fn a_notification_carries_ids_and_statuses_only() {
+        let pending = SubjectRow {
+            external_id: Some("user-42".into()),
+            ..stored(KycStatus::Pending, None)
+        };
+        let schedule = ScheduleConfig::default();
+        let plan = plan(
+            &pending,
+            &read(KycStatus::Approved, None, None),
+            Context {
+                now: at(6),
+                schedule: &schedule,
+            },
+        );
+        let crate::db::SqlValue::Text(payload) = &plan.statements[plan.notifications[0]].params[3]
+        else {
+            panic!("no payload");
+        };
+        let payload: serde_json::Value = serde_json::from_str(payload).unwrap();
+        assert_eq!(
+            payload,
+            serde_json::json!({
+                "type": "kyc.status.changed",
+                "timestamp": "2027-01-15T08:00:06.000Z",
+                "data": {
+                    "provider": "argos", "ref": "u1", "external_id": "user-42",
+                    "status": "approved", "previous_status": "pending",
+                    "provider_status": "approved", "sub_status": null,
+                    "aml": null, "previous_aml": null,
+                    "source": "poll", "status_at": "2027-01-15T08:00:05.000Z", "version": 2
+                }
+            })
+        );
+    }
+}

@@ -121,6 +121,8 @@ pub struct World {
     drift_expected: u32,
     drift_written: u32,
     versions_written: Vec<i64>,
+    /// Notifications the winning writes recorded.
+    notified: usize,
     pub steps: Vec<String>,
 }
 
@@ -176,6 +178,7 @@ impl World {
             drift_expected: 0,
             drift_written: 0,
             versions_written: vec![],
+            notified: 0,
             steps: vec![],
         }
     }
@@ -426,7 +429,11 @@ impl World {
                 self.steps.push(format!("{index}: guard lost"));
                 Phase::Reload(outcome)
             }
-            Written::Won { row, drift } => {
+            Written::Won {
+                row,
+                drift,
+                notifications,
+            } => {
                 let answered = match &outcome {
                     Outcome::Read(reading) => reading.polled_at.unwrap_or_else(epoch),
                     Outcome::Failed { sent_at, .. } => *sent_at,
@@ -450,6 +457,9 @@ impl World {
                 if let Effect::Changed(change) = &plan.effect {
                     assert!(row.version > stored.version);
                     self.versions_written.push(row.version);
+                    // The outbox: one notification for a status change, none otherwise.
+                    assert_eq!(notifications.len(), usize::from(change.status_changed));
+                    self.notified += notifications.len();
                     // The drift oracle: a polled status change of a known subject that no
                     // delivered webhook since the previous check announced.
                     let since = stored.last_checked_at.unwrap_or_else(epoch);
@@ -544,6 +554,26 @@ impl World {
                 trace()
             );
         }
+        // A notification exists exactly for each status change written, in version order.
+        let notifications = sqlite::run(
+            db,
+            &Statement::new("SELECT payload FROM notifications ORDER BY seq", vec![]),
+        );
+        assert_eq!(notifications.len(), self.notified, "{}", trace());
+        let versions: Vec<i64> = notifications
+            .iter()
+            .map(|n| {
+                let payload: serde_json::Value =
+                    serde_json::from_str(n["payload"].as_str().unwrap()).unwrap();
+                payload["data"]["version"].as_i64().unwrap()
+            })
+            .collect();
+        assert!(
+            versions.windows(2).all(|w| w[0] < w[1]),
+            "notifications out of version order: {versions:?}\n{}",
+            trace()
+        );
+        assert!(versions.iter().all(|v| self.versions_written.contains(v)));
         // A change's history row exists exactly for each version written.
         let changes = sqlite::run(
             db,
