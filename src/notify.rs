@@ -90,8 +90,14 @@ pub async fn deliver(services: &Services<'_>, seq: i64, log: &mut Line) -> Resul
             retry_at: now + retry_delay(notification.attempts, retry_after, &id),
         },
     };
+    let described = match outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Dead => "dead",
+        Outcome::Gone => "gone",
+    };
     log.set("response", response.as_str())
-        .set("outcome", format!("{outcome:?}").to_lowercase());
+        .set("outcome", described);
     let results = d1::batch(
         &services.calls,
         services.db,

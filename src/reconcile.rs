@@ -110,7 +110,8 @@ pub async fn reconcile(
                     )
                     .await;
                     match projection {
-                        Ok(projection) => log.set("kv", format!("{projection:?}").to_lowercase()),
+                        Ok(kv::Projection::Written) => log.set("kv", "written"),
+                        Ok(kv::Projection::Superseded) => log.set("kv", "superseded"),
                         // D1 holds the change; the KV entry expires (or was removed).
                         Err(error) => log.set("kv_error", error.to_string()),
                     };

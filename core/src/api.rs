@@ -2,6 +2,7 @@
 //! codes an answer may carry. The adapter only dispatches.
 
 use crate::subject::Provider;
+use percent_encoding::percent_decode_str;
 use std::fmt;
 
 /// Every error the API answers with. The status code comes from the code, so a handler
@@ -189,6 +190,29 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, RouteError> {
     route.ok_or(RouteError::MethodNotAllowed { allow })
 }
 
+/// The query of a request URL (`…?a=1&b=x%20y#f`) as decoded pairs, in order, the way HTML
+/// forms encode them (`+` is a space). Invalid UTF-8 decodes lossily: a parameter's parser
+/// then refuses it.
+pub fn query_pairs(url: &str) -> Vec<(String, String)> {
+    let Some((_, query)) = url.split_once('?') else {
+        return vec![];
+    };
+    let query = query.split_once('#').map_or(query, |(q, _)| q);
+    let decode = |s: &str| {
+        percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
 /// Path parameters are non-empty; whether they are valid is the handler's to say (400),
 /// but a provider kyc-edge does not know is not a route (404).
 fn is_param(provider: &str, subject_ref: &str) -> bool {
@@ -297,6 +321,29 @@ mod tests {
         ] {
             assert_eq!(route("GET", path), Err(RouteError::NotFound), "{path}");
         }
+    }
+
+    #[test]
+    fn query_strings_decode_like_forms() {
+        let pairs = |url| query_pairs(url);
+        assert_eq!(pairs("https://x.test/v1/subjects"), vec![]);
+        assert_eq!(
+            pairs(
+                "https://x.test/v1/subjects?status=pending&cursor=align%2Fc-1&x=a+b&flag&=v#frag"
+            ),
+            vec![
+                ("status".into(), "pending".into()),
+                ("cursor".into(), "align/c-1".into()),
+                ("x".into(), "a b".into()),
+                ("flag".into(), String::new()),
+                (String::new(), "v".into()),
+            ]
+        );
+        assert_eq!(
+            pairs("/p?a=%ff%00"),
+            vec![("a".into(), "\u{fffd}\u{0}".into())]
+        );
+        assert_eq!(pairs("/p?&&a=1&&"), vec![("a".into(), "1".into())]);
     }
 
     #[test]

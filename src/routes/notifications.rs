@@ -5,6 +5,7 @@ use crate::error::{ApiError, StoreError};
 use crate::log::Line;
 use crate::services::Services;
 use crate::{clock, d1, queue};
+use kyc_core::api::query_pairs;
 use kyc_core::db::notifications::{self as outbox, ListFilter, Notification, State};
 use kyc_core::db::row;
 use kyc_core::jobs::Job;
@@ -27,8 +28,8 @@ pub async fn list(req: &Request, services: &Services<'_>) -> Result<Response> {
         limit: DEFAULT_PAGE,
         ..ListFilter::default()
     };
-    for (key, value) in req.url()?.query_pairs() {
-        match key.as_ref() {
+    for (key, value) in query_pairs(&req.inner().url()) {
+        match key.as_str() {
             "state" => {
                 filter.state = Some(State::parse(&value).ok_or_else(|| {
                     ApiError::bad_request("state must be pending, delivered or dead")

@@ -4,6 +4,7 @@ use crate::error::ApiError;
 use crate::log::Line;
 use crate::services::Services;
 use crate::{clock, d1, kv, queue};
+use kyc_core::api::query_pairs;
 use kyc_core::db::events::history;
 use kyc_core::db::subjects::{self as statements, ListFilter, SubjectRow};
 use kyc_core::headers::READ_FROM;
@@ -69,8 +70,8 @@ pub async fn get(
     log.set("provider", provider.as_str())
         .set("ref", subject_ref.as_str());
     let mut strong = false;
-    for (key, value) in req.url()?.query_pairs() {
-        match (key.as_ref(), value.as_ref()) {
+    for (key, value) in query_pairs(&req.inner().url()) {
+        match (key.as_str(), value.as_str()) {
             ("consistency", "strong") => strong = true,
             ("consistency", "eventual") => strong = false,
             _ => {
@@ -253,8 +254,8 @@ pub async fn events(
 ) -> Result<Response> {
     let (provider, subject_ref) = parse_key(provider, subject_ref)?;
     let (mut limit, mut before) = (MAX_PAGE, None);
-    for (key, value) in req.url()?.query_pairs() {
-        match key.as_ref() {
+    for (key, value) in query_pairs(&req.inner().url()) {
+        match key.as_str() {
             "limit" => limit = page_size(&value)?,
             "cursor" => {
                 before = Some(
@@ -318,8 +319,8 @@ pub async fn list(req: &Request, services: &Services<'_>) -> Result<Response> {
         limit: DEFAULT_PAGE,
         ..ListFilter::default()
     };
-    for (key, value) in req.url()?.query_pairs() {
-        match key.as_ref() {
+    for (key, value) in query_pairs(&req.inner().url()) {
+        match key.as_str() {
             "provider" => {
                 filter.provider = Some(
                     Provider::parse(&value)
