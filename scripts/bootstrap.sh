@@ -48,6 +48,13 @@ if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $bindgen_v
   cargo install wasm-bindgen-cli --version "$bindgen_version"
 fi
 
+# The dashboard's tests drive Debian's Chromium (a browser download is not reachable here).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "bootstrap: apt-get install chromium"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "bootstrap: npm ci"
   npm ci --no-audit --no-fund

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 inputs=()
-for path in src core/src Cargo.toml core/Cargo.toml Cargo.lock .cargo scripts/build.sh scripts/strip-names.mjs; do
+for path in src core/src build.rs dashboard openapi.yaml Cargo.toml core/Cargo.toml Cargo.lock .cargo \
+  scripts/build.sh scripts/strip-names.mjs; do
   [ -e "$path" ] && inputs+=("$path")
 done
 if [ -f build/index.js ] && [ -f build/index_bg.wasm ] && [ -f Cargo.lock ] &&

@@ -87,6 +87,13 @@ pub enum Route<'a> {
         id: &'a str,
     },
     EnableNotifications,
+    StuckSubjects,
+    CronRuns,
+    OpenApi,
+    /// A dashboard file: `index.html`, `app.js`, `app.css`.
+    Dashboard {
+        file: &'a str,
+    },
 }
 
 impl Route<'_> {
@@ -105,6 +112,10 @@ impl Route<'_> {
             Route::ListNotifications => "notifications.list",
             Route::RedeliverNotification { .. } => "notifications.redeliver",
             Route::EnableNotifications => "notifications.enable",
+            Route::StuckSubjects => "subjects.stuck",
+            Route::CronRuns => "runs",
+            Route::OpenApi => "openapi",
+            Route::Dashboard { .. } => "dashboard",
         }
     }
 
@@ -112,7 +123,11 @@ impl Route<'_> {
     pub fn needs_token(&self) -> bool {
         !matches!(
             self,
-            Route::Health | Route::AlignWebhook | Route::ArgosWebhook { .. }
+            Route::Health
+                | Route::AlignWebhook
+                | Route::ArgosWebhook { .. }
+                | Route::OpenApi
+                | Route::Dashboard { .. }
         )
     }
 }
@@ -126,6 +141,9 @@ pub enum RouteError {
         allow: &'static str,
     },
 }
+
+/// The dashboard's files (dashboard/): nothing else under /dashboard is served.
+pub const DASHBOARD_FILES: [&str; 3] = ["index.html", "app.js", "app.css"];
 
 /// Longest path the router looks at; anything longer is not a route of ours.
 pub const MAX_PATH: usize = 2048;
@@ -144,6 +162,17 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, RouteError> {
             (method == "POST").then_some(Route::ArgosWebhook { token }),
         ),
         ["v1", "subjects"] => ("GET", (method == "GET").then_some(Route::ListSubjects)),
+        ["v1", "subjects", "stuck"] => ("GET", (method == "GET").then_some(Route::StuckSubjects)),
+        ["v1", "runs"] => ("GET", (method == "GET").then_some(Route::CronRuns)),
+        ["openapi.json"] => ("GET", (method == "GET").then_some(Route::OpenApi)),
+        ["dashboard"] | ["dashboard", ""] => (
+            "GET",
+            (method == "GET").then_some(Route::Dashboard { file: "index.html" }),
+        ),
+        ["dashboard", file] if DASHBOARD_FILES.contains(file) => (
+            "GET",
+            (method == "GET").then_some(Route::Dashboard { file }),
+        ),
         ["v1", "subjects", provider, subject_ref] if is_param(provider, subject_ref) => (
             "GET, PUT",
             match method {
@@ -268,6 +297,20 @@ mod tests {
             ),
             ("GET", "/v1/stats", Route::Stats),
             ("GET", "/v1/notifications", Route::ListNotifications),
+            ("GET", "/v1/subjects/stuck", Route::StuckSubjects),
+            ("GET", "/v1/runs", Route::CronRuns),
+            ("GET", "/openapi.json", Route::OpenApi),
+            ("GET", "/dashboard", Route::Dashboard { file: "index.html" }),
+            (
+                "GET",
+                "/dashboard/",
+                Route::Dashboard { file: "index.html" },
+            ),
+            (
+                "GET",
+                "/dashboard/app.js",
+                Route::Dashboard { file: "app.js" },
+            ),
             (
                 "POST",
                 "/v1/notifications/enable",
@@ -317,6 +360,8 @@ mod tests {
             "/webhooks/argos",
             "/healthz/",
             "/../etc/passwd",
+            "/dashboard/../wrangler.toml",
+            "/dashboard/secrets.txt",
             long.as_str(),
         ] {
             assert_eq!(route("GET", path), Err(RouteError::NotFound), "{path}");

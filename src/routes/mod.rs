@@ -1,6 +1,7 @@
 //! HTTP: every request gets an id (echoed or generated), one route (or a 404 / 405), one
 //! answer carrying `x-request-id`, and one JSON log line.
 
+mod assets;
 mod notifications;
 mod stats;
 mod subjects;
@@ -127,6 +128,10 @@ async fn dispatch(
         Route::ListNotifications => notifications::list(&req, &services).await,
         Route::RedeliverNotification { id } => notifications::redeliver(&services, id, log).await,
         Route::EnableNotifications => notifications::enable(&services, log).await,
+        Route::StuckSubjects => subjects::stuck(&req, &services).await,
+        Route::CronRuns => stats::runs(&req, &services).await,
+        Route::OpenApi => assets::openapi(),
+        Route::Dashboard { file } => assets::dashboard(file),
     };
     // The unit of work's calls, for the log line.
     *calls = services.calls;

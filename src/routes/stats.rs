@@ -5,16 +5,18 @@
 use crate::error::ApiError;
 use crate::services::Services;
 use crate::{clock, d1};
+use kyc_core::api::query_pairs;
 use kyc_core::db::notifications as outbox;
 use kyc_core::db::runs::{self, HEALTH};
 use kyc_core::db::tallies::{counts, ALL, SINCE_FOLD};
+use kyc_core::db::Row;
 use kyc_core::db::Statement;
 use kyc_core::schedule::DEGRADED_AFTER_FAILURES;
 use kyc_core::statement;
 use kyc_core::subject::Provider;
 use kyc_core::time::{format, from_millis};
 use serde_json::{json, Map, Value};
-use worker::Response;
+use worker::{Request, Response};
 
 fn time(value: Option<&Value>) -> Value {
     value
@@ -79,22 +81,7 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
             }),
         );
     }
-    let last_cron_run = results[3].first().map(|run| {
-        let skipped: Vec<&str> = run
-            .get("skipped")
-            .and_then(Value::as_str)
-            .map(|s| s.split(',').filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default();
-        json!({
-            "scheduled_at": time(run.get("run_id")),
-            "started_at": time(run.get("started_at")),
-            "duration_ms": run.get("duration_ms"),
-            "due": run.get("due"),
-            "enqueued": run.get("enqueued"),
-            "skipped": skipped,
-            "activity": parsed(run.get("activity")),
-        })
-    });
+    let last_cron_run = results[3].first().map(run_view);
     let pending = results[4].first();
     let number = |row: Option<&kyc_core::db::Row>, name: &str| {
         row.and_then(|r| r.get(name))
@@ -126,4 +113,43 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
         "reconcile_budget": services.config.reconcile_budget,
         "last_cron_run": last_cron_run,
     }))?)
+}
+
+/// A cron run as the API shows it.
+fn run_view(run: &Row) -> Value {
+    let skipped: Vec<&str> = run
+        .get("skipped")
+        .and_then(Value::as_str)
+        .map(|s| s.split(',').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    json!({
+        "scheduled_at": time(run.get("run_id")),
+        "started_at": time(run.get("started_at")),
+        "duration_ms": run.get("duration_ms"),
+        "due": run.get("due"),
+        "enqueued": run.get("enqueued"),
+        "skipped": skipped,
+        "activity": parsed(run.get("activity")),
+        "statuses": parsed(run.get("statuses")),
+    })
+}
+
+/// `GET /v1/runs?limit=`: the latest cron runs, newest first.
+pub async fn runs(req: &Request, services: &Services<'_>) -> Result<Response, ApiError> {
+    let mut limit = 48;
+    for (key, value) in query_pairs(&req.inner().url()) {
+        match key.as_str() {
+            "limit" => {
+                limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=500).contains(n))
+                    .ok_or_else(|| ApiError::bad_request("limit must be 1..=500"))?
+            }
+            _ => return Err(ApiError::bad_request(format!("unknown parameter {key:?}"))),
+        }
+    }
+    let rows = d1::run(&services.calls, services.db, &runs::latest(limit)).await?;
+    let runs: Vec<Value> = rows.iter().map(run_view).collect();
+    Ok(Response::from_json(&json!({ "runs": runs }))?)
 }

@@ -369,3 +369,22 @@ pub async fn list(req: &Request, services: &Services<'_>) -> Result<Response> {
         &json!({ "subjects": subjects, "next_cursor": next_cursor }),
     )?)
 }
+
+/// `GET /v1/subjects/stuck?limit=`: undecided subjects, longest in their status first.
+pub async fn stuck(req: &Request, services: &Services<'_>) -> Result<Response> {
+    let mut limit = 20;
+    for (key, value) in query_pairs(&req.inner().url()) {
+        match key.as_str() {
+            "limit" => limit = page_size(&value)?,
+            _ => return Err(ApiError::bad_request(format!("unknown parameter {key:?}"))),
+        }
+    }
+    let rows = d1::run(&services.calls, services.db, &statements::stuck(limit)).await?;
+    let rows: Vec<SubjectRow> = rows
+        .iter()
+        .map(kyc_core::db::row)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| ApiError::from(crate::error::StoreError::Unreadable(e.to_string())))?;
+    let subjects: Vec<_> = rows.iter().map(SubjectRow::full_view).collect();
+    Ok(Response::from_json(&json!({ "subjects": subjects }))?)
+}

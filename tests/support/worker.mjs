@@ -92,6 +92,20 @@ export async function startWorker({ persistDir, vars = {} }) {
       logs.push({ level, message });
       if (process.env.KYC_EDGE_TEST_LOGS) process.stderr.write(`[worker ${level}] ${message}\n`);
     },
+    // What workerd itself prints (uncaught exceptions, panics): kept as "runtime" lines.
+    handleRuntimeStdio(stdout, stderr) {
+      for (const stream of [stdout, stderr]) {
+        stream.setEncoding("utf8");
+        stream.on("data", (chunk) => {
+          for (const message of chunk.split("\n").filter(Boolean)) {
+            // Structured lines reach handleStructuredLogs too: keep only the rest.
+            if (/^\{"timestamp":\d+,"level":/.test(message)) continue;
+            logs.push({ level: "runtime", message });
+            if (process.env.KYC_EDGE_TEST_LOGS) process.stderr.write(`[workerd] ${message}\n`);
+          }
+        });
+      }
+    },
     defaultPersistRoot: join(persistDir, "v3"),
     workers: [
       {

@@ -344,3 +344,15 @@ pub fn list(filter: &ListFilter) -> Statement {
         params,
     )
 }
+
+/// Undecided subjects, longest in their status first (`subjects_open`: the index holds only
+/// them, in that order).
+pub fn stuck(limit: u32) -> Statement {
+    statement!(
+        format!(
+            "SELECT {COLUMNS} FROM subjects INDEXED BY subjects_open \
+             WHERE status NOT IN ('approved', 'rejected') ORDER BY status_at LIMIT ?1"
+        ),
+        limit
+    )
+}

@@ -709,3 +709,36 @@ mod notifications {
         assert!(plan.contains("notifications_due"), "{plan}");
     }
 }
+
+#[test]
+fn the_longest_undecided_come_first_from_their_own_index() {
+    let db = database();
+    for (id, status, since) in [
+        ("decided", "approved", 0),
+        ("newer", "pending", 50),
+        ("oldest", "incomplete", 10),
+        ("middle", "unknown", 30),
+    ] {
+        batch(
+            &db,
+            &register(Provider::Align, &r(id), RefKind::User, None, at(0)),
+        );
+        run(
+            &db,
+            &Statement::new(
+                "UPDATE subjects SET status = ?1, status_at = ?2 WHERE ref = ?3",
+                vec![status.into(), at(since).into(), id.into()],
+            ),
+        );
+    }
+    let order: Vec<String> = run(&db, &super::subjects::stuck(10))
+        .iter()
+        .map(|found| row::<SubjectRow>(found).unwrap().subject_ref.to_string())
+        .collect();
+    assert_eq!(order, ["oldest", "middle", "newer"]);
+    let plan = query_plan(&db, &super::subjects::stuck(10)).join("; ");
+    assert!(
+        plan.contains("subjects_open") && !plan.contains("TEMP B-TREE"),
+        "{plan}"
+    );
+}

@@ -1,0 +1,159 @@
+// The dashboard in a real browser: Debian's Chromium, driven by playwright-core, against the
+// compiled worker with seeded data. Sign in, see the numbers the API serves, open a subject's
+// history, redeliver a dead notification; a screenshot is saved to test-artifacts/.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdir } from "node:fs/promises";
+import { chromium } from "playwright-core";
+import { startApp } from "./support/app.mjs";
+import { API_TOKEN, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+
+const SECRET = "whsec_R4mMtD8u9t0mMX3bqm1Q7ugO8hbRdeuCqkzFgVDBo4E=";
+const ARTIFACTS = new URL("../test-artifacts/", import.meta.url);
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+
+describe("the dashboard", () => {
+  let stack;
+  let app;
+  let browser;
+  let page;
+  const consoleErrors = [];
+
+  before(async () => {
+    app = await startApp({ secrets: [SECRET] });
+    stack = await startStack({
+      vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: SECRET, NOTIFY_MAX_AGE_SECONDS: "1" },
+    });
+    // Seed: approved and pending subjects, a stuck one, a webhook repeat, a drift, a dead
+    // notification, two cron runs.
+    for (const [id, status] of [
+      ["dash-approved-1", "approved"],
+      ["dash-approved-2", "approved"],
+      ["dash-pending-1", "pending"],
+      ["dash-pending-2", "pending"],
+    ]) {
+      stack.standIn.setAlign(id, { status });
+      assert.equal((await stack.alignWebhook(kycsUpdated(id, { withObject: false }))).status, 200);
+    }
+    const repeat = JSON.stringify(kycsUpdated("dash-approved-1", { withObject: false }));
+    await stack.alignWebhook(repeat);
+    await stack.alignWebhook(repeat);
+    for (const id of ["dash-pending-1", "dash-pending-2"]) {
+      assert.ok(await eventually(async () => (await stack.row("align", id)).status === "pending"));
+    }
+    await stack.api("PUT", "/v1/subjects/align/dash-stuck-1", { body: { external_id: "user-stuck" } });
+    await stack.cron(Date.now() - 60_000);
+    // The three first statuses were told; then the app is down and the next change's
+    // notification dies.
+    assert.ok(await eventually(() => app.received().filter((r) => r.status === 200).length === 4));
+    app.respondAlways(503);
+    stack.standIn.setAlign("dash-pending-1", { status: "rejected" });
+    await stack.api("POST", "/v1/subjects/align/dash-pending-1/refresh");
+    assert.ok(
+      await eventually(async () => (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications.length === 1, {
+        timeoutMs: 20_000,
+      }),
+    );
+    app.respondAlways(null);
+    await stack.cron(Date.now());
+
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+    page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+    // Script errors and policy violations; failed requests are the test's own (a wrong token).
+    page.on("console", (message) => {
+      if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
+        consoleErrors.push(message.text());
+      }
+    });
+    page.on("response", (response) => {
+      if (response.status() === 404) consoleErrors.push(`404 for ${response.url()}`);
+    });
+    page.on("pageerror", (error) => consoleErrors.push(error.message));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await stack?.stop();
+    await app?.stop();
+  });
+
+  test("asks for the token, keeps it out of the URL, and shows what the API serves", async () => {
+    await page.goto(`${stack.url}/dashboard`);
+    await page.getByTestId("login").waitFor();
+    assert.equal(await page.getByTestId("statuses").isVisible(), false, "nothing before signing in");
+    await page.getByTestId("token").fill("not-the-token");
+    await page.getByTestId("sign-in").click();
+    await page.getByTestId("login-error").getByText("refused").waitFor();
+
+    await page.getByTestId("token").fill(API_TOKEN);
+    await page.getByTestId("sign-in").click();
+    await page.getByTestId("updated").getByText("Updated").waitFor();
+    assert.ok(!page.url().includes(API_TOKEN), "never in the URL");
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("kyc-edge-token")), API_TOKEN);
+
+    const stats = (await stack.api("GET", "/v1/stats")).json;
+    const cell = (table, rowSelector, column) =>
+      page.getByTestId(table).locator(`${rowSelector} td`).nth(column).textContent();
+    assert.equal(await cell("statuses", "tr[data-status=approved]", 1), String(stats.subjects.align.approved));
+    assert.equal(stats.subjects.align.approved, 2);
+    assert.equal(await cell("statuses", "tr[data-status=rejected]", 1), "1");
+    assert.equal(await cell("webhooks", "tr[data-provider=align]", 1), String(stats.webhooks.align.accepted));
+    assert.equal(await cell("webhooks", "tr[data-provider=align]", 2), String(stats.webhooks.align.duplicate));
+    assert.equal(stats.webhooks.align.duplicate, 1, "the repeated body");
+    assert.equal(await page.getByTestId("delivery").locator("[data-field=dead]").textContent(), "1");
+    assert.ok((await page.getByTestId("chart").locator("polyline").count()) >= 2, "a line per status over the runs");
+    assert.ok((await page.getByTestId("runs").locator("tbody tr").count()) >= 2);
+    await mkdir(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: new URL("dashboard.png", ARTIFACTS).pathname, fullPage: true });
+  });
+
+  test("opens a stuck subject's history", async () => {
+    const row = page.getByTestId("stuck").locator("tr[data-ref=dash-stuck-1]");
+    await row.waitFor();
+    await row.click();
+    const history = page.getByTestId("history");
+    await history.waitFor();
+    assert.match(await history.locator("h2").textContent(), /align\/dash-stuck-1/);
+    await page.getByTestId("close-history").click();
+    await page.getByTestId("stuck").locator("tr[data-ref]").first().waitFor();
+    // A subject with changes shows them.
+    const pendingRow = await page.getByTestId("stuck").locator("tr[data-ref]").count();
+    assert.ok(pendingRow >= 1);
+    await page.evaluate(() => window.scrollTo(0, 0));
+  });
+
+  test("redelivers a dead notification from its row", async () => {
+    const dead = (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications[0];
+    const before = app.received().filter((r) => r.id === dead.id && r.status === 200).length;
+    const button = page.getByTestId("notifications").locator(`[data-redeliver="${dead.id}"]`);
+    await button.waitFor();
+    await button.click();
+    assert.ok(await eventually(() => app.received().filter((r) => r.id === dead.id && r.status === 200).length > before));
+    assert.ok(
+      await eventually(async () => (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications.length === 0),
+    );
+    await page.getByTestId("refresh").click();
+    await page.getByTestId("delivery").locator("[data-field=dead]").getByText("0").waitFor();
+  });
+
+  test("renders a subject's history and keeps a screenshot", async () => {
+    await page.getByTestId("stuck").locator("tr[data-ref=dash-pending-2]").click();
+    const events = page.getByTestId("history-events");
+    await events.locator("tr[data-event=change]").first().waitFor();
+    assert.equal(await events.locator("tr[data-event=webhook]").count(), 1);
+    await page.screenshot({ path: new URL("dashboard-history.png", ARTIFACTS).pathname, fullPage: true });
+    assert.deepEqual(consoleErrors, [], "no script error and no Content-Security-Policy violation");
+  });
+});
