@@ -349,7 +349,9 @@ pub fn list(filter: &ListFilter) -> Statement {
 pub fn prune(before: Timestamp, batch: u32) -> Statement {
     statement!(
         "DELETE FROM notifications WHERE seq >= (SELECT MIN(seq) FROM notifications) \
-           AND seq < (SELECT MIN(seq) FROM notifications) + ?2 \
+           AND seq < (SELECT CASE WHEN (SELECT created_at FROM notifications \
+               WHERE seq = (SELECT MIN(seq) FROM notifications)) < ?1 \
+             THEN MIN(seq) + ?2 ELSE MIN(seq) END FROM notifications) \
            AND created_at < ?1 AND state IN ('delivered', 'dead')",
         before,
         batch

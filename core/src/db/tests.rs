@@ -670,6 +670,33 @@ mod notifications {
     }
 
     #[test]
+    fn pruning_takes_settled_old_rows_a_batch_at_a_time_and_reads_nothing_while_none_is_old() {
+        let db = database();
+        let seqs: Vec<i64> = (0..5).map(|i| record(&db, &format!("c{i}"), i)).collect();
+        for &seq in &seqs[..4] {
+            let attempt = claim(&db, seq, 10).unwrap();
+            settle(&db, &attempt, Outcome::Delivered, 11);
+        }
+        let left = |db: &Connection| {
+            run(
+                db,
+                &Statement::new("SELECT seq FROM notifications ORDER BY seq", vec![]),
+            )
+            .iter()
+            .filter_map(|row| row["seq"].as_i64())
+            .collect::<Vec<_>>()
+        };
+        run(&db, &outbox::prune(at(0), 10));
+        assert_eq!(left(&db), seqs, "none is older than the cut-off");
+        run(&db, &outbox::prune(at(100), 2));
+        assert_eq!(left(&db), seqs[2..], "at most a batch per run");
+        run(&db, &outbox::prune(at(100), 10));
+        assert_eq!(left(&db), seqs[4..], "a pending one is kept");
+        let plan = query_plan(&db, &outbox::prune(at(100), 10)).join("; ");
+        assert!(!plan.contains("SCAN notifications"), "{plan}");
+    }
+
+    #[test]
     fn listings_use_their_indexes() {
         let db = database();
         for (filter, index) in [
