@@ -3,7 +3,7 @@
 //! Parsers for the formats providers send, all with chrono.
 
 pub use chrono::TimeDelta;
-use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 
 pub type Timestamp = DateTime<Utc>;
 
@@ -27,9 +27,15 @@ pub fn seconds(duration: i64) -> TimeDelta {
 
 /// Only times in the years RFC 3339 can write (0000-9999, UTC) are read: [`format`] shows any
 /// other (`+10000-…`, `-0001-…`) as text no RFC 3339 parser reads back, and no provider means
-/// one.
+/// one. Measured in milliseconds, as storage keeps times: a leap second ending 9999 is stored
+/// as a millisecond of 10000.
 fn writable(at: Timestamp) -> Option<Timestamp> {
-    (0..=9999).contains(&at.year()).then_some(at)
+    /// 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z.
+    const FIRST_MS: i64 = -62_167_219_200_000;
+    const AFTER_LAST_MS: i64 = 253_402_300_800_000;
+    (FIRST_MS..AFTER_LAST_MS)
+        .contains(&at.timestamp_millis())
+        .then_some(at)
 }
 
 /// RFC 3339 with a zone (`2023-07-06T02:01:03.494Z`, `…+09:00`), as ARGOS webhooks and
@@ -189,5 +195,18 @@ mod tests {
             let at = edge.expect("the edges of the range are read");
             assert_eq!(parse_rfc3339(&format(at)), Some(at));
         }
+    }
+
+    #[test]
+    fn a_leap_second_is_stored_as_a_time_format_can_write() {
+        // Found by the timestamps fuzz target once years were bounded:
+        // "9999-12-31T23:59:60.991Z" is in 9999, but its milliseconds (what storage keeps)
+        // are 10000-01-01T00:00:00.991Z, which `format` writes as "+10000-…".
+        assert_eq!(parse_rfc3339("9999-12-31T23:59:60.991Z"), None);
+        // Any other leap second is read, and stored as the next second's milliseconds.
+        let leap = parse_rfc3339("2016-12-31T23:59:60.500Z").unwrap();
+        let stored = from_millis(leap.timestamp_millis()).unwrap();
+        assert_eq!(format(stored), "2017-01-01T00:00:00.500Z");
+        assert_eq!(parse_rfc3339(&format(stored)), Some(stored));
     }
 }
