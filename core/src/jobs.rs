@@ -35,8 +35,17 @@ impl Job {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    pub fn decode(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+    /// Why a message is not a job, saying only where: serde's messages quote the input
+    /// (`unknown variant \`…\``), and the consumer logs this one.
+    pub fn decode(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| {
+            let what = if e.is_data() {
+                "JSON of another shape"
+            } else {
+                "not JSON"
+            };
+            format!("{what} (line {}, column {})", e.line(), e.column())
+        })
     }
 }
 
@@ -69,5 +78,26 @@ mod tests {
             r#"{"job":"reconcile","provider":"align","subject_ref":"a/b","ref_kind":"user"}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_refused_message_is_not_quoted() {
+        // Found by the jobs fuzz target: serde's error for
+        // {"job":"reconcdoe+kyc@examplexample.com",...} was "unknown variant
+        // `reconcdoe+kyc@examplexample.com`, expected ...", and the consumer logs it.
+        for text in [
+            r#"{"job":"jane.doe@example.com"}"#,
+            r#"{"job":"notify","seq":"jane.doe@example.com"}"#,
+            r#"{"job":"reconcile","provider":"jane.doe@example.com","subject_ref":"u1","ref_kind":"user"}"#,
+            "jane.doe@example.com",
+        ] {
+            let why = Job::decode(text).unwrap_err();
+            assert!(!why.contains("jane"), "{why}");
+        }
+        assert_eq!(
+            Job::decode(r#"{"job":"explode"}"#).unwrap_err(),
+            "JSON of another shape (line 1, column 16)"
+        );
+        assert_eq!(Job::decode("{").unwrap_err(), "not JSON (line 1, column 1)");
     }
 }

@@ -136,6 +136,10 @@ pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<TimeDelta> {
     if let Ok(seconds) = value.parse::<i64>() {
         return Some(TimeDelta::try_seconds(seconds.max(0)).unwrap_or(TimeDelta::MAX));
     }
+    // Delta-seconds too large for an i64 is still a (very long) wait, not an unreadable value.
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(TimeDelta::MAX);
+    }
     parse_http_date(value).map(|at| (at - now).max(TimeDelta::zero()))
 }
 
@@ -293,6 +297,23 @@ mod tests {
             "a date in the past means now"
         );
         assert_eq!(parse_retry_after("soon", now()), None);
+    }
+
+    #[test]
+    fn retry_after_beyond_an_i64_saturates() {
+        // Found by the retry_after fuzz target: 22 digits overflowed the i64 parse and fell
+        // through to the HTTP-date parser, so the header was ignored instead of saturating.
+        for huge in [
+            "9999999999999999999999",
+            "9223372036854775808",
+            " 18446744073709551616\n",
+        ] {
+            assert_eq!(
+                parse_retry_after(huge, now()),
+                Some(TimeDelta::MAX),
+                "{huge:?}"
+            );
+        }
     }
 
     #[test]

@@ -25,6 +25,19 @@ pub fn seconds(duration: i64) -> TimeDelta {
     TimeDelta::seconds(duration)
 }
 
+/// Only times in the years RFC 3339 can write (0000-9999, UTC) are read: [`format`] shows any
+/// other (`+10000-…`, `-0001-…`) as text no RFC 3339 parser reads back, and no provider means
+/// one. Measured in milliseconds, as storage keeps times: a leap second ending 9999 is stored
+/// as a millisecond of 10000.
+fn writable(at: Timestamp) -> Option<Timestamp> {
+    /// 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z.
+    const FIRST_MS: i64 = -62_167_219_200_000;
+    const AFTER_LAST_MS: i64 = 253_402_300_800_000;
+    (FIRST_MS..AFTER_LAST_MS)
+        .contains(&at.timestamp_millis())
+        .then_some(at)
+}
+
 /// RFC 3339 with a zone (`2023-07-06T02:01:03.494Z`, `…+09:00`), as ARGOS webhooks and
 /// (assumed) Align's `created_at` carry it. A time without a zone is refused: guessing one
 /// would misorder observations.
@@ -32,6 +45,7 @@ pub fn parse_rfc3339(value: &str) -> Option<Timestamp> {
     DateTime::parse_from_rfc3339(value.trim())
         .ok()
         .map(|t| t.with_timezone(&Utc))
+        .and_then(writable)
 }
 
 /// ARGOS API timestamps: `YYYY-MM-DD-HH-MM-SS-ZZZ`, UTC, `ZZZ` = milliseconds.
@@ -39,6 +53,7 @@ pub fn parse_argos(value: &str) -> Option<Timestamp> {
     NaiveDateTime::parse_from_str(value.trim(), "%Y-%m-%d-%H-%M-%S-%3f")
         .ok()
         .map(|t| t.and_utc())
+        .and_then(writable)
 }
 
 /// The HTTP-date form of `Retry-After` (`Sun, 06 Nov 1994 08:49:37 GMT`).
@@ -46,6 +61,7 @@ pub fn parse_http_date(value: &str) -> Option<Timestamp> {
     DateTime::parse_from_rfc2822(value.trim())
         .ok()
         .map(|t| t.with_timezone(&Utc))
+        .and_then(writable)
 }
 
 /// `2026-11-22T03:56:50.123Z`: what the API and notifications show.
@@ -152,5 +168,45 @@ mod tests {
             format(from_millis(JUL_6_2023_020103_494).unwrap()),
             "2023-07-06T02:01:03.494Z"
         );
+    }
+
+    #[test]
+    fn only_times_format_can_write_are_read() {
+        // Found by the timestamps fuzz target: parse_http_date read " 06 Nov 19098 08:49:37 K"
+        // and `format` showed it as "+19098-11-06T08:49:37.000Z", which parse_rfc3339 (and
+        // any RFC 3339 reader of the API) refuses. Offsets and signed years did the same.
+        for outside in [
+            parse_http_date(" 06 Nov 19098 08:49:37 K"),
+            parse_http_date("Fri, 31 Dec 9999 23:59:59 -0001"),
+            parse_http_date("01 Jan 0000 00:00:00 +0001"),
+            parse_rfc3339("9999-12-31T23:59:59-00:01"),
+            parse_rfc3339("0000-01-01T00:00:00+00:01"),
+            parse_argos("+12345-01-01-00-00-00-000"),
+            parse_argos("-0001-01-01-00-00-00-000"),
+        ] {
+            assert_eq!(outside.map(format), None);
+        }
+        for edge in [
+            parse_rfc3339("0000-01-01T00:00:00Z"),
+            parse_rfc3339("9999-12-31T23:59:59.999Z"),
+            parse_argos("0000-01-01-00-00-00-000"),
+            parse_http_date("Fri, 31 Dec 9999 23:59:59 +0000"),
+        ] {
+            let at = edge.expect("the edges of the range are read");
+            assert_eq!(parse_rfc3339(&format(at)), Some(at));
+        }
+    }
+
+    #[test]
+    fn a_leap_second_is_stored_as_a_time_format_can_write() {
+        // Found by the timestamps fuzz target once years were bounded:
+        // "9999-12-31T23:59:60.991Z" is in 9999, but its milliseconds (what storage keeps)
+        // are 10000-01-01T00:00:00.991Z, which `format` writes as "+10000-…".
+        assert_eq!(parse_rfc3339("9999-12-31T23:59:60.991Z"), None);
+        // Any other leap second is read, and stored as the next second's milliseconds.
+        let leap = parse_rfc3339("2016-12-31T23:59:60.500Z").unwrap();
+        let stored = from_millis(leap.timestamp_millis()).unwrap();
+        assert_eq!(format(stored), "2017-01-01T00:00:00.500Z");
+        assert_eq!(parse_rfc3339(&format(stored)), Some(stored));
     }
 }
