@@ -18,7 +18,7 @@
 // .bench/soak-responses.ndjson (every response), and exits 1 if a check fails.
 //
 // Knobs: SOAK_WEBHOOKS (20000, duplicates included), SOAK_SUBJECTS (1000), SOAK_CLIENTS (32),
-// SOAK_DUPLICATE_RATE (0.1), SOAK_CRON_INTERVAL_MS (3000), SOAK_SETTLE_TIMEOUT_S (300),
+// SOAK_DUPLICATE_RATE (0.1), SOAK_CRON_INTERVAL_MS (3000), SOAK_SETTLE_TIMEOUT_S (600),
 // SOAK_SEED (1). The schedule (which subject, which status, which body is repeated where) is
 // drawn from a PRNG seeded with SOAK_SEED; `created_at` is the wall clock at send time, since
 // the worker orders a webhook against polls stamped with the time they were sent.
@@ -37,7 +37,7 @@ const SUBJECTS = Number(env.SOAK_SUBJECTS ?? 1_000);
 const CLIENTS = Number(env.SOAK_CLIENTS ?? 32);
 const DUPLICATE_RATE = Number(env.SOAK_DUPLICATE_RATE ?? 0.1);
 const CRON_INTERVAL_MS = Number(env.SOAK_CRON_INTERVAL_MS ?? 3_000);
-const SETTLE_TIMEOUT_MS = Number(env.SOAK_SETTLE_TIMEOUT_S ?? 300) * 1000;
+const SETTLE_TIMEOUT_MS = Number(env.SOAK_SETTLE_TIMEOUT_S ?? 600) * 1000;
 const SEED = Number(env.SOAK_SEED ?? 1);
 /** Of the repeats, this share is queued right behind its original: both are in flight at once. */
 const CONCURRENT_REPEATS = 0.3;
@@ -163,6 +163,37 @@ async function soak(stack, { refs, tasks, distinct, repeats, results, started })
     cron.durations.push(performance.now() - t);
   }
 
+  // What the worker logged, read incrementally (the log holds a line per request): each queue
+  // delivery ("job" line, with its verdict), and each queue send refused, by a webhook
+  // (`queue_error`: it still answers 200, the subject stays due in D1 for the cron) or by the
+  // cron (`send_error`: it gives the unsent subjects back, due at once).
+  const jobs = { acked: new Set(), retried: new Set(), errors: 0, offset: 0, refused: { webhook: {}, cron: {} } };
+  function readJobLogs() {
+    const lines = stack.worker.logs();
+    for (let i = jobs.offset; i < lines.length; i += 1) {
+      const { message } = lines[i];
+      const job = message.includes('"kind":"job"');
+      if (!job && !message.includes('"queue_error"') && !message.includes('"send_error"')) continue;
+      let line;
+      try {
+        line = JSON.parse(message);
+      } catch {
+        continue;
+      }
+      if (line.kind === "job") {
+        if (line.verdict === "ack") jobs.acked.add(line.message_id);
+        else if (line.verdict === "retry") jobs.retried.add(line.message_id);
+        if (line.error) jobs.errors += 1;
+      } else if (line.kind === "request" && line.queue_error) {
+        jobs.refused.webhook[line.queue_error] = (jobs.refused.webhook[line.queue_error] ?? 0) + 1;
+      } else if (line.kind === "cron" && line.send_error) {
+        jobs.refused.cron[line.send_error] = (jobs.refused.cron[line.send_error] ?? 0) + 1;
+      }
+    }
+    jobs.offset = lines.length;
+  }
+  const total = (counts) => Object.values(counts).reduce((a, b) => a + b, 0);
+
   // The cron, every CRON_INTERVAL_MS while the load runs.
   let loading = true;
   const cronLoop = (async () => {
@@ -180,7 +211,12 @@ async function soak(stack, { refs, tasks, distinct, repeats, results, started })
   let next = 0;
   let sent = 0;
   const loadStarted = performance.now();
-  const ticker = setInterval(() => progress(`  sent ${sent}/${tasks.length}, cron runs ${cron.runs}`), 10_000);
+  const loadProgress = [];
+  const ticker = setInterval(() => {
+    readJobLogs();
+    loadProgress.push({ s: (performance.now() - loadStarted) / 1000, sent, jobs_acked: jobs.acked.size, cron_runs: cron.runs });
+    progress(`  sent ${sent}/${tasks.length}, jobs acked ${jobs.acked.size}, cron runs ${cron.runs}`);
+  }, 10_000);
   await Promise.all(
     Array.from({ length: Math.min(CLIENTS, tasks.length) }, async () => {
       while (next < tasks.length) {
@@ -228,6 +264,8 @@ async function soak(stack, { refs, tasks, distinct, repeats, results, started })
   );
   const loadMs = performance.now() - loadStarted;
   clearInterval(ticker);
+  readJobLogs();
+  const ackedDuringLoad = jobs.acked.size;
   loading = false;
   await cronLoop;
   progress(`  load done in ${fmt(loadMs / 1000, 1)} s; settling...`);
@@ -265,16 +303,16 @@ async function soak(stack, { refs, tasks, distinct, repeats, results, started })
   }
   async function queueState() {
     const runs = await stack.sql("SELECT COALESCE(SUM(enqueued), 0) AS n FROM cron_runs");
-    const enqueued = queuedByWebhooks + Number(runs[0].n);
-    const acked = new Set();
-    const retried = new Set();
-    let jobErrors = 0;
-    for (const line of stack.logLines("job")) {
-      if (line.verdict === "ack") acked.add(line.message_id);
-      else if (line.verdict === "retry") retried.add(line.message_id);
-      if (line.error) jobErrors += 1;
-    }
-    return { enqueued, acked: acked.size, retried: retried.size, job_errors: jobErrors };
+    readJobLogs();
+    return { enqueued: queuedByWebhooks + Number(runs[0].n), acked: jobs.acked.size, retried: jobs.retried.size, job_errors: jobs.errors };
+  }
+  // Drained: every job sent has been acked, and no delivery since the previous look (a send
+  // the queue refused may still have been enqueued, so acks can exceed sends).
+  let lastAcked = -1;
+  function drained(queue) {
+    const quiet = queue.acked === lastAcked;
+    lastAcked = queue.acked;
+    return quiet && queue.acked >= queue.enqueued;
   }
 
   const settleStarted = performance.now();
@@ -289,8 +327,7 @@ async function soak(stack, { refs, tasks, distinct, repeats, results, started })
     await sleep(2_000);
     queue = await queueState();
     d1State = await d1Mismatches();
-    const drained = queue.acked >= queue.enqueued;
-    if (drained && d1State.wrong.length === 0 && d1State.rows === SUBJECTS) {
+    if (drained(queue) && d1State.wrong.length === 0 && d1State.rows === SUBJECTS) {
       apiWrong = await apiMismatches();
       if (apiWrong.length === 0) {
         settled = true;
@@ -341,7 +378,7 @@ async function soak(stack, { refs, tasks, distinct, repeats, results, started })
     ["duplicate rows = 2xx repeats", count("duplicate").n === ok2xx.length - ackedKeys.size, `${count("duplicate").n} rows, ${ok2xx.length - ackedKeys.size} repeats acked`],
     ['each body answered "duplicate": false once', freshWrong.length === 0, `${freshWrong.length} bodies not exactly once; ${answeredDuplicate} answered duplicate`],
     ["stats fold = sent", folded.accepted === ackedKeys.size && folded.duplicate === ok2xx.length - ackedKeys.size, `accepted ${folded.accepted}, duplicate ${folded.duplicate}`],
-    ["queue drained", queue.acked >= queue.enqueued, `${queue.acked}/${queue.enqueued} jobs acked, ${queue.retried} retried, ${queue.job_errors} job errors`],
+    ["queue drained", settled || (queue.acked >= queue.enqueued && queue.acked === lastAcked), `${queue.acked}/${queue.enqueued} jobs acked, ${queue.retried} retried, ${queue.job_errors} job errors`],
     ["all subjects tracked", d1State.rows === SUBJECTS, `${d1State.rows}/${SUBJECTS}`],
     ["D1 status = last truth sent", d1State.wrong.length === 0, `${SUBJECTS - d1State.wrong.length}/${SUBJECTS} match`],
     ["GET /v1/subjects = last truth sent", apiWrong.length === 0, `${SUBJECTS - apiWrong.length}/${SUBJECTS} match`],
@@ -370,6 +407,10 @@ async function soak(stack, { refs, tasks, distinct, repeats, results, started })
     settled,
     jobs_enqueued: queue.enqueued,
     jobs_acked: queue.acked,
+    jobs_queued_by_webhooks: queuedByWebhooks,
+    jobs_queued_by_cron: queue.enqueued - queuedByWebhooks,
+    jobs_acked_during_load: ackedDuringLoad,
+    queue_sends_refused: jobs.refused,
     jobs_retried: queue.retried,
     drift,
     provider_calls: standIn.requests().length,
@@ -386,6 +427,7 @@ async function soak(stack, { refs, tasks, distinct, repeats, results, started })
     subjects_wrong_d1: d1State.wrong.slice(0, 100),
     subjects_wrong_api: apiWrong.slice(0, 100),
     cron_failures: cron.failures,
+    load_progress: loadProgress,
   });
 
   // ---------------------------------------------------------------------------------------
@@ -401,7 +443,8 @@ async function soak(stack, { refs, tasks, distinct, repeats, results, started })
     ["answered duplicate", `${answeredDuplicate}`],
     ["responses by status", Object.entries(byStatus).map(([s, n]) => `${s}: ${n}`).join(", ")],
     ["cron runs", `${cron.runs} (${cron.during_load} during load, ${settleCrons} settling; p50 ${fmt(figures.cron_p50_ms, 0)} ms)`],
-    ["jobs acked / enqueued", `${queue.acked} / ${queue.enqueued} (${queue.retried} retried)`],
+    ["jobs acked / enqueued", `${queue.acked} / ${queue.enqueued} (${queuedByWebhooks} by webhooks, ${queue.enqueued - queuedByWebhooks} by cron; ${ackedDuringLoad} acked during load, ${queue.retried} retried)`],
+    ["queue sends refused", `${total(jobs.refused.webhook)} by webhooks, ${total(jobs.refused.cron)} cron runs (${[...new Set([...Object.keys(jobs.refused.webhook), ...Object.keys(jobs.refused.cron)])].join("; ") || "none"})`],
     ["provider calls", `${figures.provider_calls}`],
     ["drift (stats)", `${drift ?? "-"}`],
     ["settle time", `${fmt(figures.settle_s, 1)} s${settled ? "" : " (timed out)"}`],
