@@ -1,4 +1,4 @@
-.PHONY: bootstrap build dev test lint bench
+.PHONY: bootstrap build dev test lint bench soak
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -21,3 +21,6 @@ lint:
 
 bench: build
 	node bench/run.mjs
+
+soak: build
+	node bench/soak.mjs
