@@ -366,6 +366,19 @@ fn pruning_reads_a_range_of_ids_never_the_table() {
 }
 
 #[test]
+fn the_fold_reads_only_the_events_since_the_last_fold() {
+    let db = database();
+    for statement in fold().iter().take(2) {
+        let plan = query_plan(&db, statement).join("; ");
+        assert!(
+            plan.contains("SEARCH events USING INTEGER PRIMARY KEY (rowid>?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("SCAN events"), "{plan}");
+    }
+}
+
+#[test]
 fn the_fold_counts_every_event_once() {
     let db = database();
     let event = webhook("u1", KycStatus::Pending);
