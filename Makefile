@@ -1,4 +1,4 @@
-.PHONY: bootstrap build dev test lint bench soak
+.PHONY: bootstrap build dev test lint bench trigger soak
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -24,3 +24,8 @@ bench: build
 
 soak: build
 	node bench/soak.mjs
+
+# Against `make dev`'s sandbox: make trigger PROVIDER=align REF=cust-1 STATUS=approved [DROP=1] [REPLAY=1]
+PROVIDER ?= align
+trigger:
+	@node scripts/trigger.mjs --provider "$(PROVIDER)" --ref "$(REF)" --status "$(STATUS)" --drop "$(DROP)" --replay "$(REPLAY)"

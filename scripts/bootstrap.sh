@@ -60,7 +60,3 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 
-if [ ! -f .dev.vars ] && [ -f .dev.vars.example ]; then
-  echo "bootstrap: created .dev.vars from .dev.vars.example"
-  cp .dev.vars.example .dev.vars
-fi

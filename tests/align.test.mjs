@@ -3,7 +3,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readPersistedFiles } from "./support/worker.mjs";
-import { alignSignature } from "./support/sign.mjs";
+import { alignSignature } from "../sandbox/sign.mjs";
 import { ALIGN_KEY, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
 
 const statusOf = async (stack, ref) => (await stack.subject("align", ref)).json?.status;

@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { startApp } from "./support/app.mjs";
-import { alignSignature } from "./support/sign.mjs";
+import { alignSignature } from "../sandbox/sign.mjs";
 import { ALIGN_KEY, API_TOKEN, ARGOS_KEY, ARGOS_TOKEN, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
 import { check, document, DOCUMENT_PATH, operations, templateOf } from "./support/openapi.mjs";
 

@@ -6,8 +6,8 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { readPersistedFiles } from "./support/worker.mjs";
-import { argosEncrypt } from "./support/sign.mjs";
-import { argosTime } from "./support/standin.mjs";
+import { argosEncrypt } from "../sandbox/sign.mjs";
+import { argosTime } from "../sandbox/providers.mjs";
 import { ARGOS_KEY, ARGOS_TOKEN, eventually, startStack } from "./support/kit.mjs";
 
 const FIXTURES = new URL("../core/tests/fixtures/argos/", import.meta.url);

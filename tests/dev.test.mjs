@@ -23,7 +23,13 @@ async function freePort() {
 async function serve(port, persistDir) {
   const child = spawn("bash", ["scripts/dev.sh", "--var", `API_TOKEN:${TOKEN}`], {
     cwd: ROOT,
-    env: { ...process.env, PORT: String(port), PERSIST_DIR: persistDir },
+    env: {
+      ...process.env,
+      PORT: String(port),
+      SANDBOX_PORT: String(await freePort()),
+      PERSIST_DIR: persistDir,
+      DEV_VARS: join(persistDir, "dev.vars"),
+    },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });

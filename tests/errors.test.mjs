@@ -63,6 +63,24 @@ describe("errors", () => {
     }
   });
 
+  test("outside a local run, a provider on this machine (the sandbox) is refused: no key is ever sent to it", async () => {
+    const stack = await startStack({ vars: { LOCAL_DEV: "" } });
+    try {
+      const before = await stack.fingerprint();
+      const res = await stack.alignWebhook(kycsUpdated("c-1", { status: "approved" }));
+      assert.equal(res.status, 500, res.text);
+      assert.equal(res.json.error.code, "configuration_error");
+      assert.equal((await stack.api("GET", "/healthz", { token: null })).status, 500, "not healthy");
+      await stack.cron();
+      assert.equal(stack.standIn.requests().length, 0, "the stand-in was never called");
+      assert.equal(await stack.fingerprint(), before, "nothing was written");
+      const logged = stack.logLines("request").find((l) => l.error_code === "configuration_error");
+      assert.match(logged.error, /ALIGN_API_BASE: "http:\/\/127\.0\.0\.1:\d+" is plain HTTP or this machine/);
+    } finally {
+      await stack.stop();
+    }
+  });
+
   test("a stored row this version cannot read is logged and skipped; the others are still checked", async () => {
     const stack = await startStack();
     try {

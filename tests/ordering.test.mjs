@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { argosTime } from "./support/standin.mjs";
+import { argosTime } from "../sandbox/providers.mjs";
 import { eventually, kycsUpdated, startStack } from "./support/kit.mjs";
 
 const FIXTURES = new URL("../core/tests/fixtures/argos/", import.meta.url);

@@ -35,8 +35,8 @@ pub struct Config {
     /// How long a KV projection lives: the longest a failed KV write can leave an older
     /// status readable (reads then fall back to D1).
     pub kv_ttl: TimeDelta,
-    /// Where and how notifications are sent; `None` without `APP_WEBHOOK_URL` (they are
-    /// still recorded).
+    /// Where and how notifications are sent; `None` without `APP_WEBHOOK_URL` (then none is
+    /// recorded either).
     pub delivery: Option<Delivery>,
 }
 
@@ -130,16 +130,32 @@ impl Vars<'_> {
         }
     }
 
-    fn api_base(&self, key: &'static str, default: &str) -> Result<String, ConfigError> {
+    /// An http(s) URL the worker calls. One over plain HTTP or on this machine is the local
+    /// sandbox's: refused unless the worker runs locally (`LOCAL_DEV=true`, which `make dev`
+    /// and the tests pass and `wrangler deploy` never ships), so a deployed worker never sends
+    /// keys or notifications to it.
+    fn endpoint(&self, key: &'static str, default: &str) -> Result<String, ConfigError> {
         let base = self.text(key).unwrap_or_else(|| default.to_owned());
-        if base.starts_with("https://") || base.starts_with("http://") {
-            Ok(base)
-        } else {
-            Err(ConfigError {
+        let Some(rest) = base
+            .strip_prefix("https://")
+            .or_else(|| base.strip_prefix("http://"))
+        else {
+            return Err(ConfigError {
                 key,
                 problem: "must be an http(s) URL".into(),
-            })
+            });
+        };
+        let local = base.starts_with("http://") || is_this_machine(host(rest));
+        if local && self.text("LOCAL_DEV").as_deref() != Some("true") {
+            return Err(ConfigError {
+                key,
+                problem: format!(
+                    "{base:?} is plain HTTP or this machine: only a local run (LOCAL_DEV=true, \
+                     set by make dev) may call it; use the provider's https URL"
+                ),
+            });
         }
+        Ok(base)
     }
 
     fn allowed_ips(&self) -> Result<Vec<IpAddr>, ConfigError> {
@@ -188,6 +204,26 @@ impl Vars<'_> {
     }
 }
 
+/// The host of a URL without its scheme: before the path, after any user info, without the
+/// port (`[::1]:8788` → `::1`).
+fn host(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    }
+}
+
+fn is_this_machine(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+}
+
 fn to_u32(key: &'static str, value: i64) -> Result<u32, ConfigError> {
     u32::try_from(value).map_err(|_| ConfigError {
         key,
@@ -201,7 +237,7 @@ impl Config {
         let align = match vars.secret("ALIGN_API_KEY") {
             Some(key) => Some(Align::new(
                 key,
-                vars.api_base("ALIGN_API_BASE", DEFAULT_ALIGN_API_BASE)?,
+                vars.endpoint("ALIGN_API_BASE", DEFAULT_ALIGN_API_BASE)?,
             )),
             None => None,
         };
@@ -225,7 +261,7 @@ impl Config {
                 api_key,
                 webhook_token,
                 // ARGOS documents its base both with and without `/v3`; paths carry it.
-                vars.api_base("ARGOS_API_BASE", DEFAULT_ARGOS_API_BASE)?
+                vars.endpoint("ARGOS_API_BASE", DEFAULT_ARGOS_API_BASE)?
                     .trim_end_matches('/')
                     .trim_end_matches("/v3")
                     .to_owned(),
@@ -264,7 +300,7 @@ impl Config {
         let delivery = match vars.text("APP_WEBHOOK_URL") {
             None => None,
             Some(url) => {
-                let url = vars.api_base("APP_WEBHOOK_URL", &url)?;
+                let url = vars.endpoint("APP_WEBHOOK_URL", &url)?;
                 let secret = vars.text("APP_WEBHOOK_SECRET").ok_or(ConfigError {
                     key: "APP_WEBHOOK_SECRET",
                     problem: "is required when APP_WEBHOOK_URL is set".into(),
@@ -418,6 +454,49 @@ mod tests {
             "{}",
             request.url
         );
+    }
+
+    #[test]
+    fn a_sandbox_on_this_machine_or_plain_http_is_refused_unless_the_run_is_local() {
+        let with = |key: &'static str, url: &str, local: Option<&str>| {
+            let mut pairs = vec![
+                ("ALIGN_API_KEY", "k"),
+                ("ARGOS_API_KEY", "k"),
+                ("ARGOS_WEBHOOK_TOKEN", "t"),
+                (
+                    "APP_WEBHOOK_SECRET",
+                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                ),
+                (key, url),
+            ];
+            if let Some(value) = local {
+                pairs.push(("LOCAL_DEV", value));
+            }
+            config(&pairs)
+        };
+        for key in ["ALIGN_API_BASE", "ARGOS_API_BASE", "APP_WEBHOOK_URL"] {
+            for url in [
+                "http://127.0.0.1:8788",
+                "https://localhost:8788/",
+                "https://api.localhost",
+                "https://[::1]:8788/x",
+                "https://user@127.0.0.2/",
+                "https://0.0.0.0",
+                "http://sandbox.example",
+            ] {
+                let refused = with(key, url, None).unwrap_err();
+                assert_eq!(refused.key, key, "{url}");
+                assert!(refused.problem.contains("LOCAL_DEV"), "{refused}");
+                assert!(with(key, url, Some("1")).is_err(), "only exactly true");
+                assert!(with(key, url, Some("true")).is_ok(), "{key} {url}");
+            }
+            for url in [
+                "https://api.alignlabs.dev",
+                "https://127.example.com:8443/v1",
+            ] {
+                assert!(with(key, url, None).is_ok(), "{key} {url}");
+            }
+        }
     }
 
     #[test]

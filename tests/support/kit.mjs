@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { applyMigrations, startWorker } from "./worker.mjs";
-import { startStandIn } from "./standin.mjs";
-import { alignSignature } from "./sign.mjs";
+import { startStandIn } from "../../sandbox/providers.mjs";
+import { alignSignature } from "../../sandbox/sign.mjs";
 
 export const API_TOKEN = "test-api-token-5b1d";
 export const ALIGN_KEY = "sk_test_align_e2e_91c2";
@@ -16,13 +16,15 @@ export const ARGOS_TOKEN = "argos-hook-token-e2e-40aa";
 /**
  * Starts a stand-in provider API and the worker pointed at it. `vars` override the defaults
  * (all providers enabled, no address allow-list, short provider timeout); `argosPageSize`
- * sets how many submissions a stand-in ARGOS page holds.
+ * sets how many submissions a stand-in ARGOS page holds; `worker` passes { scriptPath,
+ * compatibilityFlags, migrationsDir } on to startWorker and applyMigrations.
  */
-export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPageSize } = {}) {
+export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPageSize, worker: workerOptions = {} } = {}) {
   const dir = persistDir ?? (await mkdtemp(join(tmpdir(), "kyc-edge-e2e-")));
-  await applyMigrations(dir);
+  await applyMigrations(dir, workerOptions);
   const standIn = await startStandIn({ latencyMs, alignKey: ALIGN_KEY, argosKey: ARGOS_KEY, argosPageSize });
   const worker = await startWorker({
+    ...workerOptions,
     persistDir: dir,
     vars: {
       API_TOKEN,
@@ -33,6 +35,8 @@ export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPa
       ARGOS_API_BASE: standIn.url,
       ARGOS_ALLOWED_IPS: "",
       PROVIDER_TIMEOUT_MS: "3000",
+      // The stand-in is on loopback: allowed only in a local run.
+      LOCAL_DEV: "true",
       ...vars,
     },
   });

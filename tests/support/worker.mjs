@@ -9,7 +9,7 @@
 // event's scheduledTime (200 "ok" when the handler succeeded, 500 otherwise). applyMigrations()
 // prepares the D1 schema compatibly with `make dev`.
 import { readdir, readFile, access } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 import { unstable_getMiniflareWorkerOptions, unstable_readConfig, unstable_splitSqlQuery } from "wrangler";
@@ -27,14 +27,14 @@ if (logLevel === undefined) delete process.env.WRANGLER_LOG;
 else process.env.WRANGLER_LOG = logLevel;
 
 /**
- * Applies the unapplied migrations/*.sql to the local D1 database persisted under `persistDir`,
+ * Applies the unapplied migrations/*.sql (or those in `migrationsDir`) to the local D1 database persisted under `persistDir`,
  * the way `wrangler d1 migrations apply --local` (used by `make dev`) does: same database file,
  * same `d1_migrations` bookkeeping table, same statement splitter, same order. The two can be
  * mixed on one directory. Run it while no worker is using `persistDir`.
  */
-export async function applyMigrations(persistDir) {
-  const { binding, migrations_dir: migrationsDir = "migrations", migrations_table: table = "d1_migrations" } = config.d1_databases[0];
-  const dir = join(ROOT, migrationsDir);
+export async function applyMigrations(persistDir, { migrationsDir } = {}) {
+  const { binding, migrations_dir: configuredDir = "migrations", migrations_table: table = "d1_migrations" } = config.d1_databases[0];
+  const dir = migrationsDir ?? join(ROOT, configuredDir);
   const names = (await readdir(dir))
     .filter((name) => name.endsWith(".sql"))
     .sort()
@@ -67,7 +67,9 @@ export async function applyMigrations(persistDir) {
 }
 
 /**
- * Starts the worker on 127.0.0.1 with state under `persistDir`. `vars` are added to (and
+ * Starts the worker on 127.0.0.1 with state under `persistDir`. `scriptPath` replaces
+ * build/index.js and `compatibilityFlags` are added to wrangler.toml's (the bench runs the
+ * worker inside its meter this way). `vars` are added to (and
  * override) the [vars] of wrangler.toml; `.dev.vars` is ignored so tests do not depend on a
  * developer's local secrets. restart() stops workerd and starts it again on the same port and
  * directory. Returns { url, stop(), restart(), sql(query, ...params), logs() }; `url` has no
@@ -75,11 +77,11 @@ export async function applyMigrations(persistDir) {
  * (tests look at what was, or was not, written); `logs` is every line the worker logged, as
  * [{ level, message }].
  */
-export async function startWorker({ persistDir, vars = {} }) {
+export async function startWorker({ persistDir, vars = {}, scriptPath = SCRIPT_PATH, compatibilityFlags = [] }) {
   try {
-    await access(SCRIPT_PATH);
+    await access(scriptPath);
   } catch {
-    throw new Error(`${SCRIPT_PATH} is missing: build the worker first (make build)`);
+    throw new Error(`${scriptPath} is missing: build the worker first (make build)`);
   }
   // Everything the worker logs, kept for tests (and printed with KYC_EDGE_TEST_LOGS=1).
   const logs = [];
@@ -112,7 +114,12 @@ export async function startWorker({ persistDir, vars = {} }) {
         ...workerOptions,
         name: config.name,
         modules: true,
-        scriptPath: SCRIPT_PATH,
+        scriptPath,
+        // Module names are paths relative to this: the worker's own directory, wherever it is.
+        modulesRoot: dirname(scriptPath),
+        // worker-build emits ES modules named .js (Miniflare would read an imported .js as CommonJS).
+        modulesRules: [{ type: "ESModule", include: ["**/*.js", "**/*.mjs"] }, ...(workerOptions.modulesRules ?? [])],
+        compatibilityFlags: [...(workerOptions.compatibilityFlags ?? []), ...compatibilityFlags],
         bindings: { ...config.vars, ...vars },
       },
     ],

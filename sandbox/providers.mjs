@@ -1,9 +1,10 @@
-// A stand-in for the two provider APIs the worker calls, on 127.0.0.1 (ephemeral port):
+// A stand-in for the two provider APIs the worker calls, on 127.0.0.1: the local sandbox
+// `make dev` runs (sandbox/server.mjs) and the end-to-end tests' provider.
 //   Align  GET /v0/customers/{customer_id}                     header `Authorization: <key>` (raw)
 //   ARGOS  GET /v3/submission?userid=U|submission_id=S&request_type=kyc|aml
 //          [&nextpage_id=…&nextpage_date=…]                    header `x-api-key: <key>`
-// Point the worker's ALIGN_API_BASE / ARGOS_API_BASE at `url`. Tests program the state, inject
-// faults and latency, and read per-path request logs.
+// Point the worker's ALIGN_API_BASE / ARGOS_API_BASE at `url`. Callers program the state,
+// inject faults and latency, and read per-path request logs.
 //
 // Every answer is computed from the state *when the request arrived*, then sent after the
 // configured delay: a slow answer carries what the provider read when it was asked, as a real
@@ -33,7 +34,9 @@ const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > 
 
 /**
  * Starts the stand-in. Options: latencyMs (delay before every response, default 0), alignKey,
- * argosKey (the credentials it accepts), argosPageSize (submissions per page, default 50).
+ * argosKey (the credentials it accepts), argosPageSize (submissions per page, default 50),
+ * port (default: any free one), control (an async (req, url, body) → [status, json] handler
+ * for every path under /_sandbox/, which is never a provider request).
  * Returns:
  *   url                       base URL, no trailing slash
  *   stop()                    closes the server and its connections
@@ -65,7 +68,7 @@ const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > 
  *   arrivals()                [{ method, path, query, arrivedAt }] in arrival order
  *   resetCounts()
  */
-export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPageSize } = {}) {
+export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPageSize, port = 0, control } = {}) {
   argosPageSize ??= 50;
   const customers = new Map();
   const submissions = new Map();
@@ -157,8 +160,25 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPag
     return provider === "align" ? align(req, decodeURIComponent(customer[1])) : argos(req, url.searchParams);
   }
 
+  function controlled(req, res, url) {
+    const chunks = [];
+    req.on("data", (chunk) => chunks.push(chunk));
+    req.on("end", async () => {
+      let status = 500;
+      let body = { error: "sandbox control failed" };
+      try {
+        [status, body] = await control(req, url, Buffer.concat(chunks));
+      } catch (error) {
+        body = { error: String(error?.message ?? error) };
+      }
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(`${JSON.stringify(body, null, 2)}\n`);
+    });
+  }
+
   const server = createServer((req, res) => {
     const url = new URL(req.url, "http://standin");
+    if (control && url.pathname.startsWith("/_sandbox")) return controlled(req, res, url);
     const arrivedAt = Date.now();
     arrivals.push({ method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), arrivedAt });
     res.on("finish", () => {
@@ -182,7 +202,10 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPag
       }, latency + delay.ms);
     });
   });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", resolve);
+  });
   const base = `http://127.0.0.1:${server.address().port}`;
 
   return {
