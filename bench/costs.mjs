@@ -1,0 +1,268 @@
+// What each operation costs on Cloudflare's meters, measured on a metered worker (see
+// meter-entry.mjs), and what follows for the Free plan's daily limits and the Paid plan's bill.
+//
+// Every phase runs alone: its queue messages are held back (delaySeconds) while the requests
+// are measured, then released and measured as the reconcile that follows. CPU is the workerd
+// process's utime+stime over the phase (it includes local D1/KV/Queue simulation, so it is an
+// upper bound of the worker's own), also given as a multiple of a /healthz request's.
+import { setTimeout as sleep } from "node:timers/promises";
+import { ALIGN_KEY, kycsUpdated } from "../tests/support/kit.mjs";
+import { alignSignature } from "../sandbox/sign.mjs";
+import { add, per, pool, spent, startMetered, workerdCpuMs } from "./metered.mjs";
+
+const HOLD_SECONDS = 8;
+const DAY_MS = 86_400_000;
+
+/** The operations of the cost table, in print order, with what each one is. */
+export const OPERATIONS = [
+  ["healthz", "GET /healthz (the CPU yardstick)"],
+  ["refused", "refused webhook (forged signature)"],
+  ["ingress_new", "accepted webhook, new subject: ingress"],
+  ["reconcile_new", "  its reconcile (trusted body applied)"],
+  ["ingress_duplicate", "duplicate webhook (same body again), all of it"],
+  ["ingress_existing", "accepted webhook, status change: ingress"],
+  ["reconcile_change", "  its reconcile (change, KV projection)"],
+  ["confirm", "  the next cron run's checks, per webhook"],
+  ["check_unchanged", "cron-driven check, answer unchanged"],
+  ["check_changed", "cron-driven check, answer changed"],
+  ["cron_idle", "cron run with nothing due (per run)"],
+  ["read_subject", "GET /v1/subjects/{p}/{ref} (KV)"],
+];
+
+async function send(stack, raw, key) {
+  const res = await stack.post("/webhooks/align", raw, {
+    "content-type": "application/json",
+    "x-hmac-signature": alignSignature(key, raw),
+  });
+  return res.status;
+}
+
+/**
+ * Measures every operation of OPERATIONS `n` times (subjects) with `width` clients on the
+ * build in `checkout`. Returns { [operation]: per-operation meter incl. cpu_ms }. With an
+ * array as `sqlProfile`, also pushes each operation's rows per SQL statement onto it.
+ */
+export async function measureCosts({ checkout, n, width, progress = () => {}, sqlProfile }) {
+  const stack = await startMetered({
+    checkout,
+    vars: { WORKERS_PLAN: "paid", RECONCILE_BUDGET: "10000" },
+  });
+  const costs = {};
+  try {
+    const base = Date.now() - 3_600_000;
+    const ids = Array.from({ length: n }, (_, i) => `cost-${String(i).padStart(5, "0")}`);
+    const body = (id, i, status, offset) =>
+      JSON.stringify(kycsUpdated(id, { status, sub_status: "kyc_form_submission_accepted", createdAt: new Date(base + offset + i) }));
+    const statuses = [];
+    const webhooks = (bodies, key) =>
+      pool(bodies, width, async (raw) => {
+        statuses.push(await send(stack, raw, key));
+      });
+
+    // Warm-up: the wasm instance, connections, the tables' first pages.
+    await pool(Array.from({ length: 50 }), width, () => fetch(`${stack.url}/healthz`).then((r) => r.arrayBuffer()));
+    const warm = ids.slice(0, 20).map((id) => `warm-${id}`);
+    for (const id of warm) stack.standIn.setAlign(id, { status: "pending", sub_status: "kyc_form_submission_accepted" });
+    await webhooks(warm.map((id, i) => body(id, i, "pending", 0)), ALIGN_KEY);
+    await stack.settle();
+    const idleStart = workerdCpuMs();
+    await sleep(3000);
+    const idleCpuPerMs = (workerdCpuMs() - idleStart) / 3000;
+
+    /**
+     * Measures `requests()` as `name` over the fetch kinds, then (`drain`) the queue work it
+     * caused as `drainName`, each divided by `count`.
+     */
+    const statements = () => fetch(`${stack.url}/__bench/statements`).then((r) => r.json());
+    /** Rows per run of each SQL text since `before`, for `where` (BENCH_SQL=1). */
+    async function profile(name, before, count) {
+      if (!sqlProfile) return;
+      const after = await statements();
+      for (const [sql, entry] of Object.entries(after)) {
+        const was = before[sql] ?? { runs: 0, rows_read: 0, rows_written: 0 };
+        const runs = entry.runs - was.runs;
+        if (runs === 0) continue;
+        sqlProfile.push({
+          operation: name,
+          per_operation_runs: runs / count,
+          rows_read: (entry.rows_read - was.rows_read) / count,
+          rows_written: (entry.rows_written - was.rows_written) / count,
+          sql: sql.replace(/\s+/g, " ").slice(0, 160),
+        });
+      }
+    }
+
+    async function phase(name, requests, { count = n, drainName } = {}) {
+      progress(`cost: ${name}`);
+      const sql0 = sqlProfile && (await statements());
+      await stack.hold(HOLD_SECONDS);
+      const m0 = await stack.meter();
+      const c0 = workerdCpuMs();
+      await requests();
+      const c1 = workerdCpuMs();
+      const m1 = await stack.meter();
+      await stack.hold(0);
+      const ingress = { ...spent(m0, m1, (kind) => kind.startsWith("fetch")), cpu_ms: c1 - c0 };
+      const released = Date.now();
+      if (!(await stack.settle())) throw new Error(`${name}: the queue did not settle`);
+      const c2 = workerdCpuMs();
+      const m2 = await stack.meter();
+      // Less what workerd spends idle while the held messages wait.
+      const waited = Math.max(0, Math.min(HOLD_SECONDS * 1000, Date.now() - released));
+      const drained = { ...spent(m1, m2), cpu_ms: c2 - c1 - idleCpuPerMs * waited };
+      if (drainName) {
+        costs[name] = per(ingress, count);
+        costs[drainName] = per(drained, count);
+      } else {
+        costs[name] = per({ ...add(ingress, drained), cpu_ms: ingress.cpu_ms + drained.cpu_ms }, count);
+      }
+      await profile(name, sql0, count);
+    }
+
+    /**
+     * A cron run at `time` and the checks it caused: per check (per run when none), or per
+     * `count` when given.
+     */
+    async function cron(name, time, count) {
+      progress(`cost: ${name}`);
+      const sql0 = sqlProfile && (await statements());
+      const asked = stack.standIn.requests().length;
+      const m0 = await stack.meter();
+      const c0 = workerdCpuMs();
+      await stack.cron(time);
+      if (!(await stack.settle())) throw new Error(`${name}: the queue did not settle`);
+      const c1 = workerdCpuMs();
+      const m1 = await stack.meter();
+      const checks = stack.standIn.requests().length - asked;
+      const units = count ?? Math.max(checks, 1);
+      costs[name] = per({ ...spent(m0, m1), cpu_ms: c1 - c0 - idleCpuPerMs * 1000 }, units);
+      costs[name].checks = checks / units;
+      await profile(name, sql0, units);
+    }
+
+    await phase("healthz", () => pool(ids, width, () => fetch(`${stack.url}/healthz`).then((r) => r.arrayBuffer())));
+
+    const pending = ids.map((id, i) => body(id, i, "pending", 0));
+    await phase("refused", () => webhooks(pending, "not-the-key"));
+    for (const id of ids) stack.standIn.setAlign(id, { status: "pending", sub_status: "kyc_form_submission_accepted" });
+    await phase("ingress_new", () => webhooks(pending, ALIGN_KEY), { drainName: "reconcile_new" });
+    await phase("ingress_duplicate", () => webhooks(pending, ALIGN_KEY));
+    // Two days on, every pending subject is due on its back-off schedule.
+    await cron("check_unchanged", Date.now() + 2 * DAY_MS);
+
+    for (const id of ids) stack.standIn.setAlign(id, { status: "approved", sub_status: "kyc_form_submission_accepted" });
+    await phase("ingress_existing", () => webhooks(ids.map((id, i) => body(id, i, "approved", 60_000)), ALIGN_KEY), {
+      drainName: "reconcile_change",
+    });
+    // What the webhooks leave for the next cron run: checks that confirm them, if the build makes any.
+    await cron("confirm", Date.now() + 60_000, n);
+    // A week on, every subject is due; the provider now says otherwise about each.
+    for (const id of [...warm, ...ids]) stack.standIn.setAlign(id, { status: "rejected", sub_status: "kyc_form_submission_accepted" });
+    await cron("check_changed", Date.now() + 8 * DAY_MS);
+    // The first run after activity folds its events into the tallies; the second is idle.
+    await stack.cron(Date.now() + 60_000);
+    await cron("cron_idle", Date.now() + 120_000);
+
+    await phase("read_subject", () =>
+      pool(ids, width, (id) => stack.api("GET", `/v1/subjects/align/${id}`).then((r) => {
+        statuses.push(r.status);
+      })),
+    );
+    const unexpected = statuses.filter((s) => s !== 200 && s !== 401);
+    if (unexpected.length) throw new Error(`unexpected statuses during the cost phases: ${[...new Set(unexpected)]}`);
+    for (const op of Object.keys(costs)) costs[op].cpu_x_healthz = costs[op].cpu_ms / costs.healthz.cpu_ms;
+    return costs;
+  } finally {
+    await stack.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Plans and prices (developers.cloudflare.com: /workers/platform/pricing/,
+// /d1/platform/pricing/, /kv/platform/pricing/, /queues/platform/pricing/,
+// /analytics/analytics-engine/pricing/), as published in November 2026.
+
+export const FREE_PER_DAY = {
+  requests: 100_000,
+  d1_rows_read: 5_000_000,
+  d1_rows_written: 100_000,
+  kv_reads: 100_000,
+  kv_writes: 1_000,
+  kv_deletes: 1_000,
+  queue_operations: 10_000,
+  analytics_points: 100_000,
+};
+
+/** [included per month, $ per million beyond] on Workers Paid ($5/month base). */
+export const PAID_PER_MONTH = {
+  requests: [10_000_000, 0.3],
+  cpu_ms: [30_000_000, 0.02],
+  d1_rows_read: [25_000_000_000, 0.001],
+  d1_rows_written: [50_000_000, 1.0],
+  kv_reads: [10_000_000, 0.5],
+  kv_writes: [1_000_000, 5.0],
+  kv_deletes: [1_000_000, 5.0],
+  queue_operations: [1_000_000, 0.4],
+  analytics_points: [10_000_000, 0.25],
+};
+export const PAID_BASE = 5;
+const CRON_RUNS_PER_DAY = 288;
+
+/** The billed quantities of one operation's meter: every invocation is counted as a request. */
+export function billed(meter) {
+  return {
+    requests: meter.invocations,
+    cpu_ms: meter.cpu_ms,
+    d1_rows_read: meter.d1_rows_read,
+    d1_rows_written: meter.d1_rows_written,
+    kv_reads: meter.kv_reads,
+    kv_writes: meter.kv_writes,
+    kv_deletes: meter.kv_deletes,
+    // A message is written, read and deleted: 3 operations (one more read per retry).
+    queue_operations: 3 * meter.queue_messages + Math.max(0, meter.messages_received - meter.queue_messages),
+    analytics_points: meter.analytics_points,
+  };
+}
+
+const sum = (...parts) => {
+  const total = {};
+  for (const part of parts) for (const [k, v] of Object.entries(part)) total[k] = (total[k] ?? 0) + v;
+  return total;
+};
+const scale = (part, factor) => Object.fromEntries(Object.entries(part).map(([k, v]) => [k, v * factor]));
+
+/**
+ * What one status-changing webhook costs end to end: its ingress, its reconcile and what it
+ * leaves for the next cron run (the same model for every build measured).
+ */
+export function perWebhook(costs) {
+  return sum(billed(costs.ingress_existing), billed(costs.reconcile_change), billed(costs.confirm));
+}
+
+/** Free plan: how many of `unit` fit a day once the cron's own runs are paid for; and the meter that binds. */
+export function freeCapacity(unit, cronRun) {
+  const overhead = scale(billed(cronRun), CRON_RUNS_PER_DAY);
+  let best = { per_day: Infinity, binding: "none" };
+  for (const [meter, limit] of Object.entries(FREE_PER_DAY)) {
+    const each = unit[meter] ?? 0;
+    if (each <= 0) continue;
+    const fits = Math.max(0, limit - (overhead[meter] ?? 0)) / each;
+    if (fits < best.per_day) best = { per_day: Math.floor(fits), binding: meter };
+  }
+  return best;
+}
+
+/** The monthly bill on Workers Paid for `count` units plus a month of cron runs, itemised. */
+export function paidBill(unit, count, cronRun) {
+  const usage = sum(scale(unit, count), scale(billed(cronRun), CRON_RUNS_PER_DAY * 30));
+  const items = Object.entries(PAID_PER_MONTH).map(([meter, [included, perMillion]]) => {
+    const used = usage[meter] ?? 0;
+    return { meter, used, included, over: Math.max(0, used - included), dollars: (Math.max(0, used - included) / 1e6) * perMillion };
+  });
+  return { items, total: PAID_BASE + items.reduce((s, i) => s + i.dollars, 0) };
+}
+
+/** $ per million units once every included amount is used up. */
+export function marginalPerMillion(unit) {
+  return Object.entries(PAID_PER_MONTH).reduce((s, [meter, [, perMillion]]) => s + (unit[meter] ?? 0) * perMillion, 0);
+}
