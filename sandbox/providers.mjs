@@ -1,8 +1,8 @@
 // A stand-in for the two provider APIs the worker calls, on 127.0.0.1: the local sandbox
 // `make dev` runs (sandbox/server.mjs) and the end-to-end tests' provider.
-//   Align  GET /v0/customers/{customer_id}                     header `Authorization: <key>` (raw)
-//   ARGOS  GET /v3/submission?userid=U|submission_id=S&request_type=kyc|aml
-//          [&nextpage_id=…&nextpage_date=…]                    header `x-api-key: <key>`
+//   Align  GET /v0/customers/{customer_id}, GET /v0/customers  header `Authorization: <key>` (raw)
+//   ARGOS  GET /v3/submission?userid=U|submission_id=S|start_date=D&end_date=D
+//          &request_type=kyc|aml[&nextpage_id=…&nextpage_date=…] header `x-api-key: <key>`
 // Point the worker's ALIGN_API_BASE / ARGOS_API_BASE at `url`. Callers program the state,
 // inject faults and latency, and read per-path request logs.
 //
@@ -124,12 +124,20 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPag
     const userid = query.get("userid");
     const submissionId = query.get("submission_id");
     const requestType = query.get("request_type");
-    if (!["kyc", "aml"].includes(requestType) || !(userid || submissionId)) {
-      return [400, { message: "userid or submission_id, and request_type=kyc|aml, are required" }];
+    if (!["kyc", "aml"].includes(requestType)) {
+      return [400, { message: "request_type=kyc|aml is required" }];
+    }
+    // Without an id: every submission created within start_date..end_date (YYYY-MM-DD).
+    const day = (item) => item.created_at.slice(0, 10);
+    const [from, to] = [query.get("start_date"), query.get("end_date")];
+    if ([from, to].some((d) => d !== null && !/^\d{4}-\d{2}-\d{2}$/.test(d))) {
+      return [400, { message: "start_date and end_date are YYYY-MM-DD" }];
     }
     const all = userid
       ? (submissions.get(userid) ?? [])
-      : [...submissions.values()].flat().filter((item) => item.submission_id === submissionId);
+      : submissionId
+        ? [...submissions.values()].flat().filter((item) => item.submission_id === submissionId)
+        : [...submissions.values()].flat().filter((item) => (!from || day(item) >= from) && (!to || day(item) <= to));
     const items = all
       .filter((item) => requestType === "kyc" || item.aml_result)
       .map(({ aml_result, ...item }) =>
@@ -147,9 +155,16 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPag
     return [200, body];
   }
 
+  /** Align's unpaginated list, every customer whole (PII included), as the real one. */
+  function alignList(req) {
+    if (req.headers.authorization !== alignKey) return [401, { message: "Unauthorized" }];
+    return [200, { items: [...customers.keys()].map((id) => align(req, id)[1]) }];
+  }
+
   function answer(req, url) {
     const customer = url.pathname.match(/^\/v0\/customers\/([^/]+)$/);
-    const provider = customer ? "align" : url.pathname === "/v3/submission" ? "argos" : null;
+    const list = url.pathname === "/v0/customers";
+    const provider = customer || list ? "align" : url.pathname === "/v3/submission" ? "argos" : null;
     if (!provider) return [404, { message: "Not Found" }];
     if (req.method !== "GET") return [405, { message: "Method Not Allowed" }];
     const fault = takeFault(provider);
@@ -157,6 +172,7 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPag
       const headers = fault.retryAfter === undefined ? {} : { "retry-after": String(fault.retryAfter) };
       return [fault.status, { message: "injected fault" }, headers];
     }
+    if (list) return alignList(req);
     return provider === "align" ? align(req, decodeURIComponent(customer[1])) : argos(req, url.searchParams);
   }
 

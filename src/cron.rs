@@ -6,7 +6,7 @@ use crate::calls::Calls;
 use crate::error::StoreError;
 use crate::log::Line;
 use crate::services::Services;
-use crate::{clock, config, d1, queue};
+use crate::{backfill, clock, config, d1, queue};
 use kyc_core::db::events::prune;
 use kyc_core::db::notifications as outbox;
 use kyc_core::db::runs::{self, CronRun};
@@ -196,6 +196,10 @@ async fn run_at(
         }
     }
     log.set("notifications_sent", notified as u64);
+    // Backfills last: they use what the run's own work left of the invocation's calls.
+    if let Err(error) = backfill::run(services, now, log).await {
+        log.set("backfill_error", error.to_string());
+    }
     let run = CronRun {
         scheduled_at: now,
         started_at: started,

@@ -1,6 +1,7 @@
 //! kyc-edge: the worker adapter. Routes, storage and outbound calls live here; every
 //! decision is made by `kyc_core`, which has no worker types and is tested on the host.
 
+mod backfill;
 mod calls;
 mod clock;
 mod config;

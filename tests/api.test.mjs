@@ -139,6 +139,40 @@ describe("the API against its document", () => {
     assert.equal((await call("GET", `/v1/subjects/align/${id}/refresh`)).status, 405);
     assert.equal((await call("POST", `/v1/subjects/align/${id}/refresh`, { token: null })).status, 401);
 
+    // Adoption: bulk import and backfill.
+    const imported = await call("POST", "/v1/subjects/batch", {
+      body: [
+        { provider: "align", ref: "api-import-1", external_id: "u-9" },
+        { provider: "align", ref: "api-import-1" },
+        { provider: "argos", ref: "api-sub-1", ref_kind: "submission" },
+        { provider: "nope", ref: "x" },
+      ],
+    });
+    assert.equal(imported.status, 200, imported.text);
+    assert.deepEqual(
+      imported.json.results.map((r) => r.result),
+      ["created", "repeat", "created", "invalid"],
+    );
+    const ndjson = await call("POST", "/v1/subjects/batch", {
+      body: '{"provider":"align","ref":"api-import-1"}\n',
+      headers: { "content-type": "application/x-ndjson" },
+    });
+    assert.equal(ndjson.json.existing, 1);
+    assert.equal((await call("POST", "/v1/subjects/batch", { body: "[" })).status, 400);
+    assert.equal((await call("POST", "/v1/subjects/batch", { body: "[]" })).status, 400);
+    assert.equal((await call("POST", "/v1/subjects/batch", { body: "x".repeat(1024 * 1024 + 1) })).status, 413);
+    assert.equal((await call("POST", "/v1/subjects/batch", { body: [], token: null })).status, 401);
+    assert.equal((await call("GET", "/v1/subjects/batch")).status, 405);
+    assert.equal((await call("GET", "/v1/backfill/argos")).status, 404, "none yet");
+    const started = await call("POST", "/v1/backfill/argos", { body: { since: "2026-01-01" } });
+    assert.equal(started.status, 202, started.text);
+    assert.equal((await call("POST", "/v1/backfill/argos", { body: {} })).status, 409);
+    assert.equal((await call("GET", "/v1/backfill/argos")).status, 200);
+    assert.equal((await call("POST", "/v1/backfill/align", { body: { since: "2026-01-01" } })).status, 400, "Align has no date filter");
+    assert.equal((await call("POST", "/v1/backfill/align", { body: { since: "tomorrow" } })).status, 400);
+    assert.equal((await call("POST", "/v1/backfill/align", { token: null })).status, 401);
+    assert.equal((await call("PUT", "/v1/backfill/align")).status, 405);
+
     // Operations.
     await stack.cron(Date.now());
     assert.equal((await call("GET", "/v1/stats")).status, 200);

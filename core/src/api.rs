@@ -14,6 +14,8 @@ pub enum ErrorCode {
     Forbidden,
     NotFound,
     MethodNotAllowed,
+    /// The request conflicts with work in progress (a backfill already running).
+    Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
     /// The deployment is misconfigured; the log says how, the answer does not.
@@ -29,6 +31,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::ConfigurationError | ErrorCode::Internal => 500,
@@ -42,6 +45,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::ConfigurationError => "configuration_error",
@@ -88,6 +92,14 @@ pub enum Route<'a> {
     },
     EnableNotifications,
     StuckSubjects,
+    /// Bulk registration: up to [`crate::import::MAX_LINES`] subjects.
+    ImportSubjects,
+    StartBackfill {
+        provider: &'a str,
+    },
+    GetBackfill {
+        provider: &'a str,
+    },
     CronRuns,
     OpenApi,
     /// A dashboard file: `index.html`, `app.js`, `app.css`.
@@ -113,6 +125,9 @@ impl Route<'_> {
             Route::RedeliverNotification { .. } => "notifications.redeliver",
             Route::EnableNotifications => "notifications.enable",
             Route::StuckSubjects => "subjects.stuck",
+            Route::ImportSubjects => "subjects.batch",
+            Route::StartBackfill { .. } => "backfill.start",
+            Route::GetBackfill { .. } => "backfill.get",
             Route::CronRuns => "runs",
             Route::OpenApi => "openapi",
             Route::Dashboard { .. } => "dashboard",
@@ -163,6 +178,17 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, RouteError> {
         ),
         ["v1", "subjects"] => ("GET", (method == "GET").then_some(Route::ListSubjects)),
         ["v1", "subjects", "stuck"] => ("GET", (method == "GET").then_some(Route::StuckSubjects)),
+        ["v1", "subjects", "batch"] => {
+            ("POST", (method == "POST").then_some(Route::ImportSubjects))
+        }
+        ["v1", "backfill", provider] if Provider::parse(provider).is_some() => (
+            "GET, POST",
+            match method {
+                "GET" => Some(Route::GetBackfill { provider }),
+                "POST" => Some(Route::StartBackfill { provider }),
+                _ => None,
+            },
+        ),
         ["v1", "runs"] => ("GET", (method == "GET").then_some(Route::CronRuns)),
         ["openapi.json"] => ("GET", (method == "GET").then_some(Route::OpenApi)),
         ["dashboard"] | ["dashboard", ""] => (
@@ -298,6 +324,17 @@ mod tests {
             ("GET", "/v1/stats", Route::Stats),
             ("GET", "/v1/notifications", Route::ListNotifications),
             ("GET", "/v1/subjects/stuck", Route::StuckSubjects),
+            ("POST", "/v1/subjects/batch", Route::ImportSubjects),
+            (
+                "POST",
+                "/v1/backfill/argos",
+                Route::StartBackfill { provider: "argos" },
+            ),
+            (
+                "GET",
+                "/v1/backfill/align",
+                Route::GetBackfill { provider: "align" },
+            ),
             ("GET", "/v1/runs", Route::CronRuns),
             ("GET", "/openapi.json", Route::OpenApi),
             ("GET", "/dashboard", Route::Dashboard { file: "index.html" }),
@@ -337,6 +374,8 @@ mod tests {
             ("GET", "/v1/subjects/align/c-1/refresh", "POST"),
             ("GET", "/v1/notifications/enable", "POST"),
             ("DELETE", "/v1/notifications", "GET"),
+            ("GET", "/v1/subjects/batch", "POST"),
+            ("PUT", "/v1/backfill/argos", "GET, POST"),
         ] {
             assert_eq!(
                 route(method, path),
@@ -354,6 +393,8 @@ mod tests {
             "",
             "/v2/subjects",
             "/v1/subjects/sumsub/x",
+            "/v1/backfill/sumsub",
+            "/v1/backfill",
             "/v1/subjects/align/",
             "/v1/subjects/align/c-1/events/x",
             "/webhooks/argos/",
@@ -400,5 +441,9 @@ mod tests {
             "configuration_error"
         );
         assert_eq!(ErrorCode::UnsupportedMediaType.status(), 415);
+        assert_eq!(
+            (ErrorCode::Conflict.status(), ErrorCode::Conflict.as_str()),
+            (409, "conflict")
+        );
     }
 }

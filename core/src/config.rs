@@ -16,6 +16,8 @@ use std::net::IpAddr;
 pub const DEFAULT_ALIGN_API_BASE: &str = "https://api.alignlabs.dev";
 pub const DEFAULT_ARGOS_API_BASE: &str = "https://rest-api.argosidentity.com";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// The Cron Trigger's cadence (wrangler.toml): the period imports are paced against.
+pub const CRON_PERIOD: TimeDelta = TimeDelta::minutes(5);
 /// KV's shortest expiration.
 pub const MIN_KV_TTL_SECONDS: i64 = 60;
 
@@ -29,6 +31,12 @@ pub struct Config {
     pub plan: Plan,
     /// Subjects one cron run may enqueue.
     pub reconcile_budget: u32,
+    /// Imported subjects of one provider whose first check falls due per cron period: the
+    /// share of the budget imports and backfills may take (`FIRST_CHECKS_PER_RUN`; by
+    /// default half the budget, split between the enabled providers).
+    pub first_checks_per_run: u32,
+    /// Pages of a provider's list one cron run reads for a backfill (`BACKFILL_PAGES_PER_RUN`).
+    pub backfill_pages_per_run: u32,
     pub schedule: ScheduleConfig,
     pub provider_timeout: TimeDelta,
     pub event_retention: TimeDelta,
@@ -281,6 +289,11 @@ impl Config {
             Some(budget) => to_u32("RECONCILE_BUDGET", budget)?.min(plan.max_budget()),
             None => plan.max_budget(),
         };
+        let enabled = u32::from(align.is_some()) + u32::from(argos.is_some());
+        let first_checks_per_run = match vars.positive("FIRST_CHECKS_PER_RUN")? {
+            Some(n) => to_u32("FIRST_CHECKS_PER_RUN", n)?.min(reconcile_budget),
+            None => (reconcile_budget / 2 / enabled.max(1)).max(1),
+        };
         let mut schedule = ScheduleConfig::default();
         if let Some(steps) = vars.seconds_list("RECHECK_STEPS_SECONDS")? {
             schedule.open_steps = steps;
@@ -329,6 +342,11 @@ impl Config {
             })?,
             plan,
             reconcile_budget,
+            first_checks_per_run,
+            backfill_pages_per_run: to_u32(
+                "BACKFILL_PAGES_PER_RUN",
+                vars.positive_or("BACKFILL_PAGES_PER_RUN", 5)?,
+            )?,
             schedule,
             provider_timeout: TimeDelta::milliseconds(
                 vars.positive_or("PROVIDER_TIMEOUT_MS", 10_000)?,
@@ -349,6 +367,12 @@ impl Config {
             Provider::Align => self.align.as_ref().map(|a| a as &dyn ProviderProtocol),
             Provider::Argos => self.argos.as_ref().map(|a| a as &dyn ProviderProtocol),
         }
+    }
+
+    /// How far apart imported subjects' first checks fall due: a cron period's worth of
+    /// `first_checks_per_run` (the cadence in wrangler.toml is every 5 minutes).
+    pub fn first_check_step(&self) -> TimeDelta {
+        CRON_PERIOD / i32::try_from(self.first_checks_per_run.max(1)).unwrap_or(i32::MAX)
     }
 
     pub fn enabled_providers(&self) -> Vec<Provider> {
@@ -425,6 +449,30 @@ mod tests {
         assert_eq!(c.max_body_bytes, 1024);
         assert_eq!(c.kv_ttl, TimeDelta::seconds(60));
         assert_eq!(c.provider_timeout, TimeDelta::milliseconds(2500));
+    }
+
+    #[test]
+    fn imports_take_half_the_budget_split_between_providers_unless_told() {
+        let both = [
+            ("ALIGN_API_KEY", "k"),
+            ("ARGOS_API_KEY", "k"),
+            ("ARGOS_WEBHOOK_TOKEN", "t"),
+        ];
+        let c = config(&both).unwrap();
+        assert_eq!(c.first_checks_per_run, 125);
+        assert_eq!(c.first_check_step(), TimeDelta::milliseconds(2_400));
+        assert_eq!(c.backfill_pages_per_run, 5);
+        let c = config(&both[..1]).unwrap();
+        assert_eq!(c.first_checks_per_run, 250);
+        let mut told = both.to_vec();
+        told.extend([
+            ("FIRST_CHECKS_PER_RUN", "1000"),
+            ("BACKFILL_PAGES_PER_RUN", "2"),
+        ]);
+        let c = config(&told).unwrap();
+        assert_eq!(c.first_checks_per_run, 500, "never more than the budget");
+        assert_eq!(c.backfill_pages_per_run, 2);
+        assert!(config(&[("FIRST_CHECKS_PER_RUN", "0")]).is_err());
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! (`SystemTime` traps on wasm32-unknown-unknown).
 
 pub mod api;
+pub mod backfill;
 pub mod config;
 pub mod db;
 pub mod headers;
+pub mod import;
 pub mod jobs;
 pub mod notify;
 pub mod observation;

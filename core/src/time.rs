@@ -69,6 +69,25 @@ pub fn format(at: Timestamp) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// A backfill's range bound: `YYYY-MM-DD`, checked to be a real day, not after `today`'s
+/// (UTC). Returns it as given.
+pub fn parse_day(value: &str, today: Timestamp) -> Result<String, &'static str> {
+    let day = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map_err(|_| "must be a date, YYYY-MM-DD")?;
+    if value.len() != 10 {
+        return Err("must be a date, YYYY-MM-DD");
+    }
+    if day > today.date_naive() {
+        return Err("is in the future");
+    }
+    Ok(value.to_owned())
+}
+
+/// The UTC day of a time, `YYYY-MM-DD`.
+pub fn day(at: Timestamp) -> String {
+    at.format("%Y-%m-%d").to_string()
+}
+
 /// Serde for timestamps stored as milliseconds (D1 columns, queue messages).
 pub mod as_millis {
     pub use chrono::serde::ts_milliseconds::{deserialize, serialize};
@@ -81,6 +100,29 @@ pub mod as_millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_for_backfill_ranges() {
+        let today = parse_rfc3339("2026-11-29T23:59:59Z").unwrap();
+        assert_eq!(day(today), "2026-11-29");
+        assert_eq!(parse_day("2026-11-29", today).as_deref(), Ok("2026-11-29"));
+        assert_eq!(parse_day("2024-02-29", today).as_deref(), Ok("2024-02-29"));
+        assert_eq!(parse_day("2026-11-30", today), Err("is in the future"));
+        for bad in [
+            "2026-02-30",
+            "20260101",
+            "2026-1-01",
+            "yesterday",
+            "",
+            "2026-01-01T00:00:00Z",
+        ] {
+            assert_eq!(
+                parse_day(bad, today),
+                Err("must be a date, YYYY-MM-DD"),
+                "{bad}"
+            );
+        }
+    }
 
     // Reference values from `date -u -d '<time>' +%s%3N`.
     const JUL_6_2023_020103_494: i64 = 1_688_608_863_494;

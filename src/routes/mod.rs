@@ -1,6 +1,7 @@
 //! HTTP: every request gets an id (echoed or generated), one route (or a 404 / 405), one
 //! answer carrying `x-request-id`, and one JSON log line.
 
+mod adoption;
 mod assets;
 mod notifications;
 mod stats;
@@ -129,6 +130,11 @@ async fn dispatch(
         Route::RedeliverNotification { id } => notifications::redeliver(&services, id, log).await,
         Route::EnableNotifications => notifications::enable(&services, log).await,
         Route::StuckSubjects => subjects::stuck(&req, &services).await,
+        Route::ImportSubjects => adoption::import_subjects(req, &services, log).await,
+        Route::StartBackfill { provider } => {
+            adoption::start_backfill(req, &services, provider, log).await
+        }
+        Route::GetBackfill { provider } => adoption::get_backfill(&services, provider).await,
         Route::CronRuns => stats::runs(&req, &services).await,
         Route::OpenApi => assets::openapi(),
         Route::Dashboard { file } => assets::dashboard(file),

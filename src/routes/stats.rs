@@ -1,22 +1,27 @@
 //! `GET /v1/stats`: what an operator watches. Every figure comes from a handful of small
-//! rows (tallies, provider health, the last cron run) plus the events since the last fold:
-//! its cost does not grow with the number of subjects.
+//! rows (tallies, provider health, the last cron run, backfills) plus the events since the
+//! last fold and one index entry per subject still waiting for a first check: its cost does
+//! not grow with the number of subjects.
 
 use crate::error::ApiError;
 use crate::services::Services;
 use crate::{clock, d1};
 use kyc_core::api::query_pairs;
+use kyc_core::db::backfills::{self, Backfill};
 use kyc_core::db::notifications as outbox;
 use kyc_core::db::runs::{self, HEALTH};
+use kyc_core::db::subjects::unchecked;
 use kyc_core::db::tallies::{counts, ALL, SINCE_FOLD};
-use kyc_core::db::Row;
-use kyc_core::db::Statement;
+use kyc_core::db::{row, Row, Statement};
 use kyc_core::schedule::DEGRADED_AFTER_FAILURES;
 use kyc_core::statement;
 use kyc_core::subject::Provider;
 use kyc_core::time::{format, from_millis};
 use serde_json::{json, Map, Value};
 use worker::{Request, Response};
+
+/// Subjects waiting for a first check are counted up to this many (one index entry read each).
+const WAITING_CAP: u32 = 100_000;
 
 fn time(value: Option<&Value>) -> Value {
     value
@@ -41,6 +46,9 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
         statement!(outbox::PENDING),
         statement!(outbox::DEAD),
         statement!(outbox::DISABLED),
+        unchecked(Provider::Align, WAITING_CAP),
+        unchecked(Provider::Argos, WAITING_CAP),
+        backfills::all(),
     ];
     let results = d1::batch(&services.calls, services.db, &statements).await?;
     let counts = counts(&results[0], &results[1]);
@@ -49,6 +57,37 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
     let mut changes = Map::new();
     let mut drift = Map::new();
     let mut providers = Map::new();
+    let mut first_checks = Map::new();
+    let now = clock::now();
+    for (provider, rows) in Provider::ALL.into_iter().zip(&results[7..9]) {
+        let waiting = rows
+            .first()
+            .and_then(|r| r.get("n"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        // The last scheduled first check falls due just before the imports' cursor; if every
+        // run takes its share, all have had one by then.
+        let until = counts
+            .first_checks_until
+            .get(&provider)
+            .copied()
+            .and_then(from_millis)
+            .filter(|until| waiting > 0 && *until > now);
+        first_checks.insert(
+            provider.as_str().into(),
+            json!({
+                "waiting": waiting,
+                "per_run": services.config.first_checks_per_run,
+                "all_scheduled_by": until.map(format),
+                "eta_seconds": until.map_or(0, |t| (t - now).num_seconds()),
+            }),
+        );
+    }
+    let backfill: Vec<Value> = results[9]
+        .iter()
+        .filter_map(|found| row::<Backfill>(found).ok())
+        .map(|b| json!(b.view()))
+        .collect();
     for provider in Provider::ALL {
         let p = provider.as_str();
         let mut statuses = counts.statuses.get(&provider).cloned().unwrap_or_default();
@@ -101,7 +140,7 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
         "delivered": counts.delivered,
         "dead": number(results[5].first(), "dead"),
         "disabled": disabled,
-        "oldest_undelivered_age_seconds": oldest.map(|t| (clock::now() - t).num_seconds()),
+        "oldest_undelivered_age_seconds": oldest.map(|t| (now - t).num_seconds()),
     });
     Ok(Response::from_json(&json!({
         "notifications": notifications,
@@ -111,6 +150,8 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
         "drift": drift,
         "providers": providers,
         "reconcile_budget": services.config.reconcile_budget,
+        "first_checks": first_checks,
+        "backfills": backfill,
         "last_cron_run": last_cron_run,
     }))?)
 }

@@ -202,6 +202,119 @@ pub fn registered(
     Ok((returned(0), returned(2), row))
 }
 
+/// Where in [`import`]'s batch the refs it created are returned.
+pub const IMPORTED: usize = 2;
+
+/// Start tracking many subjects of one provider (bulk registration, backfill) as one batch:
+/// nothing is half-written, and subjects already tracked are left as they are (re-sending an
+/// import changes nothing). New subjects are not all due at once: their first checks fall due
+/// `step` apart, after those of every earlier import, oldest first, so each cron run meets a
+/// bounded share of them. One statement inserts them all (D1 counts statements per
+/// invocation); [`IMPORTED`] returns their refs; the status tally and the spread's cursor move
+/// in the same batch. Nothing is projected to KV: reads fall back to D1 until a check.
+pub fn import(
+    provider: Provider,
+    subjects: &[&crate::import::NewSubject],
+    step: crate::time::TimeDelta,
+    now: Timestamp,
+) -> Vec<Statement> {
+    let lines: Vec<serde_json::Value> = subjects
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "ref": s.subject_ref.as_str(),
+                "kind": s.ref_kind.as_str(),
+                "external_id": s.external_id.as_ref().map(ExternalId::as_str),
+            })
+        })
+        .collect();
+    let lines = serde_json::Value::from(lines).to_string();
+    let step = step.num_milliseconds().max(1);
+    let from = Tally::FirstChecksFrom(provider).name();
+    let until = Tally::FirstChecksUntil(provider).name();
+    const NEW: &str = "FROM json_each(?1) AS line WHERE NOT EXISTS (SELECT 1 FROM subjects \
+                         WHERE provider = ?2 AND ref = json_extract(line.value, '$.ref'))";
+    vec![
+        // The first new subject falls due where the previous import's last one left off,
+        // or now if that is past.
+        statement!(
+            "INSERT INTO tallies (name, value) \
+             VALUES (?1, MAX(?3, COALESCE((SELECT value FROM tallies WHERE name = ?2), 0))) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            from.clone(),
+            until.clone(),
+            now
+        ),
+        statement!(
+            format!(
+                "INSERT INTO tallies (name, value) \
+                 SELECT ?3, (SELECT value FROM tallies WHERE name = ?4) + COUNT(*) * ?5 {NEW} \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+            ),
+            lines.clone(),
+            provider.as_str(),
+            until,
+            from.clone(),
+            step
+        ),
+        statement!(
+            format!(
+                "INSERT INTO subjects (provider, ref, ref_kind, external_id, status_at, \
+                   created_at, updated_at, next_check_at) \
+                 SELECT ?2, json_extract(line.value, '$.ref'), json_extract(line.value, '$.kind'), \
+                   json_extract(line.value, '$.external_id'), ?3, ?3, ?3, \
+                   (SELECT value FROM tallies WHERE name = ?4) \
+                     + (ROW_NUMBER() OVER (ORDER BY line.key) - 1) * ?5 \
+                 {NEW} \
+                 ON CONFLICT (provider, ref) DO NOTHING RETURNING ref"
+            ),
+            lines,
+            provider.as_str(),
+            now,
+            from,
+            step
+        ),
+        statement!(
+            "INSERT INTO tallies (name, value) VALUES (?1, changes()) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            Tally::ImportCreated.name()
+        ),
+        statement!(
+            "INSERT INTO tallies (name, value) \
+             SELECT ?1, value FROM tallies WHERE name = ?2 AND value > 0 \
+             ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            Tally::Status(provider, KycStatus::Unknown).name(),
+            Tally::ImportCreated.name()
+        ),
+    ]
+}
+
+/// The refs [`import`]'s batch created.
+pub fn imported(results: &[super::Rows]) -> Vec<String> {
+    results
+        .get(IMPORTED)
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|row| row.get("ref").and_then(serde_json::Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How many subjects of a provider have had no check yet (neither an answer nor an error),
+/// counting at most `cap`: `{n}`. Served by `subjects_unchecked` (named: without statistics
+/// SQLite would walk every subject of the provider), so it reads one index entry per waiting
+/// subject and nothing once they are all checked.
+pub fn unchecked(provider: Provider, cap: u32) -> Statement {
+    statement!(
+        "SELECT COUNT(*) AS n FROM (SELECT 1 FROM subjects INDEXED BY subjects_unchecked \
+           WHERE provider = ?1 AND last_checked_at IS NULL AND last_error IS NULL LIMIT ?2)",
+        provider.as_str(),
+        cap
+    )
+}
+
 /// Ask for a check now (refresh): due at once, from the first back-off step. Returns the row.
 pub fn request_check(provider: Provider, subject_ref: &SubjectRef, now: Timestamp) -> Statement {
     statement!(

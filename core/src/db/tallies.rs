@@ -28,6 +28,13 @@ pub enum Tally {
     Drift(Provider),
     /// Notifications the application acknowledged.
     Delivered,
+    /// Not a count: when the first imported subject of the latest import falls due (ms).
+    FirstChecksFrom(Provider),
+    /// Not a count: when the next imported subject's first check may fall due (ms); the last
+    /// one scheduled falls due just before. Imports are spread from here on.
+    FirstChecksUntil(Provider),
+    /// Not a count: how many subjects the latest import statement created.
+    ImportCreated,
 }
 
 impl Tally {
@@ -39,6 +46,9 @@ impl Tally {
             Tally::Changes(p) => format!("changes.{p}"),
             Tally::Drift(p) => format!("drift.{p}"),
             Tally::Delivered => "notify.delivered".to_owned(),
+            Tally::FirstChecksFrom(p) => format!("first_checks.{p}.from"),
+            Tally::FirstChecksUntil(p) => format!("first_checks.{p}.until"),
+            Tally::ImportCreated => "import.created".to_owned(),
         }
     }
 }
@@ -60,6 +70,13 @@ impl Tally {
             ["changes", provider] => Some(Tally::Changes(Provider::parse(provider)?)),
             ["drift", provider] => Some(Tally::Drift(Provider::parse(provider)?)),
             ["notify", "delivered"] => Some(Tally::Delivered),
+            ["first_checks", provider, "from"] => {
+                Some(Tally::FirstChecksFrom(Provider::parse(provider)?))
+            }
+            ["first_checks", provider, "until"] => {
+                Some(Tally::FirstChecksUntil(Provider::parse(provider)?))
+            }
+            ["import", "created"] => Some(Tally::ImportCreated),
             _ => None,
         }
     }
@@ -107,6 +124,8 @@ pub struct Counts {
     pub statuses: BTreeMap<Provider, BTreeMap<KycStatus, i64>>,
     pub activity: BTreeMap<Provider, Activity>,
     pub delivered: i64,
+    /// Per provider, when the last imported subject's first check falls due (ms).
+    pub first_checks_until: BTreeMap<Provider, i64>,
 }
 
 /// Counts from [`ALL`]'s rows and [`SINCE_FOLD`]'s rows.
@@ -138,6 +157,10 @@ pub fn counts(tallies: &[Row], since_fold: &[Row]) -> Counts {
             Tally::Changes(p) => counts.activity.entry(p).or_default().changes += value,
             Tally::Drift(p) => counts.activity.entry(p).or_default().drift += value,
             Tally::Delivered => counts.delivered += value,
+            Tally::FirstChecksUntil(p) => {
+                counts.first_checks_until.insert(p, value);
+            }
+            Tally::FirstChecksFrom(_) | Tally::ImportCreated => {}
         }
     }
     counts
@@ -202,13 +225,15 @@ mod tests {
 
     #[test]
     fn names_parse_back() {
-        let mut all = vec![Tally::Delivered];
+        let mut all = vec![Tally::Delivered, Tally::ImportCreated];
         for provider in Provider::ALL {
             all.extend([
                 Tally::Accepted(provider),
                 Tally::Duplicates(provider),
                 Tally::Changes(provider),
                 Tally::Drift(provider),
+                Tally::FirstChecksFrom(provider),
+                Tally::FirstChecksUntil(provider),
             ]);
             all.extend(KycStatus::ALL.map(|s| Tally::Status(provider, s)));
         }

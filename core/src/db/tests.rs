@@ -782,3 +782,239 @@ fn the_longest_undecided_come_first_from_their_own_index() {
         "{plan}"
     );
 }
+
+mod imports {
+    use super::super::sqlite::{batch, database, query_plan, run};
+    use super::super::subjects::{import, imported, register, unchecked};
+    use super::{at, r, subject, tallies};
+    use crate::import::NewSubject;
+    use crate::subject::{ExternalId, Provider, RefKind};
+    use chrono::TimeDelta;
+    use rusqlite::Connection;
+
+    const STEP: TimeDelta = TimeDelta::seconds(3);
+
+    fn new(id: &str, external_id: Option<&str>) -> NewSubject {
+        NewSubject {
+            provider: Provider::Align,
+            subject_ref: r(id),
+            ref_kind: RefKind::User,
+            external_id: external_id.map(|e| ExternalId::parse(e).unwrap()),
+        }
+    }
+
+    fn import_at(db: &Connection, subjects: &[NewSubject], now: i64) -> Vec<String> {
+        let refs: Vec<&NewSubject> = subjects.iter().collect();
+        imported(&batch(db, &import(Provider::Align, &refs, STEP, at(now))))
+    }
+
+    fn due_at(db: &Connection, id: &str) -> i64 {
+        (subject(db, Provider::Align, id).unwrap().next_check_at - at(0)).num_milliseconds()
+    }
+
+    #[test]
+    fn an_import_creates_the_new_leaves_the_known_and_counts_once() {
+        let db = database();
+        batch(
+            &db,
+            &register(Provider::Align, &r("known"), RefKind::User, None, at(0)),
+        );
+        let lines = [
+            new("a", Some("user-a")),
+            new("known", Some("someone-else")),
+            new("b", None),
+        ];
+        assert_eq!(import_at(&db, &lines, 10), ["a", "b"]);
+        let a = subject(&db, Provider::Align, "a").unwrap();
+        assert_eq!(a.external_id.as_deref(), Some("user-a"));
+        assert_eq!(a.status, crate::status::KycStatus::Unknown);
+        assert_eq!(
+            subject(&db, Provider::Align, "known").unwrap().external_id,
+            None,
+            "a known subject is left as it is"
+        );
+        assert_eq!(tallies(&db)["status.align.unknown"], 3);
+        // Sent again (a retry after a timeout): nothing changes.
+        assert!(import_at(&db, &lines, 20).is_empty());
+        assert_eq!(tallies(&db)["status.align.unknown"], 3);
+        assert_eq!(super::sql(&db, "SELECT COUNT(*) AS n FROM subjects"), 3);
+    }
+
+    #[test]
+    fn first_checks_are_spread_after_those_of_earlier_imports() {
+        let db = database();
+        let first: Vec<NewSubject> = (0..4).map(|i| new(&format!("one-{i}"), None)).collect();
+        import_at(&db, &first, 1_000);
+        let step = STEP.num_milliseconds();
+        let times: Vec<i64> = (0..4).map(|i| due_at(&db, &format!("one-{i}"))).collect();
+        assert_eq!(
+            times,
+            [1_000, 1_000 + step, 1_000 + 2 * step, 1_000 + 3 * step]
+        );
+        // The next import queues behind, even a moment later.
+        import_at(&db, &[new("two-0", None), new("one-0", None)], 2_000);
+        assert_eq!(due_at(&db, "two-0"), 1_000 + 4 * step);
+        // Once the queue is past, an import starts now.
+        import_at(&db, &[new("three-0", None)], 1_000_000);
+        assert_eq!(due_at(&db, "three-0"), 1_000_000);
+        assert_eq!(
+            tallies(&db)["first_checks.align.until"],
+            1_800_000_000_000 + 1_000_000 + step
+        );
+    }
+
+    #[test]
+    fn subjects_waiting_for_a_first_check_are_counted_from_their_own_index() {
+        let db = database();
+        let lines: Vec<NewSubject> = (0..5).map(|i| new(&format!("w{i}"), None)).collect();
+        import_at(&db, &lines, 0);
+        let waiting = |db: &Connection| run(db, &unchecked(Provider::Align, 100))[0]["n"].as_i64();
+        assert_eq!(waiting(&db), Some(5));
+        assert_eq!(
+            run(&db, &unchecked(Provider::Align, 3))[0]["n"].as_i64(),
+            Some(3)
+        );
+        run(
+            &db,
+            &crate::db::Statement::new(
+                "UPDATE subjects SET last_checked_at = 1 WHERE ref = 'w0'",
+                vec![],
+            ),
+        );
+        run(
+            &db,
+            &crate::db::Statement::new(
+                "UPDATE subjects SET last_error = 'HTTP 404' WHERE ref = 'w1'",
+                vec![],
+            ),
+        );
+        assert_eq!(waiting(&db), Some(3));
+        let plan = query_plan(&db, &unchecked(Provider::Align, 100)).join("; ");
+        assert!(plan.contains("subjects_unchecked"), "{plan}");
+    }
+
+    #[test]
+    fn a_thousand_lines_are_one_statement() {
+        let db = database();
+        let lines: Vec<NewSubject> = (0..1000).map(|i| new(&format!("k{i}"), None)).collect();
+        let refs: Vec<&NewSubject> = lines.iter().collect();
+        let statements = import(Provider::Align, &refs, STEP, at(0));
+        assert_eq!(
+            statements.len(),
+            5,
+            "a fixed number of statements, whatever the size"
+        );
+        assert_eq!(imported(&batch(&db, &statements)).len(), 1000);
+    }
+}
+
+mod backfills {
+    use super::super::backfills::{advance, failed, load, running, start, Backfill, State};
+    use super::super::row;
+    use super::super::sqlite::{batch, database, run};
+    use super::super::subjects::import;
+    use super::{at, r, tallies};
+    use crate::import::NewSubject;
+    use crate::subject::{Provider, RefKind};
+    use chrono::TimeDelta;
+    use rusqlite::Connection;
+
+    fn current(db: &Connection) -> Backfill {
+        row(&run(db, &load(Provider::Argos))[0]).unwrap()
+    }
+
+    /// A page naming `ids`, imported and the walk moved past it, as the cron does.
+    fn page(db: &Connection, walk: &Backfill, ids: &[&str], next: Option<&str>) -> Vec<String> {
+        let subjects: Vec<NewSubject> = ids
+            .iter()
+            .map(|id| NewSubject {
+                provider: Provider::Argos,
+                subject_ref: r(id),
+                ref_kind: RefKind::User,
+                external_id: None,
+            })
+            .collect();
+        let refs: Vec<&NewSubject> = subjects.iter().collect();
+        let mut statements = import(Provider::Argos, &refs, TimeDelta::seconds(1), at(10));
+        statements.push(advance(walk, next, ids.len(), true, at(10)));
+        let results = batch(db, &statements);
+        results
+            .last()
+            .unwrap()
+            .iter()
+            .map(|s| s["state"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_walk_counts_each_new_subject_once_and_resumes_where_it_stopped() {
+        let db = database();
+        let started = run(
+            &db,
+            &start(Provider::Argos, Some("2026-01-01"), "2026-11-29", at(0)),
+        );
+        assert_eq!(started.len(), 1);
+        assert!(
+            run(&db, &start(Provider::Argos, None, "2026-11-29", at(1))).is_empty(),
+            "one walk at a time"
+        );
+        let walk = current(&db);
+        assert_eq!(
+            page(&db, &walk, &["u1", "u2", "u1"], Some("{\"id\":\"p2\"}")),
+            ["running"]
+        );
+        // A run that read the same first page (it raced, or ran before a restart) moves nothing.
+        assert!(page(&db, &walk, &["u1", "u2"], Some("{\"id\":\"p2\"}")).is_empty());
+        let walk = current(&db);
+        assert_eq!((walk.pages_read, walk.seen, walk.found), (1, 3, 2));
+        assert_eq!(walk.cursor.as_deref(), Some("{\"id\":\"p2\"}"));
+        assert_eq!(page(&db, &walk, &["u2", "u3"], None), ["done"]);
+        let done = current(&db);
+        assert_eq!(
+            (done.state, done.pages_read, done.seen, done.found),
+            (State::Done, 2, 5, 3)
+        );
+        assert_eq!(done.finished_at, Some(at(10)));
+        assert!(run(&db, &running()).is_empty());
+        assert_eq!(tallies(&db)["status.argos.unknown"], 3);
+        // A finished walk can be started again, from the first page.
+        let again: Backfill =
+            row(&run(&db, &start(Provider::Argos, None, "2026-12-01", at(20)))[0]).unwrap();
+        assert_eq!(
+            (again.state, again.cursor, again.found),
+            (State::Running, None, 0)
+        );
+    }
+
+    #[test]
+    fn an_empty_page_counts_nothing_found() {
+        let db = database();
+        run(&db, &start(Provider::Argos, None, "2026-11-29", at(0)));
+        // An earlier import's count is still in the scratch tally: an empty page must not use it.
+        let first = current(&db);
+        page(&db, &first, &["a", "b"], Some("{\"id\":\"p2\"}"));
+        let walk = current(&db);
+        let results = batch(&db, &[advance(&walk, None, 0, false, at(11))]);
+        assert_eq!(results[0].len(), 1);
+        assert_eq!(current(&db).found, 2);
+    }
+
+    #[test]
+    fn a_failure_is_retried_unless_permanent() {
+        let db = database();
+        run(&db, &start(Provider::Argos, None, "2026-11-29", at(0)));
+        run(&db, &failed(&current(&db), "HTTP 503", false, at(5)));
+        let walk = current(&db);
+        assert_eq!(
+            (walk.state, walk.last_error.as_deref()),
+            (State::Running, Some("HTTP 503"))
+        );
+        run(&db, &failed(&walk, "HTTP 400", true, at(6)));
+        assert_eq!(current(&db).state, State::Failed);
+        assert_eq!(
+            run(&db, &start(Provider::Argos, None, "2026-11-29", at(7))).len(),
+            1,
+            "a failed walk can be started again"
+        );
+    }
+}

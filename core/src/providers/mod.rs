@@ -145,6 +145,35 @@ pub trait ProviderProtocol {
 
     /// Start a check of one subject.
     fn check(&self, target: CheckTarget) -> Box<dyn StatusCheck + '_>;
+
+    /// Backfill: the request for one page of the provider's list of subjects. `Err` when the
+    /// walk asks for something the provider cannot list (a date range Align has no filter for,
+    /// a cursor this version did not write).
+    fn list_request(&self, walk: &ListWalk<'_>) -> Result<StatusRequest, String>;
+
+    /// Backfill: the subjects one page names (ids only: nothing else is kept) and where the
+    /// next page starts.
+    fn read_list(&self, body: &[u8]) -> Result<ListPage, AnswerError>;
+}
+
+/// Where a backfill's walk of a provider's list stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListWalk<'a> {
+    /// First and last day (`YYYY-MM-DD`, UTC) of the range; `None`: from the start.
+    pub since: Option<&'a str>,
+    pub until: &'a str,
+    /// The provider's continuation from the previous page; `None`: the first page.
+    pub cursor: Option<&'a str>,
+}
+
+/// One page of a provider's list of subjects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    pub subjects: Vec<(SubjectRef, RefKind)>,
+    /// Items that named no subject id kyc-edge can hold.
+    pub skipped: usize,
+    /// Where the next page starts (stored as it is); `None`: this was the last page.
+    pub next: Option<String>,
 }
 
 /// A provider event kind as a bounded word: event names are not free text.

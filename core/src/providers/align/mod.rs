@@ -9,7 +9,7 @@ pub use wire::{map_status, KycReading};
 
 use super::{
     event_kind, join_url, json_error, AnswerError, CheckTarget, InboundWebhook, IngressError,
-    ProviderProtocol, StatusCheck, StatusRequest, WebhookEvent, WebhookSubject,
+    ListPage, ListWalk, ProviderProtocol, StatusCheck, StatusRequest, WebhookEvent, WebhookSubject,
 };
 use crate::headers;
 use crate::observation::{Observation, Source};
@@ -134,7 +134,60 @@ impl ProviderProtocol for Align {
             customer: None,
         })
     }
+
+    /// `GET /v0/customers`: Align's one list, unpaginated and without a date filter.
+    fn list_request(&self, walk: &ListWalk<'_>) -> Result<StatusRequest, String> {
+        if walk.since.is_some() {
+            return Err(
+                "Align's customer list has no date filter: backfill Align without since".into(),
+            );
+        }
+        if walk.cursor.is_some() {
+            return Err("Align's customer list has one page".into());
+        }
+        Ok(StatusRequest {
+            url: join_url(&self.api_base, "/v0/customers"),
+            headers: vec![(
+                headers::ALIGN_AUTHORIZATION,
+                self.api_key.expose().to_owned(),
+            )],
+        })
+    }
+
+    /// Only `customer_id` is deserialized: the rest of each customer (names, e-mail, address)
+    /// never is. A list longer than [`MAX_LISTED_CUSTOMERS`] is refused whole.
+    fn read_list(&self, body: &[u8]) -> Result<ListPage, AnswerError> {
+        let list: wire::WireCustomerList =
+            serde_json::from_slice(body).map_err(|e| AnswerError::Malformed(json_error(&e)))?;
+        let items = list
+            .items
+            .ok_or_else(|| AnswerError::Malformed("items is missing".into()))?;
+        if items.len() > MAX_LISTED_CUSTOMERS {
+            return Err(AnswerError::Incomplete(format!(
+                "Align listed {} customers, more than the {MAX_LISTED_CUSTOMERS} one backfill \
+                 registers: import them with scripts/import.mjs instead",
+                items.len()
+            )));
+        }
+        let mut subjects = Vec::with_capacity(items.len());
+        let mut skipped = 0;
+        for item in items {
+            match item.customer_id.as_deref().map(SubjectRef::parse) {
+                Some(Ok(id)) => subjects.push((id, RefKind::User)),
+                _ => skipped += 1,
+            }
+        }
+        Ok(ListPage {
+            subjects,
+            skipped,
+            next: None,
+        })
+    }
 }
+
+/// Align's list is one unpaginated answer: a backfill reads it once, and refuses one longer
+/// than this rather than hold it all in a worker's memory.
+pub const MAX_LISTED_CUSTOMERS: usize = 50_000;
 
 /// One `GET /v0/customers/{id}`. Align's answer carries no decision time, so the reading is
 /// stamped with when the request was sent.
@@ -212,6 +265,43 @@ pub(crate) mod tests {
 
     fn align() -> Align {
         Align::new(key(), "http://127.0.0.1:9/".into())
+    }
+
+    #[test]
+    fn the_customer_list_names_customers_and_keeps_nothing_else() {
+        let body = br#"{"items":[
+            {"customer_id":"c-1","email":"ada@example.com","first_name":"Ada"},
+            {"customer_id":"bad id"},
+            {"email":"nobody@example.com"},
+            {"customer_id":"c-2","kycs":{"status":"approved"}}]}"#;
+        let page = align().read_list(body).unwrap();
+        let ids: Vec<&str> = page.subjects.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["c-1", "c-2"]);
+        assert_eq!((page.skipped, page.next), (2, None));
+        let walk = |since| ListWalk {
+            since,
+            until: "2026-11-29",
+            cursor: None,
+        };
+        assert_eq!(
+            align().list_request(&walk(None)).unwrap().url,
+            "http://127.0.0.1:9/v0/customers"
+        );
+        assert!(align().list_request(&walk(Some("2026-01-01"))).is_err());
+        assert!(matches!(
+            align().read_list(br#"{"message":"nope"}"#),
+            Err(AnswerError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_list_too_long_to_hold_is_refused_whole() {
+        let items = vec![r#"{"customer_id":"c"}"#; MAX_LISTED_CUSTOMERS + 1].join(",");
+        let body = format!(r#"{{"items":[{items}]}}"#);
+        assert!(matches!(
+            align().read_list(body.as_bytes()),
+            Err(AnswerError::Incomplete(_))
+        ));
     }
 
     macro_rules! vector {

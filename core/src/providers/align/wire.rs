@@ -23,6 +23,17 @@ pub(super) struct WireCustomer {
     pub kycs: Option<Value>,
 }
 
+/// `GET /v0/customers`: `{"items": [customer, ...]}`; only each `customer_id` is read.
+#[derive(Deserialize)]
+pub(super) struct WireCustomerList {
+    pub items: Option<Vec<WireListedCustomer>>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct WireListedCustomer {
+    pub customer_id: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct WireKyc {
     status: Option<String>,

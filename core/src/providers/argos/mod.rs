@@ -6,11 +6,13 @@
 //! Every webhook is only a trigger, and the API answer decides the status.
 
 mod envelope;
+mod listing;
 mod submissions;
 mod webhook;
 
 use super::{
-    CheckTarget, InboundWebhook, IngressError, ProviderProtocol, StatusCheck, WebhookEvent,
+    AnswerError, CheckTarget, InboundWebhook, IngressError, ListPage, ListWalk, ProviderProtocol,
+    StatusCheck, StatusRequest, WebhookEvent,
 };
 use crate::secret::Secret;
 use crate::status::KycStatus;
@@ -123,6 +125,14 @@ impl ProviderProtocol for Argos {
 
     fn check(&self, target: CheckTarget) -> Box<dyn StatusCheck + '_> {
         Box::new(SubmissionsCheck::new(self, target))
+    }
+
+    fn list_request(&self, walk: &ListWalk<'_>) -> Result<StatusRequest, String> {
+        listing::request(self, walk)
+    }
+
+    fn read_list(&self, body: &[u8]) -> Result<ListPage, AnswerError> {
+        listing::read(body)
     }
 }
 

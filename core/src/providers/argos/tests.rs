@@ -958,3 +958,82 @@ fn parsed_events_and_observations_carry_no_pii() {
         );
     }
 }
+
+mod listing {
+    use super::argos;
+    use crate::providers::{AnswerError, ListWalk, ProviderProtocol};
+    use crate::subject::{RefKind, SubjectRef};
+
+    fn walk<'a>(since: Option<&'a str>, cursor: Option<&'a str>) -> ListWalk<'a> {
+        ListWalk {
+            since,
+            until: "2026-11-29",
+            cursor,
+        }
+    }
+
+    #[test]
+    fn a_page_names_users_or_else_submissions_and_keeps_nothing_else() {
+        let body = br#"{"Items":[
+            {"userid":"user_1","submission_id":"s1","email":"ada@example.com","data":{"full_name":"Ada L"}},
+            {"submission_id":"s2","kyc":{"result":"approved"}},
+            {"userid":"has space","submission_id":"s3"},
+            {"email":"nobody@example.com"},
+            {"userid":12345}
+          ],"nextpageKey":{"id":"s3","created_at":"2026-10-01-09-00-00-000"}}"#;
+        let page = argos().read_list(body).unwrap();
+        let r = |id: &str| SubjectRef::parse(id).unwrap();
+        assert_eq!(
+            page.subjects,
+            [
+                (r("user_1"), RefKind::User),
+                (r("s2"), RefKind::Submission),
+                (r("s3"), RefKind::Submission),
+                (r("12345"), RefKind::User),
+            ]
+        );
+        assert_eq!(page.skipped, 1);
+        let next = page.next.unwrap();
+        assert!(!next.contains("ada") && !next.contains("Ada"), "{next}");
+        // The cursor goes back as nextpage_id / nextpage_date, with the range.
+        let request = argos()
+            .list_request(&walk(Some("2026-01-01"), Some(&next)))
+            .unwrap();
+        assert_eq!(
+            request.url,
+            "https://rest-api.argosidentity.com/v3/submission?request_type=kyc&start_date=2026-01-01\
+             &end_date=2026-11-29&nextpage_id=s3&nextpage_date=2026-10-01-09-00-00-000"
+        );
+    }
+
+    #[test]
+    fn the_first_page_and_the_last() {
+        let first = argos().list_request(&walk(None, None)).unwrap();
+        assert_eq!(
+            first.url,
+            "https://rest-api.argosidentity.com/v3/submission?request_type=kyc&end_date=2026-11-29"
+        );
+        let last = argos().read_list(br#"{"Items":[{"userid":"u"}]}"#).unwrap();
+        assert_eq!(last.next, None);
+        let empty = argos()
+            .read_list(br#"{"Items":[],"nextpageKey":{"id":"x"}}"#)
+            .unwrap();
+        assert_eq!(
+            (empty.subjects.len(), empty.next),
+            (0, None),
+            "an empty page ends it"
+        );
+    }
+
+    #[test]
+    fn answers_that_are_not_pages_are_errors() {
+        for body in [&br#"{"message":"Forbidden"}"#[..], b"not json"] {
+            assert!(
+                matches!(argos().read_list(body), Err(AnswerError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(argos().list_request(&walk(None, Some("garbage"))).is_err());
+    }
+}

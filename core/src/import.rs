@@ -1,0 +1,295 @@
+//! Bulk registration (`POST /v1/subjects/batch`): a request's lines, each read on its own. A
+//! malformed line is refused with its reason and never takes its neighbours with it.
+
+use crate::subject::{ExternalId, Provider, RefKind, SubjectRef};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+
+/// Most lines one request may carry: one D1 statement registers them all.
+pub const MAX_LINES: usize = 1000;
+
+/// A subject to start tracking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSubject {
+    pub provider: Provider,
+    pub subject_ref: SubjectRef,
+    pub ref_kind: RefKind,
+    pub external_id: Option<ExternalId>,
+}
+
+/// What became of one line, before anything is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    Valid(NewSubject),
+    /// The same subject as an earlier line (1-based) of the request: it counts once.
+    Repeat(usize),
+    Invalid(String),
+}
+
+/// Why a whole request is refused (each line's own problems are [`Line::Invalid`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchError {
+    Empty,
+    TooMany {
+        lines: usize,
+    },
+    /// A body starting with `[` that is not a JSON array.
+    NotAnArray(String),
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchError::Empty => f.write_str("no subjects: send a JSON array or NDJSON lines"),
+            BatchError::TooMany { lines } => {
+                write!(f, "{lines} subjects: at most {MAX_LINES} per request")
+            }
+            BatchError::NotAnArray(why) => write!(f, "not a JSON array: {why}"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireLine {
+    provider: String,
+    #[serde(rename = "ref")]
+    subject_ref: String,
+    #[serde(default)]
+    external_id: Option<String>,
+    #[serde(default)]
+    ref_kind: Option<String>,
+}
+
+/// Reads a request body: a JSON array of `{provider, ref, external_id?, ref_kind?}`, or the
+/// same objects one per line (NDJSON; blank lines are skipped, yet keep their numbers).
+/// `enabled` says whether kyc-edge serves a provider. Lines are numbered from 1.
+pub fn parse_batch(
+    body: &[u8],
+    enabled: &dyn Fn(Provider) -> bool,
+) -> Result<Vec<(usize, Line)>, BatchError> {
+    let text = String::from_utf8_lossy(body);
+    let trimmed = text.trim_start();
+    let items: Vec<(usize, Result<WireLine, String>)> = if trimmed.starts_with('[') {
+        let values: Vec<serde_json::Value> = serde_json::from_str(trimmed).map_err(|e| {
+            BatchError::NotAnArray(format!("line {}, column {}", e.line(), e.column()))
+        })?;
+        values
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| (i + 1, serde_json::from_value(value).map_err(reason)))
+            .collect()
+    } else {
+        text.split('\n')
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(i, line)| (i + 1, serde_json::from_str(line.trim()).map_err(reason)))
+            .collect()
+    };
+    if items.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    if items.len() > MAX_LINES {
+        return Err(BatchError::TooMany { lines: items.len() });
+    }
+    let mut first_seen: Vec<((Provider, String), usize)> = Vec::new();
+    let mut seen = HashSet::new();
+    Ok(items
+        .into_iter()
+        .map(|(number, item)| {
+            let line = match item.and_then(|wire| validate(wire, enabled)) {
+                Err(why) => Line::Invalid(why),
+                Ok(subject) => {
+                    let key = (subject.provider, subject.subject_ref.as_str().to_owned());
+                    if seen.insert(key.clone()) {
+                        first_seen.push((key, number));
+                        Line::Valid(subject)
+                    } else {
+                        let first = first_seen
+                            .iter()
+                            .find(|(k, _)| *k == key)
+                            .map_or(number, |(_, n)| *n);
+                        Line::Repeat(first)
+                    }
+                }
+            };
+            (number, line)
+        })
+        .collect())
+}
+
+/// serde's message names the field and the position, never the value (a ref or an external
+/// id may be personal data an application put there by mistake).
+fn reason(e: serde_json::Error) -> String {
+    let message = e.to_string();
+    let message = message.split(" at line ").next().unwrap_or_default();
+    if e.is_syntax() || e.is_eof() {
+        "not a JSON object".to_owned()
+    } else if let Some(field) = message.strip_prefix("unknown field ") {
+        format!(
+            "unknown field {}",
+            field.split(',').next().unwrap_or_default()
+        )
+    } else if message.starts_with("missing field") {
+        message.to_owned()
+    } else {
+        "provider, ref, external_id and ref_kind must be strings".to_owned()
+    }
+}
+
+fn validate(wire: WireLine, enabled: &dyn Fn(Provider) -> bool) -> Result<NewSubject, String> {
+    let provider = Provider::parse(&wire.provider)
+        .ok_or_else(|| "provider must be align or argos".to_owned())?;
+    if !enabled(provider) {
+        return Err(format!(
+            "{provider} is not enabled (its secrets are not set)"
+        ));
+    }
+    let subject_ref = SubjectRef::parse(&wire.subject_ref).map_err(|e| format!("ref {e}"))?;
+    let ref_kind = match wire.ref_kind.as_deref() {
+        None => RefKind::User,
+        Some(kind) => RefKind::parse(kind)
+            .filter(|kind| *kind == RefKind::User || provider == Provider::Argos)
+            .ok_or_else(|| match provider {
+                Provider::Argos => "ref_kind must be user or submission".to_owned(),
+                Provider::Align => "ref_kind must be user for align".to_owned(),
+            })?,
+    };
+    let external_id = wire
+        .external_id
+        .as_deref()
+        .map(ExternalId::parse)
+        .transpose()
+        .map_err(|e| format!("external_id {e}"))?;
+    Ok(NewSubject {
+        provider,
+        subject_ref,
+        ref_kind,
+        external_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(_: Provider) -> bool {
+        true
+    }
+
+    fn lines(body: &str) -> Vec<(usize, Line)> {
+        parse_batch(body.as_bytes(), &all).unwrap()
+    }
+
+    fn valid(provider: Provider, subject_ref: &str, external_id: Option<&str>) -> Line {
+        Line::Valid(NewSubject {
+            provider,
+            subject_ref: SubjectRef::parse(subject_ref).unwrap(),
+            ref_kind: RefKind::User,
+            external_id: external_id.map(|e| ExternalId::parse(e).unwrap()),
+        })
+    }
+
+    #[test]
+    fn a_json_array_and_ndjson_say_the_same() {
+        let array = r#"[{"provider":"align","ref":"c-1","external_id":"u-1"},
+                        {"provider":"argos","ref":"user_2"}]"#;
+        let ndjson = "{\"provider\":\"align\",\"ref\":\"c-1\",\"external_id\":\"u-1\"}\n\
+                      {\"provider\":\"argos\",\"ref\":\"user_2\"}\n";
+        let expected = vec![
+            (1, valid(Provider::Align, "c-1", Some("u-1"))),
+            (2, valid(Provider::Argos, "user_2", None)),
+        ];
+        assert_eq!(lines(array), expected);
+        assert_eq!(lines(ndjson), expected);
+    }
+
+    #[test]
+    fn a_bad_line_is_refused_alone_with_its_reason() {
+        let body = "{\"provider\":\"align\",\"ref\":\"ok-1\"}\n\
+                    not json at all\n\
+                    \n\
+                    {\"provider\":\"paypal\",\"ref\":\"x\"}\n\
+                    {\"provider\":\"align\",\"ref\":\"has space\"}\n\
+                    {\"provider\":\"align\",\"ref\":\"ok-2\",\"email\":\"ada@example.com\"}\n\
+                    {\"provider\":\"align\"}\n\
+                    {\"provider\":\"align\",\"ref\":7}\n\
+                    {\"provider\":\"align\",\"ref\":\"ok-3\",\"ref_kind\":\"submission\"}\n\
+                    {\"provider\":\"align\",\"ref\":\"ok-1\"}\n";
+        let got = lines(body);
+        let numbers: Vec<usize> = got.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            numbers,
+            [1, 2, 4, 5, 6, 7, 8, 9, 10],
+            "blank lines keep their number"
+        );
+        assert_eq!(got[0].1, valid(Provider::Align, "ok-1", None));
+        let reasons: Vec<String> = got[1..8]
+            .iter()
+            .map(|(_, line)| match line {
+                Line::Invalid(why) => why.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "not a JSON object",
+                "provider must be align or argos",
+                "ref may contain only letters, digits and - _ . : @ + ~",
+                "unknown field `email`",
+                "missing field `ref`",
+                "provider, ref, external_id and ref_kind must be strings",
+                "ref_kind must be user for align",
+            ]
+        );
+        assert!(
+            reasons.iter().all(|r| !r.contains("ada@")),
+            "a reason never quotes a value"
+        );
+        assert_eq!(got[8].1, Line::Repeat(1));
+    }
+
+    #[test]
+    fn whole_requests_that_are_refused() {
+        assert_eq!(parse_batch(b"", &all), Err(BatchError::Empty));
+        assert_eq!(parse_batch(b"[]", &all), Err(BatchError::Empty));
+        assert_eq!(parse_batch(b" \n\n", &all), Err(BatchError::Empty));
+        assert!(matches!(
+            parse_batch(b"[{\"provider\":", &all),
+            Err(BatchError::NotAnArray(_))
+        ));
+        let line = "{\"provider\":\"align\",\"ref\":\"c\"}\n";
+        assert_eq!(
+            parse_batch(line.repeat(MAX_LINES + 1).as_bytes(), &all),
+            Err(BatchError::TooMany {
+                lines: MAX_LINES + 1
+            })
+        );
+        assert_eq!(
+            parse_batch(line.repeat(MAX_LINES).as_bytes(), &all)
+                .unwrap()
+                .len(),
+            MAX_LINES
+        );
+    }
+
+    #[test]
+    fn a_provider_that_is_not_enabled_is_refused_per_line() {
+        let only_argos = |p: Provider| p == Provider::Argos;
+        let got = parse_batch(
+            b"[{\"provider\":\"align\",\"ref\":\"c\"},{\"provider\":\"argos\",\"ref\":\"s1\",\"ref_kind\":\"submission\"}]",
+            &only_argos,
+        )
+        .unwrap();
+        assert_eq!(
+            got[0].1,
+            Line::Invalid("align is not enabled (its secrets are not set)".into())
+        );
+        assert!(
+            matches!(&got[1].1, Line::Valid(s) if s.ref_kind == RefKind::Submission),
+            "{got:?}"
+        );
+    }
+}
