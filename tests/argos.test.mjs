@@ -1,7 +1,7 @@
 // ARGOS end to end: the compiled worker in workerd with local D1/KV/Queue, a stand-in ARGOS API
 // on loopback. ARGOS signs nothing, so a webhook is only a trigger: every status here must come
 // from the stand-in API's answer, never from a webhook body. Encrypted envelopes are made by
-// node:crypto (support/sign.mjs), never by the decryptor under test.
+// node:crypto (sandbox/sign.mjs), never by the decryptor under test.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";

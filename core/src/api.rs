@@ -3,6 +3,7 @@
 
 use crate::subject::Provider;
 use percent_encoding::percent_decode_str;
+use std::borrow::Cow;
 use std::fmt;
 
 /// Every error the API answers with. The status code comes from the code, so a handler
@@ -268,6 +269,14 @@ pub fn query_pairs(url: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A path parameter as its sender meant it: percent-decoded, since clients encode the `:`,
+/// `@` and `+` a ref may hold (`encodeURIComponent`, OpenAPI generators). Invalid UTF-8
+/// decodes lossily; the parameter's parser judges the result (an encoded `/` or NUL is then
+/// a bad character, not a separator).
+pub fn path_param(raw: &str) -> Cow<'_, str> {
+    percent_decode_str(raw).decode_utf8_lossy()
+}
+
 /// Path parameters are non-empty; whether they are valid is the handler's to say (400),
 /// but a provider kyc-edge does not know is not a route (404).
 fn is_param(provider: &str, subject_ref: &str) -> bool {
@@ -430,6 +439,22 @@ mod tests {
             vec![("a".into(), "\u{fffd}\u{0}".into())]
         );
         assert_eq!(pairs("/p?&&a=1&&"), vec![("a".into(), "1".into())]);
+    }
+
+    #[test]
+    fn path_parameters_are_percent_decoded_once() {
+        assert_eq!(path_param("c-1"), "c-1");
+        assert_eq!(path_param("a%3Ab%40c%2Bd~e"), "a:b@c+d~e");
+        assert_eq!(path_param("a:b@c+d"), "a:b@c+d", "a + stays a + in a path");
+        assert_eq!(path_param("..%2F..%2Fetc"), "../../etc");
+        assert_eq!(path_param("a%00b"), "a\u{0}b");
+        assert_eq!(
+            path_param("x%252F"),
+            "x%2F",
+            "decoded once, not until nothing is left"
+        );
+        assert_eq!(path_param("%ff"), "\u{fffd}");
+        assert_eq!(path_param("%zz%"), "%zz%");
     }
 
     #[test]

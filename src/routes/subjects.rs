@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use crate::log::Line;
 use crate::services::Services;
 use crate::{clock, d1, kv, queue};
-use kyc_core::api::query_pairs;
+use kyc_core::api::{path_param, query_pairs};
 use kyc_core::db::events::history;
 use kyc_core::db::subjects::{self as statements, ListFilter, SubjectRow};
 use kyc_core::headers::READ_FROM;
@@ -24,8 +24,8 @@ const MAX_PAGE: u32 = 500;
 fn parse_key(provider: &str, subject_ref: &str) -> Result<(Provider, SubjectRef)> {
     let provider = Provider::parse(provider)
         .ok_or_else(|| ApiError::not_found(format!("unknown provider {provider:?}")))?;
-    let subject_ref =
-        SubjectRef::parse(subject_ref).map_err(|e| ApiError::bad_request(format!("ref {e}")))?;
+    let subject_ref = SubjectRef::parse(&path_param(subject_ref))
+        .map_err(|e| ApiError::bad_request(format!("ref {e}")))?;
     Ok((provider, subject_ref))
 }
 

@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::log::Line;
 use crate::services::Services;
 use crate::{clock, d1, queue, random};
+use futures_util::StreamExt;
 use kyc_core::api::ErrorCode;
 use kyc_core::db::events::record_webhook;
 use kyc_core::headers::{is_form, CF_CONNECTING_IP, CONTENT_LENGTH, CONTENT_TYPE};
@@ -52,10 +53,9 @@ pub async fn receive(
         );
         return Err(refuse(services, provider, log, error));
     }
-    let body = req.bytes().await?;
-    if body.len() > limit {
+    let Some(body) = read_at_most(&mut req, limit).await? else {
         return Err(refuse(services, provider, log, too_large()));
-    }
+    };
     let headers = req.headers();
     let lookup = |name: &str| headers.get(name).ok().flatten();
     let client_ip = headers.get(CF_CONNECTING_IP)?;
@@ -118,6 +118,26 @@ pub async fn receive(
         "event": event.kind,
         "ref": subject_ref,
     }))?)
+}
+
+/// The body, read as a stream and abandoned (the rest is never read) as soon as it passes
+/// `limit` bytes: `None` then. A body without a declared length is only measured this way.
+async fn read_at_most(req: &mut Request, limit: usize) -> worker::Result<Option<Vec<u8>>> {
+    // No body at all (not even an empty stream): nothing to read.
+    if req.inner().body().is_none() {
+        return Ok(Some(Vec::new()));
+    }
+    let mut stream = req.stream()?;
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        // body.len() <= limit holds throughout, so this cannot underflow.
+        if chunk.len() > limit - body.len() {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 /// Count a refusal where it costs no D1 or KV write, and pass the error on.

@@ -183,6 +183,53 @@ pub(crate) fn event_kind(value: Option<&str>) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// How deep arrays and objects may nest in a webhook body: serde_json's own limit for the
+/// values it builds (128), applied to the whole text, since it skips ignored fields unchecked.
+pub(crate) const MAX_JSON_DEPTH: usize = 128;
+
+/// A webhook body as JSON. RFC 8259 text is UTF-8 and serde_json skips ignored strings and
+/// values without checking their bytes or depth, so both are checked over the whole body
+/// first: what is refused does not depend on which fields a provider's parser reads.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, IngressError> {
+    if std::str::from_utf8(body).is_err() {
+        return Err(IngressError::Malformed("body is not UTF-8".into()));
+    }
+    if nests_deeper_than(body, MAX_JSON_DEPTH) {
+        return Err(IngressError::Malformed(format!(
+            "body nests deeper than {MAX_JSON_DEPTH} levels"
+        )));
+    }
+    serde_json::from_slice(body).map_err(|e| IngressError::Malformed(json_error(&e)))
+}
+
+/// Whether `[` and `{` outside strings nest deeper than `max` (`text` need not be valid JSON).
+fn nests_deeper_than(text: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in text {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// serde's messages can quote input (PII): say only where the problem is.
 pub(crate) fn json_error(e: &serde_json::Error) -> String {
     format!(
@@ -231,6 +278,61 @@ mod tests {
             dedup_key(b"hello"),
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Id {
+        id: String,
+    }
+
+    fn nested(depth: usize) -> String {
+        format!(
+            r#"{{"id":"x","ignored":{}1{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    }
+
+    #[test]
+    fn webhook_json_is_utf8_throughout_even_where_ignored() {
+        let fine = parse_json::<Id>(r#"{"id":"x","ignored":"caf\u00e9 café"}"#.as_bytes());
+        assert_eq!(fine.unwrap().id, "x");
+        for bytes in [&b"\xff\xfe"[..], b"\xc0\xaf", b"\xed\xa0\x80", b"\xe9"] {
+            let body = [br#"{"id":"x","ignored":""#.as_slice(), bytes, br#""}"#].concat();
+            assert_eq!(
+                parse_json::<Id>(&body).unwrap_err(),
+                IngressError::Malformed("body is not UTF-8".into()),
+                "{bytes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn webhook_json_nests_at_most_max_depth_even_where_ignored() {
+        // The outer object is one level.
+        let deepest = parse_json::<Id>(nested(MAX_JSON_DEPTH - 1).as_bytes());
+        assert_eq!(deepest.unwrap().id, "x");
+        let too_deep = IngressError::Malformed("body nests deeper than 128 levels".into());
+        for depth in [MAX_JSON_DEPTH, 10_000] {
+            assert_eq!(
+                parse_json::<Id>(nested(depth).as_bytes()).unwrap_err(),
+                too_deep
+            );
+        }
+        let objects = format!("{}1{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000));
+        assert_eq!(parse_json::<Id>(objects.as_bytes()).unwrap_err(), too_deep);
+    }
+
+    #[test]
+    fn brackets_in_strings_do_not_nest() {
+        let deep_text = format!(
+            r#"{{"id":"x","s":"{}\"{}","t":"\\"}}"#,
+            "[{".repeat(200),
+            "[".repeat(200)
+        );
+        assert_eq!(parse_json::<Id>(deep_text.as_bytes()).unwrap().id, "x");
+        assert!(!nests_deeper_than(b"]]]]}}}[", 1));
+        assert!(nests_deeper_than(b"[[", 1));
     }
 
     #[test]

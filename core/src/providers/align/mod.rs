@@ -8,8 +8,9 @@ pub use signature::verify as verify_signature;
 pub use wire::{map_status, KycReading};
 
 use super::{
-    event_kind, join_url, json_error, AnswerError, CheckTarget, InboundWebhook, IngressError,
-    ListPage, ListWalk, ProviderProtocol, StatusCheck, StatusRequest, WebhookEvent, WebhookSubject,
+    event_kind, join_url, json_error, parse_json, AnswerError, CheckTarget, InboundWebhook,
+    IngressError, ListPage, ListWalk, ProviderProtocol, StatusCheck, StatusRequest, WebhookEvent,
+    WebhookSubject,
 };
 use crate::headers;
 use crate::observation::{Observation, Source};
@@ -45,8 +46,7 @@ impl ProviderProtocol for Align {
         body: &[u8],
         received_at: Timestamp,
     ) -> Result<WebhookEvent, IngressError> {
-        let wire: WireEvent =
-            serde_json::from_slice(body).map_err(|e| IngressError::Malformed(json_error(&e)))?;
+        let wire: WireEvent = parse_json(body)?;
         let event_type = wire
             .event_type
             .ok_or_else(|| IngressError::Malformed("event_type is missing".into()))?;
@@ -427,6 +427,26 @@ pub(crate) mod tests {
                 Err(IngressError::Malformed(why)) => assert!(!why.contains("jane"), "{why}"),
                 other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
             }
+        }
+    }
+
+    #[test]
+    fn bytes_and_depth_are_checked_where_no_field_is_read() {
+        let deep = format!(
+            r#"{{"event_type":"customer.kycs.updated","entity_id":"c1","extra":{}{}}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        let latin1 =
+            b"{\"event_type\":\"customer.kycs.updated\",\"entity_id\":\"c1\",\"name\":\"Jos\xe9\"}";
+        for (body, want) in [
+            (deep.as_bytes(), "body nests deeper than 128 levels"),
+            (latin1.as_slice(), "body is not UTF-8"),
+        ] {
+            assert_eq!(
+                align().parse_webhook(body, now()).unwrap_err(),
+                IngressError::Malformed(want.into())
+            );
         }
     }
 

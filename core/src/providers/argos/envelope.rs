@@ -1,7 +1,7 @@
 //! ARGOS's optional webhook encryption (providers.md §2.4): `{"data": "<base64>"}` holding
 //! AES-256-ECB ciphertext with key = SHA-256(API key as UTF-8) and PKCS#7 padding.
 
-use crate::providers::{json_error, IngressError};
+use crate::providers::{parse_json, IngressError};
 use crate::secret::Secret;
 use aes::Aes256;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -29,8 +29,7 @@ fn malformed(why: &str) -> IngressError {
 /// trailing newline is tolerated, whitespace inside is not), then AES-256-ECB with PKCS#7.
 /// Messages never quote the body. A wrong key almost always fails the padding check.
 pub fn decrypt(api_key: &Secret, body: &[u8]) -> Result<Vec<u8>, IngressError> {
-    let envelope: WireEnvelope =
-        serde_json::from_slice(body).map_err(|e| IngressError::Malformed(json_error(&e)))?;
+    let envelope: WireEnvelope = parse_json(body)?;
     let data = envelope
         .data
         .as_ref()

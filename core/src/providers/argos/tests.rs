@@ -428,6 +428,24 @@ fn userid_is_the_subject_and_submission_id_the_fallback() {
 }
 
 #[test]
+fn bytes_and_depth_are_checked_where_no_field_is_read() {
+    let deep = format!(
+        r#"{{"webhook_trigger":"submit","userid":"u1","extra":{}{}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    assert_eq!(
+        malformed_message(argos().parse_webhook(deep.as_bytes(), received())),
+        "body nests deeper than 128 levels"
+    );
+    let latin1 = b"{\"webhook_trigger\":\"submit\",\"userid\":\"u1\",\"name\":\"Jos\xe9\"}";
+    assert_eq!(
+        malformed_message(argos().parse_webhook(latin1, received())),
+        "body is not UTF-8"
+    );
+}
+
+#[test]
 fn malformed_bodies_are_refused_without_quoting_them() {
     let cases: [(&[u8], &str); 8] = [
         (

@@ -3,7 +3,7 @@
 //! and addresses in a payload never are.
 
 use super::{map_result, timestamp};
-use crate::providers::{event_kind, json_error, IngressError, WebhookEvent, WebhookSubject};
+use crate::providers::{event_kind, parse_json, IngressError, WebhookEvent, WebhookSubject};
 use crate::status::KycStatus;
 use crate::subject::{RefKind, SubjectRef};
 use crate::time::Timestamp;
@@ -154,8 +154,7 @@ impl WireWebhook {
 /// Parse a plain (decrypted) body. Nothing in it is trusted: ARGOS signs nothing, so a
 /// webhook only triggers a check.
 pub fn read(plain: &[u8], received_at: Timestamp) -> Result<WebhookEvent, IngressError> {
-    let wire: WireWebhook =
-        serde_json::from_slice(plain).map_err(|e| IngressError::Malformed(json_error(&e)))?;
+    let wire: WireWebhook = parse_json(plain)?;
     let trigger = wire
         .webhook_trigger
         .as_deref()
