@@ -123,6 +123,19 @@ function renderStats(stats) {
   ];
   for (const [term, value] of pairs) delivery.append(el("dt", term), el("dd", value, { "data-field": term }));
   $("enable").hidden = !n.disabled;
+
+  // Imported subjects waiting for their paced first check, and each provider's backfill.
+  const adoption = $("adoption");
+  adoption.replaceChildren();
+  for (const p of providers) {
+    const f = stats.first_checks[p];
+    const by = f.all_scheduled_by ? `, all by ${new Date(f.all_scheduled_by).toLocaleTimeString()}` : "";
+    adoption.append(el("dt", `${p} first checks waiting`), el("dd", `${f.waiting}${by}`, { "data-field": `${p}-waiting` }));
+  }
+  for (const b of stats.backfills) {
+    const text = `${b.state}: ${b.pages_read} pages, ${b.found} found${b.last_error ? ` (${b.last_error})` : ""}`;
+    adoption.append(el("dt", `${b.provider} backfill`), el("dd", text, { "data-field": `${b.provider}-backfill` }));
+  }
 }
 
 function renderChart(runs) {

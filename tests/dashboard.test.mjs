@@ -22,7 +22,7 @@ describe("the dashboard", () => {
   before(async () => {
     app = await startApp({ secrets: [SECRET] });
     stack = await startStack({
-      vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: SECRET, NOTIFY_MAX_AGE_SECONDS: "1" },
+      vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: SECRET, NOTIFY_MAX_AGE_SECONDS: "1", FIRST_CHECKS_PER_RUN: "1" },
     });
     // Seed: approved and pending subjects, a stuck one, a webhook repeat, a drift, a dead
     // notification, two cron runs.
@@ -56,6 +56,12 @@ describe("the dashboard", () => {
     );
     app.respondAlways(null);
     await stack.cron(Date.now());
+    // An import waiting for its first checks (paced an hour apart) and a backfill started.
+    const imported = await stack.api("POST", "/v1/subjects/batch", {
+      body: ["dash-import-1", "dash-import-2", "dash-import-3"].map((ref) => ({ provider: "align", ref })),
+    });
+    assert.equal(imported.json.created, 3);
+    assert.equal((await stack.api("POST", "/v1/backfill/argos")).status, 202);
 
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -115,6 +121,9 @@ describe("the dashboard", () => {
     assert.equal(await page.getByTestId("delivery").locator("[data-field=dead]").textContent(), "1");
     assert.ok((await page.getByTestId("chart").locator("polyline").count()) >= 2, "a line per status over the runs");
     assert.ok((await page.getByTestId("runs").locator("tbody tr").count()) >= 2);
+    const adoption = page.getByTestId("adoption");
+    assert.match(await adoption.locator("[data-field=align-waiting]").textContent(), /^3, all by /);
+    assert.equal(await adoption.locator("[data-field=argos-backfill]").textContent(), "running: 0 pages, 0 found");
     await mkdir(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: new URL("dashboard.png", ARTIFACTS).pathname, fullPage: true });
   });
