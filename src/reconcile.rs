@@ -58,7 +58,6 @@ pub async fn reconcile(
     let context = |now| Context {
         now,
         schedule: &services.config.schedule,
-        notify: services.config.delivery.is_some(),
     };
     for conflicts in 0..=MAX_CONFLICTS {
         let plan = plan(&stored, &outcome, context(clock::now()));
@@ -85,10 +84,12 @@ pub async fn reconcile(
                 notifications,
             } => {
                 describe(log, &plan.effect, &row, drift);
-                // The outbox rows are committed with the change: if this send fails, the cron
-                // finds them due. (Without an endpoint the plan wrote none.)
                 if !notifications.is_empty() {
                     log.set("notifications", notifications.clone());
+                }
+                // The outbox rows are committed with the change: if this send fails, the cron
+                // finds them due. Without an endpoint they are recorded, not sent.
+                if services.config.delivery.is_some() {
                     let jobs: Vec<Job> = notifications
                         .into_iter()
                         .map(|seq| Job::Notify { seq })

@@ -127,10 +127,20 @@ fn reason(e: serde_json::Error) -> String {
     if e.is_syntax() || e.is_eof() {
         "not a JSON object".to_owned()
     } else if let Some(field) = message.strip_prefix("unknown field ") {
-        format!(
-            "unknown field {}",
-            field.split(',').next().unwrap_or_default()
-        )
+        // A field name is input too: named only when it looks like one (a typo worth seeing).
+        let name = field
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim_matches('`');
+        let looks_like_a_name = !name.is_empty()
+            && name.len() <= 32
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if looks_like_a_name {
+            format!("unknown field `{name}`")
+        } else {
+            "an unknown field (allowed: provider, ref, external_id, ref_kind)".to_owned()
+        }
     } else if message.starts_with("missing field") {
         message.to_owned()
     } else {
@@ -249,6 +259,18 @@ mod tests {
             "a reason never quotes a value"
         );
         assert_eq!(got[8].1, Line::Repeat(1));
+    }
+
+    #[test]
+    fn a_field_name_that_is_not_a_name_is_not_quoted() {
+        // Found by the import_batch fuzz target: the reason quoted "p@rovi…" from the input.
+        let got = lines("{\"p@roviefal\",\"ref\":\"x\"}\n{\"provider\":\"align\",\"ref\":\"ok\",\"ada@example.com\":1}\n");
+        for (_, line) in got {
+            let Line::Invalid(why) = line else {
+                panic!("{line:?}")
+            };
+            assert!(!why.contains('@'), "{why}");
+        }
     }
 
     #[test]

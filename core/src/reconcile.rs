@@ -51,9 +51,6 @@ pub struct Reading {
 pub struct Context<'a> {
     pub now: Timestamp,
     pub schedule: &'a ScheduleConfig,
-    /// An application endpoint is configured: a change writes its outbox rows. Without one
-    /// nothing would ever send or prune them, so none are written.
-    pub notify: bool,
 }
 
 /// What a plan does when its guard holds.
@@ -266,7 +263,7 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
         ];
         for kind in kinds
             .into_iter()
-            .filter(|(told, _)| *told && context.notify)
+            .filter(|(told, _)| *told)
             .map(|(_, kind)| kind)
         {
             plan.notifications.push(plan.statements.len());

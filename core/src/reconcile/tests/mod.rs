@@ -308,7 +308,7 @@ mod outbox {
     use crate::db::subjects::{register, SubjectRow};
     use crate::observation::{Observation, Source};
     use crate::outbound::{CheckFailure, OutboundError};
-    use crate::reconcile::{plan, Context, Effect, Outcome, Reading};
+    use crate::reconcile::{plan, Context, Outcome, Reading};
     use crate::schedule::ScheduleConfig;
     use crate::status::{Aml, KycStatus};
     use crate::subject::{Provider, RefKind, SubjectRef};
@@ -354,10 +354,6 @@ mod outbox {
 
     /// The `type` of each notification a plan would record.
     fn told(stored: &SubjectRow, outcome: &Outcome) -> Vec<String> {
-        told_when(stored, outcome, true)
-    }
-
-    fn told_when(stored: &SubjectRow, outcome: &Outcome, notify: bool) -> Vec<String> {
         let schedule = ScheduleConfig::default();
         let plan = plan(
             stored,
@@ -365,7 +361,6 @@ mod outbox {
             Context {
                 now: at(6),
                 schedule: &schedule,
-                notify,
             },
         );
         plan.notifications
@@ -418,30 +413,6 @@ mod outbox {
     }
 
     #[test]
-    fn without_an_endpoint_a_change_writes_no_outbox_row() {
-        let pending = stored(KycStatus::Pending, None);
-        let change = read(KycStatus::Approved, Some("Cleared"), None);
-        assert_eq!(told_when(&pending, &change, true).len(), 2);
-        assert!(told_when(&pending, &change, false).is_empty());
-        let schedule = ScheduleConfig::default();
-        let quiet = plan(
-            &pending,
-            &change,
-            Context {
-                now: at(6),
-                schedule: &schedule,
-                notify: false,
-            },
-        );
-        assert!(quiet
-            .statements
-            .iter()
-            .all(|s| !s.sql.contains("notifications")));
-        // The change itself is still written.
-        assert!(matches!(quiet.effect, Effect::Changed(_)));
-    }
-
-    #[test]
     fn a_notification_carries_ids_and_statuses_only() {
         let pending = SubjectRow {
             external_id: Some("user-42".into()),
@@ -454,7 +425,6 @@ mod outbox {
             Context {
                 now: at(6),
                 schedule: &schedule,
-                notify: true,
             },
         );
         let crate::db::SqlValue::Text(payload) = &plan.statements[plan.notifications[0]].params[3]

@@ -331,7 +331,6 @@ impl World {
         let context = Context {
             now,
             schedule: &ScheduleConfig::default(),
-            notify: true,
         };
         let phase = std::mem::replace(&mut check.phase, Phase::Done);
         check.phase = match phase {
