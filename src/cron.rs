@@ -72,7 +72,11 @@ async fn run_at(
     let mut statements = tallies::fold();
     statements.push(statement!(tallies::ALL));
     statements.push(prune(now - config.event_retention, PRUNE_BATCH));
-    statements.push(outbox::prune(now - config.event_retention, PRUNE_BATCH));
+    statements.push(outbox::prune(
+        now - config.event_retention,
+        PRUNE_BATCH,
+        config.delivery.is_none(),
+    ));
     let results = d1::batch(calls, services.db, &statements).await?;
     let folded = tallies::activity(&results[0]);
     let statuses = counts(&results[3], &[]).statuses;

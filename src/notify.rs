@@ -114,7 +114,9 @@ pub async fn deliver(services: &Services<'_>, seq: i64, log: &mut Line) -> Resul
             .map(|seq| (Job::Notify { seq }, 0)),
         Outcome::Retry { retry_at } if *retry_at - now <= QUEUED_RETRY_LIMIT => Some((
             Job::Notify { seq },
-            (*retry_at - now).num_seconds().max(0) as u32,
+            // Rounded up, plus a second: a message that arrives before the attempt is due is
+            // refused by the claim and would wait for the cron instead.
+            ((*retry_at - now).num_milliseconds().max(0) / 1000 + 1) as u32,
         )),
         Outcome::Retry { .. } | Outcome::Gone => None,
     };

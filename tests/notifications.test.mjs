@@ -216,6 +216,7 @@ describe("notifications without APP_WEBHOOK_URL", () => {
       await stack.cron(Date.now() + 60_000);
       const stats = (await stack.stats()).notifications;
       assert.deepEqual([stats.delivery, stats.pending], ["not configured", 1]);
+      assert.equal(stats.oldest_undelivered_age_seconds, null, "nothing is late when nothing is sent");
       assert.ok(stack.logLines("job").every((j) => j.verdict === "ack"), "no job failed");
     } finally {
       await stack.stop();

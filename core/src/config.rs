@@ -18,6 +18,8 @@ pub const DEFAULT_ARGOS_API_BASE: &str = "https://rest-api.argosidentity.com";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 /// The Cron Trigger's cadence (wrangler.toml): the period imports are paced against.
 pub const CRON_PERIOD: TimeDelta = TimeDelta::minutes(5);
+/// The longest `NOTIFY_TIMEOUT_MS` is taken to be (the adapter leases an attempt for 2 min).
+pub const MAX_NOTIFY_TIMEOUT_MS: i64 = 60_000;
 /// KV's shortest expiration.
 pub const MIN_KV_TTL_SECONDS: i64 = 60;
 
@@ -43,8 +45,8 @@ pub struct Config {
     /// How long a KV projection lives: the longest a failed KV write can leave an older
     /// status readable (reads then fall back to D1).
     pub kv_ttl: TimeDelta,
-    /// Where and how notifications are sent; `None` without `APP_WEBHOOK_URL` (then none is
-    /// recorded either).
+    /// Where and how notifications are sent; `None` without `APP_WEBHOOK_URL` (they are
+    /// recorded, listed by the API, and pruned after `EVENT_RETENTION_DAYS`).
     pub delivery: Option<Delivery>,
 }
 
@@ -326,8 +328,11 @@ impl Config {
                     url,
                     keys,
                     max_age: vars.seconds("NOTIFY_MAX_AGE_SECONDS", TimeDelta::days(1))?,
+                    // Below the 2-minute lease of an attempt, so a slow endpoint never sees
+                    // a second attempt of the same id while the first is still open.
                     timeout: TimeDelta::milliseconds(
-                        vars.positive_or("NOTIFY_TIMEOUT_MS", 15_000)?,
+                        vars.positive_or("NOTIFY_TIMEOUT_MS", 15_000)?
+                            .min(MAX_NOTIFY_TIMEOUT_MS),
                     ),
                 })
             }
@@ -602,6 +607,20 @@ mod tests {
         assert_eq!(delivery.url, "https://app.example/hooks/kyc");
         assert_eq!(delivery.max_age, TimeDelta::seconds(60));
         assert_eq!(delivery.timeout, TimeDelta::seconds(15));
+        let slow = config(&[
+            ("APP_WEBHOOK_URL", "https://app.example/hooks/kyc"),
+            (
+                "APP_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+            ("NOTIFY_TIMEOUT_MS", "600000"),
+        ])
+        .unwrap();
+        assert_eq!(
+            slow.delivery.unwrap().timeout,
+            TimeDelta::seconds(60),
+            "never past an attempt's lease"
+        );
         for (pairs, key) in [
             (
                 vec![("APP_WEBHOOK_URL", "https://app.example")],

@@ -339,6 +339,24 @@ fn plan_failure(
     sent_at: Timestamp,
     context: Context<'_>,
 ) -> Plan {
+    // A check sent no earlier than this one has answered since: this failure is old news and
+    // must not overwrite that answer's schedule (a 404 would push a pending subject a week
+    // out) nor count against the provider.
+    if stored
+        .last_checked_at
+        .is_some_and(|checked| checked >= sent_at)
+    {
+        return Plan {
+            statements: vec![],
+            guard: None,
+            history: None,
+            notifications: vec![],
+            effect: Effect::Stale,
+            next_check: None,
+            project: false,
+            may_be_drift: false,
+        };
+    }
     let scope = failure.scope();
     let class = failure.to_string();
     let failures = stored.failures.saturating_add(1);
@@ -361,8 +379,7 @@ fn plan_failure(
             context.now + jitter(context.schedule.terminal_recheck, &seed, 0),
         ),
     };
-    let mut statements: Vec<Statement> = health.into_iter().collect();
-    statements.push(statement!(
+    let mut statements = vec![statement!(
         format!(
             "UPDATE subjects SET failures = ?5, last_error = ?6, \
                next_check_at = CASE WHEN requested_at > ?7 THEN MIN(next_check_at, ?8) ELSE ?8 END \
@@ -376,9 +393,11 @@ fn plan_failure(
         class.as_str(),
         sent_at,
         next_at
-    ));
+    )];
+    // Chained to the guard: a failure that loses its race and is planned again counts once.
+    statements.extend(health);
     Plan {
-        guard: Some(statements.len() - 1),
+        guard: Some(0),
         statements,
         history: None,
         notifications: vec![],
@@ -418,7 +437,7 @@ fn provider_failed(
     statement!(
         "INSERT INTO provider_health (provider, consecutive_failures, last_failure_at, last_error, \
            paused_until) \
-         VALUES (?1, 1, ?2, ?3, ?4) ON CONFLICT (provider) DO UPDATE SET \
+         SELECT ?1, 1, ?2, ?3, ?4 WHERE changes() = 1 ON CONFLICT (provider) DO UPDATE SET \
            consecutive_failures = consecutive_failures + 1, last_failure_at = ?2, \
            last_error = ?3, paused_until = COALESCE(?4, paused_until)",
         provider.as_str(),

@@ -123,8 +123,9 @@ pub fn running() -> Statement {
 /// Move a walk past the page read from `cursor`: to `next` (or done without one), counting
 /// the `seen` subjects the page named and, when `imported` (the page's subjects were just
 /// imported in the same batch, see `subjects::import`), those the import created. Only if the
-/// walk is still where it was read from: a run that lost a race moves nothing. Returns the
-/// state.
+/// walk is still the one read (its `started_at`: a walk started again also begins with no
+/// cursor) and still where it was read from: a run that lost a race moves nothing. Returns
+/// the state.
 pub fn advance(
     backfill: &Backfill,
     next: Option<&str>,
@@ -138,7 +139,7 @@ pub fn advance(
              ELSE 0 END, \
            state = CASE WHEN ?3 IS NULL THEN 'done' ELSE 'running' END, \
            finished_at = CASE WHEN ?3 IS NULL THEN ?7 END, updated_at = ?7, last_error = NULL \
-         WHERE provider = ?1 AND state = 'running' AND cursor IS ?2 \
+         WHERE provider = ?1 AND state = 'running' AND cursor IS ?2 AND started_at = ?8 \
          RETURNING state",
         backfill.provider.as_str(),
         backfill.cursor.as_deref(),
@@ -146,7 +147,8 @@ pub fn advance(
         seen as i64,
         imported,
         Tally::ImportCreated.name(),
-        now
+        now,
+        backfill.started_at
     )
 }
 
@@ -157,11 +159,12 @@ pub fn failed(backfill: &Backfill, error: &str, permanent: bool, now: Timestamp)
         "UPDATE backfills SET last_error = ?3, updated_at = ?4, \
            state = CASE WHEN ?5 THEN 'failed' ELSE state END, \
            finished_at = CASE WHEN ?5 THEN ?4 END \
-         WHERE provider = ?1 AND state = 'running' AND cursor IS ?2",
+         WHERE provider = ?1 AND state = 'running' AND cursor IS ?2 AND started_at = ?6",
         backfill.provider.as_str(),
         backfill.cursor.as_deref(),
         error,
         now,
-        permanent
+        permanent,
+        backfill.started_at
     )
 }

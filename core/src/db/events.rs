@@ -15,10 +15,11 @@ use crate::time::Timestamp;
 ///   per request, so later statements can tell whether *this* request inserted it;
 /// - the subject, if the event names one it does not track yet (due at once), and its count;
 /// - the subject made due (`RETURNING due`) when the event is new, or when it repeats a body
-///   and a check has started since that body last arrived: providers resend identical
-///   bodies for genuinely new events (ARGOS AML: Red Flag → Cleared → Red Flag), and a check
-///   is idempotent. While no check has started since the last copy, the subject is still
-///   due from it, so a retry storm costs no write;
+///   and, since that body last arrived, a successful check has started or another event has
+///   asked for one: providers resend identical bodies for genuinely new events (ARGOS AML:
+///   Red Flag → Cleared → Red Flag), a check still in flight may have been sent before the
+///   change the repeat announces, and a check is idempotent. Otherwise the subject is still
+///   due from the last copy, so a retry storm costs no write;
 /// - otherwise a `duplicate` row: the repeat is counted and shown in the history.
 pub fn record_webhook(
     provider: Provider,
@@ -74,6 +75,8 @@ pub fn record_webhook(
                    check_step = 0 \
                  WHERE provider = ?1 AND ref = ?2 AND changes() = 0 AND ({mine} \
                    OR last_checked_at >= (SELECT MAX(at) FROM events \
+                     WHERE provider = ?1 AND ref = ?2 AND dedup_key = ?4) \
+                   OR requested_at > (SELECT MAX(at) FROM events \
                      WHERE provider = ?1 AND ref = ?2 AND dedup_key = ?4)) \
                  RETURNING 1 AS due"
             ),

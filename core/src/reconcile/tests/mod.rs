@@ -2,6 +2,7 @@
 //! schedules, then every interleaving of small worlds and seeded random schedules of larger
 //! ones, each checked against the model's oracles (see `world.rs`).
 
+mod races;
 mod world;
 
 use crate::db::sqlite;

@@ -299,8 +299,9 @@ impl World {
             now,
         );
         let (duplicate, _, made_due) = record.outcome(&sqlite::batch(db, &record.statements));
-        // The oracle: a new body asks for a check; a repeat asks only if a successful check
-        // started since that body last arrived.
+        // The oracle: a new body asks for a check; a repeat asks only if, since that body
+        // last arrived, a successful check started or another event asked for a check (one
+        // in flight may have been sent before the change the repeat announces).
         let previous_copy = self
             .deliveries
             .iter()
@@ -309,7 +310,14 @@ impl World {
             .max();
         let expected = match previous_copy {
             None => true,
-            Some(copy) => self.last_checked.is_some_and(|checked| checked >= copy),
+            Some(copy) => {
+                self.last_checked.is_some_and(|checked| checked >= copy)
+                    || self
+                        .requests
+                        .iter()
+                        .max()
+                        .is_some_and(|asked| *asked > copy)
+            }
         };
         assert_eq!(
             made_due,

@@ -1,0 +1,277 @@
+//! Interleavings an adversarial review found (each broke an invariant before its fix), replayed
+//! with the real statements on SQLite, the way the adapter runs them.
+
+use crate::db::backfills::{self, advance, Backfill, State};
+use crate::db::events::record_webhook;
+use crate::db::sqlite::{batch, database, run};
+use crate::db::subjects::{load, register, SubjectRow};
+use crate::db::{row, Statement};
+use crate::observation::{Observation, Source};
+use crate::outbound::{CheckFailure, OutboundError};
+use crate::providers::{WebhookEvent, WebhookSubject};
+use crate::reconcile::{plan, Context, Outcome, Reading, Written};
+use crate::schedule::ScheduleConfig;
+use crate::status::{Aml, KycStatus};
+use crate::subject::{Provider, RefKind, SubjectRef};
+use crate::time::{from_millis, Timestamp};
+use crate::transition::Announcement;
+use rusqlite::Connection;
+
+fn at(s: i64) -> Timestamp {
+    from_millis(1_800_000_000_000 + s * 1000).unwrap()
+}
+fn r(id: &str) -> SubjectRef {
+    SubjectRef::parse(id).unwrap()
+}
+fn subject(db: &Connection, p: Provider, id: &str) -> SubjectRow {
+    row(&run(db, &load(p, &r(id)))[0]).unwrap()
+}
+
+/// src/reconcile.rs's write loop: plan, batch, on Lost re-read and plan again.
+fn write(
+    db: &Connection,
+    p: Provider,
+    id: &str,
+    stored: SubjectRow,
+    outcome: &Outcome,
+    now: Timestamp,
+) -> Written {
+    let schedule = ScheduleConfig::default();
+    let mut stored = stored;
+    for _ in 0..6 {
+        let plan = plan(
+            &stored,
+            outcome,
+            Context {
+                now,
+                schedule: &schedule,
+            },
+        );
+        let written = plan.written(&batch(db, &plan.statements)).unwrap();
+        if written != Written::Lost {
+            return written;
+        }
+        stored = subject(db, p, id);
+    }
+    panic!("contended");
+}
+
+fn reading(status: KycStatus, aml: Option<&str>, sent: Timestamp) -> Outcome {
+    Outcome::Read(Reading {
+        observation: Observation {
+            status,
+            provider_status: Some(status.as_str().into()),
+            sub_status: None,
+            aml: aml.map(|a| Aml {
+                status: a.into(),
+                risk_level: None,
+            }),
+            status_at: None,
+            observed_at: sent,
+            source: Source::Poll,
+            no_record: false,
+        },
+        polled_at: Some(sent),
+    })
+}
+
+/// A failure whose request was sent before a newer successful check lost its race; planned
+/// again, it must not overwrite that check's schedule (a 404 pushed a pending subject to the
+/// 7-day cadence) nor count against the provider once per lost round.
+#[test]
+fn a_stale_failure_never_overwrites_a_newer_success() {
+    let db = database();
+    let p = Provider::Align;
+    for (id, status) in [("c1", 404), ("c2", 503)] {
+        batch(&db, &register(p, &r(id), RefKind::User, None, at(0)));
+        // Job A sends its poll at t=1; job B polls at t=2 (pending) and writes first.
+        let a_stored = subject(&db, p, id);
+        let b_stored = subject(&db, p, id);
+        let Written::Won { row: b, .. } = write(
+            &db,
+            p,
+            id,
+            b_stored,
+            &reading(KycStatus::Pending, None, at(2)),
+            at(3),
+        ) else {
+            panic!("B writes")
+        };
+        // A's answer, a failure, arrives at t=4.
+        let failure = Outcome::Failed {
+            failure: CheckFailure::Outbound(OutboundError::Http {
+                status,
+                retry_after: None,
+            }),
+            sent_at: at(1),
+        };
+        assert_eq!(
+            write(&db, p, id, a_stored, &failure, at(4)),
+            Written::Nothing,
+            "HTTP {status}"
+        );
+        let after = subject(&db, p, id);
+        assert_eq!((after.status, after.last_error), (KycStatus::Pending, None));
+        assert_eq!(after.next_check_at, b.next_check_at, "B's schedule stands");
+    }
+    let failures = run(
+        &db,
+        &Statement::new(
+            "SELECT consecutive_failures AS n FROM provider_health",
+            vec![],
+        ),
+    );
+    assert!(
+        failures.iter().all(|f| f["n"].as_i64() == Some(0)),
+        "{failures:?}"
+    );
+}
+
+/// A failure that loses its race to something other than a newer check (a trusted body) is
+/// planned again and written: the provider's failure is counted once.
+#[test]
+fn a_failure_planned_twice_counts_once() {
+    let db = database();
+    let p = Provider::Align;
+    batch(&db, &register(p, &r("c3"), RefKind::User, None, at(0)));
+    let a_stored = subject(&db, p, "c3");
+    let trusted = Outcome::Read(Reading {
+        observation: Observation {
+            status: KycStatus::Pending,
+            provider_status: Some("pending".into()),
+            sub_status: None,
+            aml: None,
+            status_at: None,
+            observed_at: at(2),
+            source: Source::Webhook,
+            no_record: false,
+        },
+        polled_at: None,
+    });
+    write(&db, p, "c3", subject(&db, p, "c3"), &trusted, at(2));
+    let failure = Outcome::Failed {
+        failure: CheckFailure::Outbound(OutboundError::Http {
+            status: 503,
+            retry_after: None,
+        }),
+        sent_at: at(1),
+    };
+    assert!(matches!(
+        write(&db, p, "c3", a_stored, &failure, at(4)),
+        Written::Won { .. }
+    ));
+    let n = run(
+        &db,
+        &Statement::new(
+            "SELECT consecutive_failures AS n FROM provider_health",
+            vec![],
+        ),
+    )[0]["n"]
+        .as_i64();
+    assert_eq!(n, Some(1));
+}
+
+fn aml_webhook() -> WebhookEvent {
+    WebhookEvent {
+        subject: Some(WebhookSubject {
+            subject_ref: r("u1"),
+            ref_kind: RefKind::User,
+        }),
+        kind: "aml".into(),
+        provider_at: None,
+        announces: Announcement::Nothing,
+        trusted: None,
+        about_aml: true,
+    }
+}
+
+fn deliver(db: &Connection, body: &str, now: Timestamp) -> (bool, bool, bool) {
+    let record = record_webhook(
+        Provider::Argos,
+        &aml_webhook(),
+        &crate::providers::dedup_key(body.as_bytes()),
+        &format!("r-{}", now.timestamp_millis()),
+        now,
+    );
+    let results = batch(db, &record.statements);
+    record.outcome(&results)
+}
+
+/// A byte-identical resend announcing a new event (Red Flag → Cleared → Red Flag) while the
+/// checks asked for by the events before it are still in flight: those checks were sent
+/// before the change it announces, so it must keep the subject due.
+#[test]
+fn an_identical_resend_during_an_in_flight_check_keeps_the_subject_due() {
+    let db = database();
+    let p = Provider::Argos;
+    assert_eq!(deliver(&db, "red flag", at(0)), (false, true, false));
+    assert_eq!(deliver(&db, "cleared", at(10)), (false, false, true));
+    let j1 = subject(&db, p, "u1");
+    let j2 = subject(&db, p, "u1");
+    // Both jobs poll at t=20/21 (Cleared); the provider flips at t=25 and resends the first
+    // body at t=30, while both are in flight.
+    let (duplicate, _, made_due) = deliver(&db, "red flag", at(30));
+    assert!(duplicate && made_due, "recorded as a repeat, and due again");
+    write(
+        &db,
+        p,
+        "u1",
+        j1,
+        &reading(KycStatus::Approved, Some("Cleared"), at(20)),
+        at(35),
+    );
+    write(
+        &db,
+        p,
+        "u1",
+        j2,
+        &reading(KycStatus::Approved, Some("Cleared"), at(21)),
+        at(36),
+    );
+    let after = subject(&db, p, "u1");
+    assert_eq!(after.requested_at, Some(at(30)));
+    assert!(
+        after.next_check_at <= at(36),
+        "still due for the Red Flag: {:?}",
+        after.next_check_at
+    );
+    // A retry storm of that body, with nothing asked in between, writes no request again.
+    assert!(!deliver(&db, "red flag", at(40)).2);
+}
+
+/// Two cron runs read walk #1 at its first page; one ends it, the operator starts walk #2
+/// (no cursor either); the other run's page of walk #1 must not advance walk #2.
+#[test]
+fn a_stale_backfill_run_never_advances_a_restarted_walk() {
+    let db = database();
+    let p = Provider::Argos;
+    run(
+        &db,
+        &backfills::start(p, Some("2026-06-01"), "2026-11-29", at(0)),
+    );
+    let current = |db: &Connection| -> Backfill { row(&run(db, &backfills::load(p))[0]).unwrap() };
+    let a = current(&db);
+    let b = current(&db);
+    assert_eq!(
+        batch(&db, &[advance(&b, None, 3, false, at(5))])[0].len(),
+        1
+    );
+    assert_eq!(
+        run(
+            &db,
+            &backfills::start(p, Some("2025-01-01"), "2026-11-29", at(6))
+        )
+        .len(),
+        1
+    );
+    assert!(
+        batch(&db, &[advance(&a, None, 3, false, at(7))])[0].is_empty(),
+        "A moves nothing"
+    );
+    run(&db, &backfills::failed(&a, "HTTP 503", true, at(8)));
+    let walk = current(&db);
+    assert_eq!(
+        (walk.state, walk.since.as_deref(), walk.pages_read),
+        (State::Running, Some("2025-01-01"), 0)
+    );
+}
