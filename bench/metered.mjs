@@ -12,6 +12,26 @@ import { startStack } from "../tests/support/kit.mjs";
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /**
+ * workerd's console output (a line per webhook and job) reaches our stdout through Miniflare:
+ * keeps it out of the tables unless BENCH_VERBOSE is set. Returns `log` (stdout) and
+ * `progress` (stderr), which still write.
+ */
+export function quietConsole() {
+  const write = process.stdout.write.bind(process.stdout);
+  const writeErr = process.stderr.write.bind(process.stderr);
+  if (!process.env.BENCH_VERBOSE) {
+    const drop = (_chunk, encoding, callback) => {
+      const done = typeof encoding === "function" ? encoding : callback;
+      if (done) queueMicrotask(done);
+      return true;
+    };
+    process.stdout.write = drop;
+    process.stderr.write = drop;
+  }
+  return { log: (line = "") => write(`${line}\n`), progress: (line) => writeErr(`${line}\n`) };
+}
+
+/**
  * A checkout to measure: this one by default, or another (the baseline) with its own build/
  * and migrations/. The meter is copied next to its build/index.js.
  */

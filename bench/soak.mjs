@@ -29,6 +29,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { kycsUpdated, startStack } from "../tests/support/kit.mjs";
+import { prng } from "../sandbox/providers.mjs";
+import { percentile, quietConsole } from "./metered.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const env = process.env;
@@ -42,39 +44,8 @@ const SEED = Number(env.SOAK_SEED ?? 1);
 /** Of the repeats, this share is queued right behind its original: both are in flight at once. */
 const CONCURRENT_REPEATS = 0.3;
 
-// workerd's console output (a line per webhook and job) reaches our stdout through Miniflare;
-// keep it out of the table unless BENCH_VERBOSE is set.
-const write = process.stdout.write.bind(process.stdout);
-const writeErr = process.stderr.write.bind(process.stderr);
-if (!env.BENCH_VERBOSE) {
-  const drop = (_chunk, encoding, callback) => {
-    const done = typeof encoding === "function" ? encoding : callback;
-    if (done) queueMicrotask(done);
-    return true;
-  };
-  process.stdout.write = drop;
-  process.stderr.write = drop;
-}
-const log = (line = "") => write(`${line}\n`);
-const progress = (line) => writeErr(`${line}\n`);
+const { log, progress } = quietConsole();
 const fmt = (n, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "-");
-
-// mulberry32, as in tests/support/standin.mjs.
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function percentile(sorted, p) {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
 
 const sha256 = (raw) => createHash("sha256").update(raw).digest("hex");
 

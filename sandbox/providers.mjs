@@ -17,8 +17,9 @@ export function argosTime(ms) {
   return `${date}-${time.replace(/[:.]/g, "-")}`;
 }
 
-// mulberry32: a small seeded PRNG, so probabilistic faults repeat run to run.
-function prng(seed) {
+// mulberry32: a small seeded PRNG, so probabilistic faults (and the soak's schedule) repeat
+// run to run.
+export function prng(seed) {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -103,6 +103,22 @@ pub enum Written {
 }
 
 impl Plan {
+    /// Nothing to write about the subject: only `statements` (the provider's health) run.
+    fn stale(statements: Vec<Statement>) -> Self {
+        Plan {
+            statements,
+            guard: None,
+            history: None,
+            notifications: vec![],
+            effect: Effect::Stale,
+            next_check: None,
+            project: false,
+            may_be_drift: false,
+        }
+    }
+}
+
+impl Plan {
     /// Read the batch's results (one [`Rows`] per statement, in order).
     pub fn written(&self, results: &[Rows]) -> Result<Written, serde_json::Error> {
         let Some(guard) = self.guard else {
@@ -154,16 +170,7 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
     let (effect, next) = match decide(&stored.recorded(), observation) {
         Decision::Stale => {
             // Someone recorded a newer reading, and scheduled after it: leave it all be.
-            return Plan {
-                statements,
-                guard: None,
-                history: None,
-                notifications: vec![],
-                effect: Effect::Stale,
-                next_check: None,
-                project: false,
-                may_be_drift: false,
-            };
+            return Plan::stale(statements);
         }
         Decision::Confirmed { observed_at } => {
             let next = after_check(
@@ -346,16 +353,7 @@ fn plan_failure(
         .last_checked_at
         .is_some_and(|checked| checked >= sent_at)
     {
-        return Plan {
-            statements: vec![],
-            guard: None,
-            history: None,
-            notifications: vec![],
-            effect: Effect::Stale,
-            next_check: None,
-            project: false,
-            may_be_drift: false,
-        };
+        return Plan::stale(vec![]);
     }
     let scope = failure.scope();
     let class = failure.to_string();

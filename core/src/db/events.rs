@@ -157,13 +157,16 @@ pub fn history(
 /// Delete up to `batch` events older than `before`, oldest first, and only those already
 /// folded into the tallies. Ids grow with time, so the delete reads a range of at most
 /// `batch` ids from the oldest, and an empty range when the oldest is not old enough: the
-/// cost of a run is bounded however large the table.
+/// cost of a run is bounded however large the table. The newest event always stays: ids are
+/// plain rowids, which keep growing only while the largest is never deleted (the fold's mark
+/// counts on it).
 pub fn prune(before: Timestamp, batch: u32) -> Statement {
     statement!(
         "DELETE FROM events WHERE id >= (SELECT MIN(id) FROM events) \
            AND id < (SELECT CASE WHEN (SELECT at FROM events WHERE id = (SELECT MIN(id) FROM events)) < ?1 \
              THEN MIN(id) + ?2 ELSE MIN(id) END FROM events) \
-           AND at < ?1 AND id <= (SELECT value FROM tallies WHERE name = 'fold.events')",
+           AND at < ?1 AND id <= (SELECT value FROM tallies WHERE name = 'fold.events') \
+           AND id < (SELECT MAX(id) FROM events)",
         before,
         batch
     )

@@ -347,14 +347,15 @@ pub fn list(filter: &ListFilter) -> Statement {
 /// Delete up to `batch` settled notifications created before `before`, oldest first (a key
 /// range, like the events' pruning). `unsent_too`: without an endpoint nothing is ever
 /// delivered, so pending ones go too (they were a change feed for the API, kept as long as
-/// the subjects' history).
+/// the subjects' history). The newest stays, so `seq` (a plain rowid) never goes back.
 pub fn prune(before: Timestamp, batch: u32, unsent_too: bool) -> Statement {
     statement!(
         "DELETE FROM notifications WHERE seq >= (SELECT MIN(seq) FROM notifications) \
            AND seq < (SELECT CASE WHEN (SELECT created_at FROM notifications \
                WHERE seq = (SELECT MIN(seq) FROM notifications)) < ?1 \
              THEN MIN(seq) + ?2 ELSE MIN(seq) END FROM notifications) \
-           AND created_at < ?1 AND (state IN ('delivered', 'dead') OR ?3)",
+           AND created_at < ?1 AND (state IN ('delivered', 'dead') OR ?3) \
+           AND seq < (SELECT MAX(seq) FROM notifications)",
         before,
         batch,
         unsent_too

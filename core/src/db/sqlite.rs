@@ -6,13 +6,14 @@ use rusqlite::types::{Value as Cell, ValueRef};
 use rusqlite::{params_from_iter, Connection};
 use serde_json::{Map, Value};
 
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_compare_and_set.sql"),
     include_str!("../../../migrations/0003_notifications.sql"),
     include_str!("../../../migrations/0004_stuck_subjects.sql"),
     include_str!("../../../migrations/0005_partial_external_id_index.sql"),
     include_str!("../../../migrations/0006_adoption.sql"),
+    include_str!("../../../migrations/0007_plain_rowids.sql"),
 ];
 
 /// An in-memory database with every migration applied.
