@@ -11,6 +11,7 @@
 //      the time from webhook to notification
 //   6. scale: the operator's reads (list, filters, stuck, stats) over 1,000,000 subjects
 //   7. cold start: loading the worker in workerd, first request
+//   8. soak: `make soak` run whole (20,000 webhooks), its counts and checks
 //
 // `node bench/run.mjs --baseline DIR` measures only the cost table on the checkout in DIR (built,
 // with its own migrations) and writes bench/baseline.json: how the "before" figures were made.
@@ -23,7 +24,7 @@ import { readFile, mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { gzipSync, constants as zlib } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { createServer } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Miniflare } from "miniflare";
@@ -635,6 +636,22 @@ async function coldStart() {
 }
 
 // ---------------------------------------------------------------------------------------
+// 8. Soak
+
+/** `make soak` (bench/soak.mjs) in a child process: its table, and whether every check passed. */
+async function soak() {
+  log("## Soak (make soak: signed webhooks at saturation, duplicates, cron interleaved)");
+  progress("soak...");
+  const { code, stdout } = await new Promise((resolve) => {
+    execFile(process.execPath, [join(ROOT, "bench", "soak.mjs")], { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 }, (error, out) =>
+      resolve({ code: error ? (error.code ?? 1) : 0, stdout: out }),
+    );
+  });
+  for (const line of stdout.trimEnd().split("\n")) log(line);
+  return { passed: code === 0, figures: JSON.parse(await readFile(join(ROOT, ".bench", "soak.json"), "utf8")) };
+}
+
+// ---------------------------------------------------------------------------------------
 
 async function main() {
   if (BASELINE_DIR) {
@@ -651,6 +668,7 @@ async function main() {
     ["notify", notify],
     ["scale", scale],
     ["cold", coldStart],
+    ["soak", soak],
   ];
   for (const [name, run] of sections) {
     if (!wanted(name)) continue;
