@@ -35,7 +35,7 @@ pub struct Config {
     pub reconcile_budget: u32,
     /// Imported subjects of one provider whose first check falls due per cron period: the
     /// share of the budget imports and backfills may take (`FIRST_CHECKS_PER_RUN`; by
-    /// default half the budget, split between the enabled providers).
+    /// default the plan's, [`Plan::first_checks_per_run`], split between the enabled providers).
     pub first_checks_per_run: u32,
     /// Pages of a provider's list one cron run reads for a backfill (`BACKFILL_PAGES_PER_RUN`).
     pub backfill_pages_per_run: u32,
@@ -294,7 +294,7 @@ impl Config {
         let enabled = u32::from(align.is_some()) + u32::from(argos.is_some());
         let first_checks_per_run = match vars.positive("FIRST_CHECKS_PER_RUN")? {
             Some(n) => to_u32("FIRST_CHECKS_PER_RUN", n)?.min(reconcile_budget),
-            None => (reconcile_budget / 2 / enabled.max(1)).max(1),
+            None => (plan.first_checks_per_run(reconcile_budget) / enabled.max(1)).max(1),
         };
         let mut schedule = ScheduleConfig::default();
         if let Some(steps) = vars.seconds_list("RECHECK_STEPS_SECONDS")? {
@@ -457,18 +457,25 @@ mod tests {
     }
 
     #[test]
-    fn imports_take_half_the_budget_split_between_providers_unless_told() {
+    fn first_checks_fit_the_plan_split_between_providers_unless_told() {
         let both = [
             ("ALIGN_API_KEY", "k"),
             ("ARGOS_API_KEY", "k"),
             ("ARGOS_WEBHOOK_TOKEN", "t"),
         ];
+        // Free: what its daily meters allow, not half its per-run budget.
         let c = config(&both).unwrap();
-        assert_eq!(c.first_checks_per_run, 125);
-        assert_eq!(c.first_check_step(), TimeDelta::milliseconds(2_400));
+        assert_eq!(c.first_checks_per_run, 2);
+        assert_eq!(c.first_check_step(), TimeDelta::seconds(150));
         assert_eq!(c.backfill_pages_per_run, 5);
         let c = config(&both[..1]).unwrap();
-        assert_eq!(c.first_checks_per_run, 250);
+        assert_eq!(c.first_checks_per_run, 4);
+        // Paid: half the budget.
+        let mut paid = both.to_vec();
+        paid.push(("WORKERS_PLAN", "paid"));
+        let c = config(&paid).unwrap();
+        assert_eq!(c.first_checks_per_run, 2_500);
+        assert_eq!(c.first_check_step(), TimeDelta::milliseconds(120));
         let mut told = both.to_vec();
         told.extend([
             ("FIRST_CHECKS_PER_RUN", "1000"),

@@ -174,6 +174,20 @@ impl Plan {
         }
     }
 
+    /// First checks of imported or backfilled subjects per cron run, all providers together,
+    /// unless `FIRST_CHECKS_PER_RUN` says otherwise. Free's *daily* meters bind long before its
+    /// per-run budget does: a first check costs 3 queue operations, ~12 D1 rows written and a
+    /// KV write (make bench), so 4 a run (1,152 a day) spends about a third of the 10,000 queue
+    /// operations and a seventh of the 100,000 rows written, leaving the rest to webhooks and
+    /// re-checks. 250 a run would exhaust D1's daily writes within three hours, after which
+    /// every write, webhooks included, fails until midnight UTC. Paid: half the budget.
+    pub fn first_checks_per_run(self, budget: u32) -> u32 {
+        match self {
+            Plan::Free => 4.min(budget),
+            Plan::Paid => budget / 2,
+        }
+    }
+
     /// Calls to other services (fetch, D1, KV, Queue) one invocation may make. Free allows
     /// 50 subrequests and 50 D1 queries; counting every call against the smaller keeps a
     /// queue batch inside both.
