@@ -24,22 +24,32 @@ async function notificationsOf(stack, ref, state) {
 /** Requests the app received about `ref`. */
 const about = (app, ref) => app.received().filter((r) => r.ref === ref);
 
-describe("notifications", () => {
-  let app;
-  let stack;
+/**
+ * Starts, for the enclosing `describe`, an application endpoint and a worker notifying it with
+ * notifications retried for `maxAgeSeconds`. The returned object's `app` and `stack` are set
+ * once `before` has run.
+ */
+function notifyingStack(maxAgeSeconds) {
+  const env = {};
   before(async () => {
-    app = await startApp({ secrets: [SECRET] });
-    stack = await startStack({
-      // Long enough that no retry in these tests meets the deadline, however slow the machine.
-      vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: SECRET, NOTIFY_MAX_AGE_SECONDS: "120" },
+    env.app = await startApp({ secrets: [SECRET] });
+    env.stack = await startStack({
+      vars: { APP_WEBHOOK_URL: env.app.url, APP_WEBHOOK_SECRET: SECRET, NOTIFY_MAX_AGE_SECONDS: String(maxAgeSeconds) },
     });
   });
   after(async () => {
-    await stack.stop();
-    await app.stop();
+    await env.stack.stop();
+    await env.app.stop();
   });
+  return env;
+}
+
+describe("notifications", () => {
+  // Long enough that no retry in these tests meets the deadline, however slow the machine.
+  const env = notifyingStack(120);
 
   test("an approved Align webhook is told to the application once, validly signed, without PII", async () => {
+    const { app, stack } = env;
     const id = "notify-approved-0001";
     const res = await stack.alignWebhook(kycsUpdated(id, APPROVED));
     assert.equal(res.status, 200, res.text);
@@ -71,6 +81,7 @@ describe("notifications", () => {
   });
 
   test("500 and 503 then 200: delivered, with the same webhook-id every time", async () => {
+    const { app, stack } = env;
     const id = "notify-retry-0002";
     app.respond(id, [500, 503]);
     await stack.alignWebhook(kycsUpdated(id, APPROVED));
@@ -89,6 +100,7 @@ describe("notifications", () => {
   });
 
   test("two quick changes of one subject arrive in order, the newer waiting for the older", async () => {
+    const { app, stack } = env;
     const id = "notify-order-0004";
     const t = Date.now();
     // The first notification is refused once: the second must wait for its retry.
@@ -110,6 +122,7 @@ describe("notifications", () => {
   });
 
   test("a lost queue message delays a notification but never loses it", async () => {
+    const { app, stack } = env;
     const id = "notify-restart-0005";
     app.respond(id, [503]);
     await stack.alignWebhook(kycsUpdated(id, APPROVED));
@@ -126,22 +139,12 @@ describe("notifications", () => {
 });
 
 describe("notifications that keep failing", () => {
-  let app;
-  let stack;
-  before(async () => {
-    app = await startApp({ secrets: [SECRET] });
-    // 4 s is less than the first retry delay (5 s ± 20 %): the second failure is past the
-    // deadline whatever the timing, so the notification dies after exactly two attempts.
-    stack = await startStack({
-      vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: SECRET, NOTIFY_MAX_AGE_SECONDS: "4" },
-    });
-  });
-  after(async () => {
-    await stack.stop();
-    await app.stop();
-  });
+  // 4 s is less than the first retry delay (5 s ± 20 %): the second failure is past the
+  // deadline whatever the timing, so the notification dies after at most two attempts.
+  const env = notifyingStack(4);
 
   test("failing past NOTIFY_MAX_AGE_SECONDS: dead, listed, and redelivered once the app recovers", async () => {
+    const { app, stack } = env;
     const id = "notify-dead-0003";
     app.respond(id, Array(20).fill(500));
     await stack.alignWebhook(kycsUpdated(id, APPROVED));
