@@ -38,6 +38,9 @@ struct Budget {
 
 pub struct Calls {
     budget: Rc<Budget>,
+    /// Calls this unit of work set aside ([`Calls::reserve`]) and has not made yet: already
+    /// counted as used, so no other unit of the invocation can spend them.
+    reserved: Cell<u32>,
     meter: RefCell<Meter>,
 }
 
@@ -48,6 +51,7 @@ impl Calls {
                 limit,
                 used: Cell::new(0),
             }),
+            reserved: Cell::new(0),
             meter: RefCell::new(Meter::default()),
         }
     }
@@ -56,17 +60,23 @@ impl Calls {
     pub fn share(&self) -> Self {
         Self {
             budget: Rc::clone(&self.budget),
+            reserved: Cell::new(0),
             meter: RefCell::new(Meter::default()),
         }
     }
 
     /// Spend one call, or refuse before it is made.
     pub fn spend(&self, call: Call) -> Result<(), StoreError> {
-        let used = self.budget.used.get();
-        if used >= self.budget.limit {
-            return Err(StoreError::OverBudget);
+        let reserved = self.reserved.get();
+        if reserved > 0 {
+            self.reserved.set(reserved - 1);
+        } else {
+            let used = self.budget.used.get();
+            if used >= self.budget.limit {
+                return Err(StoreError::OverBudget);
+            }
+            self.budget.used.set(used + 1);
         }
-        self.budget.used.set(used + 1);
         let mut meter = self.meter.borrow_mut();
         match call {
             Call::D1 => meter.d1_calls += 1,
@@ -76,6 +86,30 @@ impl Calls {
             Call::Fetch => meter.fetches += 1,
         }
         Ok(())
+    }
+
+    /// Sets aside `n` calls (counting those already set aside) before a step that must be
+    /// finished once taken: after a D1 write, the KV projection of what it wrote. Units of work
+    /// run concurrently on one budget; without this, another could spend the last calls between
+    /// the write and the projection and leave an older state readable in KV. Refused, with
+    /// nothing set aside, when the budget cannot cover it.
+    pub fn reserve(&self, n: u32) -> Result<(), StoreError> {
+        let more = n.saturating_sub(self.reserved.get());
+        let used = self.budget.used.get();
+        if used.saturating_add(more) > self.budget.limit {
+            return Err(StoreError::OverBudget);
+        }
+        self.budget.used.set(used + more);
+        self.reserved.set(self.reserved.get() + more);
+        Ok(())
+    }
+
+    /// Gives back what this unit of work set aside and did not need.
+    pub fn release(&self) {
+        let reserved = self.reserved.replace(0);
+        self.budget
+            .used
+            .set(self.budget.used.get().saturating_sub(reserved));
     }
 
     /// Calls the invocation may still make.
@@ -92,5 +126,61 @@ impl Calls {
 
     pub fn meter(&self) -> Meter {
         self.meter.borrow().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_cannot_be_spent_by_another_unit_of_work() {
+        let invocation = Calls::new(10);
+        let job = invocation.share();
+        let other = invocation.share();
+        for _ in 0..4 {
+            assert!(job.spend(Call::D1).is_ok());
+        }
+        assert!(job.reserve(5).is_ok());
+        assert_eq!(invocation.left(), 1);
+        assert!(other.spend(Call::Fetch).is_ok());
+        assert!(matches!(
+            other.spend(Call::Fetch),
+            Err(StoreError::OverBudget)
+        ));
+        // The reserved calls are still there for the job that set them aside.
+        for _ in 0..5 {
+            assert!(job.spend(Call::KvWrite).is_ok());
+        }
+        assert!(job.spend(Call::KvWrite).is_err());
+        assert_eq!(job.meter().kv_writes, 5);
+    }
+
+    #[test]
+    fn a_reservation_tops_up_is_refused_whole_and_gives_back_what_was_not_used() {
+        let invocation = Calls::new(6);
+        let job = invocation.share();
+        assert!(job.reserve(4).is_ok());
+        assert!(job.reserve(4).is_ok());
+        assert_eq!(
+            invocation.left(),
+            2,
+            "a second reservation of 4 adds nothing"
+        );
+        assert!(job.reserve(7).is_err(), "more than the budget holds");
+        assert_eq!(
+            invocation.left(),
+            2,
+            "a refused reservation sets nothing aside"
+        );
+        assert!(job.spend(Call::D1).is_ok());
+        job.release();
+        assert_eq!(invocation.left(), 5);
+        assert!(job.spend(Call::D1).is_ok());
+        assert_eq!(
+            invocation.left(),
+            4,
+            "spent from the budget again once released"
+        );
     }
 }

@@ -66,6 +66,8 @@ pub async fn consume(batch: &MessageBatch<Value>, env: &Env) {
             log.set("message_id", message.id());
             let started = worker::Date::now().as_millis();
             let verdict = handle(&services, message, &mut log).await;
+            // What the job set aside and did not spend goes back to the batch's other jobs.
+            services.calls.release();
             match verdict {
                 Verdict::Ack => {
                     log.set("verdict", "ack");

@@ -28,6 +28,10 @@ pub async fn deliver(services: &Services<'_>, seq: i64, log: &mut Line) -> Resul
         log.set("outcome", "not configured");
         return Ok(());
     };
+    // The claim, the attempt, writing its outcome and queueing what follows, set aside before
+    // any is made: an attempt whose answer could not be recorded would leave the notification
+    // leased and sent twice.
+    services.calls.reserve(4)?;
     let now = clock::now();
     let claimed = d1::run(
         &services.calls,

@@ -61,6 +61,11 @@ pub async fn reconcile(
     };
     for conflicts in 0..=MAX_CONFLICTS {
         let plan = plan(&stored, &outcome, context(clock::now()));
+        // Once the write is made, its notifications must be queued and its projection written
+        // and checked (put, version read, perhaps a delete): set those calls aside first, or
+        // write nothing and let the job run again with a fresh budget.
+        let projection_calls = if plan.project { 3 } else { 0 };
+        services.calls.reserve(2 + projection_calls)?;
         let results = d1::batch(&services.calls, services.db, &plan.statements).await?;
         let written = plan
             .written(&results)
