@@ -46,10 +46,10 @@ function assertError(res, status, code) {
  * before the answer could be read (a server closing with unread data sends a TCP RST, which
  * may discard an answer already on its way) resolves with `reset: true` when `resetOk`.
  */
-function stream(url, { path, headers, total, chunkSize = 64 * 1024, stallAfter = Infinity, timeoutMs = 15_000, resetOk = false }) {
+function stream(url, { method = "POST", path, headers, total, chunkSize = 64 * 1024, stallAfter = Infinity, timeoutMs = 15_000, resetOk = false }) {
   const { port } = new URL(url);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: "127.0.0.1", port, method: "POST", path, headers, agent: false });
+    const req = http.request({ host: "127.0.0.1", port, method, path, headers, agent: false });
     let sent = 0;
     let answered = false;
     // Wakes the writer when it waits for a drain that an answer makes moot.
@@ -323,6 +323,33 @@ describe("hostile bodies", () => {
       t.diagnostic(
         `10 MB chunked: ${whole.reset ? "connection reset" : "413 read"} after ${whole.sentAtAnswer} bytes were written`,
       );
+    });
+  });
+
+  test("the API's bodies have limits too: chunked without end, 413 once passed, nothing written", async () => {
+    const { stack } = ctx;
+    const auth = { authorization: `Bearer ${API_TOKEN}`, ...JSON_TYPE, "transfer-encoding": "chunked" };
+    await ctx.writesNothing(async () => {
+      for (const [method, path, limit] of [
+        ["POST", "/v1/subjects/batch", 1024 * 1024],
+        ["PUT", "/v1/subjects/align/hostile-api-body", 16 * 1024],
+        ["POST", "/v1/backfill/argos", 16 * 1024],
+      ]) {
+        // The sender stops just past the limit and waits: the answer must come anyway. The
+        // worker closes the connection on the unread rest, and the reset can overtake its
+        // answer: its log line says what it answered either way.
+        const requestId = `hostile-api-body-${method}-${limit}`;
+        const headers = { ...auth, "x-request-id": requestId };
+        const res = await stream(stack.url, { method, path, headers, total: TEN_MB, stallAfter: limit + 64 * 1024, resetOk: true });
+        if (!res.reset) {
+          assertError(res, 413, "payload_too_large");
+          assert.equal(res.json.error.message, `body exceeds ${limit} bytes`, `${method} ${path}`);
+        }
+        assert.ok(res.sentAtAnswer <= limit + 64 * 1024, `${method} ${path} answered after ${res.sentAtAnswer} bytes`);
+        const line = await eventually(() => stack.logLines("request").find((l) => l.request_id === requestId));
+        assert.deepEqual([line?.status, line?.error_code], [413, "payload_too_large"], `${method} ${path}`);
+      }
+      await ctx.untracked("align", "hostile-api-body");
     });
   });
 

@@ -3,6 +3,7 @@
 //! (POST) or shows (GET) a walk of the provider's list that registers the subjects the
 //! application never told kyc-edge about.
 
+use super::body::{self, SMALL_BODY_BYTES};
 use crate::error::ApiError;
 use crate::log::Line;
 use crate::services::Services;
@@ -11,7 +12,6 @@ use kyc_core::api::ErrorCode;
 use kyc_core::db::backfills::{self, Backfill};
 use kyc_core::db::subjects::{import, imported};
 use kyc_core::db::tallies::Tally;
-use kyc_core::headers::CONTENT_LENGTH;
 use kyc_core::import::{parse_batch, Line as BatchLine, NewSubject};
 use kyc_core::providers::ListWalk;
 use kyc_core::subject::Provider;
@@ -31,23 +31,7 @@ pub async fn import_subjects(
     services: &Services<'_>,
     log: &mut Line,
 ) -> Result<Response> {
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("a batch is at most {BATCH_BODY_BYTES} bytes"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)?
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > BATCH_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    let body = req.bytes().await?;
-    if body.len() > BATCH_BODY_BYTES {
-        return Err(too_large());
-    }
+    let body = body::read(&mut req, BATCH_BODY_BYTES).await?;
     let config = services.config;
     let lines = parse_batch(&body, &|p| config.protocol(p).is_some())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -184,7 +168,7 @@ pub async fn start_backfill(
 ) -> Result<Response> {
     let provider = enabled(services, provider)?;
     log.set("provider", provider.as_str());
-    let raw = req.bytes().await?;
+    let raw = body::read(&mut req, SMALL_BODY_BYTES).await?;
     let body: StartBody = if raw.iter().all(u8::is_ascii_whitespace) {
         StartBody { since: None }
     } else {

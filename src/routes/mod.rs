@@ -3,6 +3,7 @@
 
 mod adoption;
 mod assets;
+mod body;
 mod notifications;
 mod stats;
 mod subjects;

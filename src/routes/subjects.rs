@@ -1,5 +1,6 @@
 //! `/v1/subjects`: the application's view of its subjects.
 
+use super::body::{self, SMALL_BODY_BYTES};
 use crate::error::ApiError;
 use crate::log::Line;
 use crate::services::Services;
@@ -114,7 +115,7 @@ pub async fn put(
     let (provider, subject_ref) = parse_key(provider, subject_ref)?;
     log.set("provider", provider.as_str())
         .set("ref", subject_ref.as_str());
-    let raw = req.bytes().await?;
+    let raw = body::read(&mut req, SMALL_BODY_BYTES).await?;
     let body: PutBody = if raw.iter().all(u8::is_ascii_whitespace) {
         PutBody { external_id: None }
     } else {

@@ -2,11 +2,11 @@
 //! answer. A refused request writes nothing anywhere: it is counted in the log line and in
 //! Analytics Engine (when bound), so a flood of forged requests cannot spend D1's writes.
 
+use super::body;
 use crate::error::ApiError;
 use crate::log::Line;
 use crate::services::Services;
 use crate::{clock, d1, queue, random};
-use futures_util::StreamExt;
 use kyc_core::api::ErrorCode;
 use kyc_core::db::events::record_webhook;
 use kyc_core::headers::{is_form, CF_CONNECTING_IP, CONTENT_LENGTH, CONTENT_TYPE};
@@ -32,12 +32,7 @@ pub async fn receive(
         return Err(ApiError::not_found("no such webhook route"));
     };
     let limit = services.config.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("body exceeds {limit} bytes"),
-        )
-    };
+    let too_large = || body::too_large(limit);
     let headers = req.headers();
     // Refused on the declared size before a byte of the body is read.
     let declared = headers
@@ -53,7 +48,7 @@ pub async fn receive(
         );
         return Err(refuse(services, provider, log, error));
     }
-    let Some(body) = read_at_most(&mut req, limit).await? else {
+    let Some(body) = body::read_at_most(&mut req, limit).await? else {
         return Err(refuse(services, provider, log, too_large()));
     };
     let headers = req.headers();
@@ -118,26 +113,6 @@ pub async fn receive(
         "event": event.kind,
         "ref": subject_ref,
     }))?)
-}
-
-/// The body, read as a stream and abandoned (the rest is never read) as soon as it passes
-/// `limit` bytes: `None` then. A body without a declared length is only measured this way.
-async fn read_at_most(req: &mut Request, limit: usize) -> worker::Result<Option<Vec<u8>>> {
-    // No body at all (not even an empty stream): nothing to read.
-    if req.inner().body().is_none() {
-        return Ok(Some(Vec::new()));
-    }
-    let mut stream = req.stream()?;
-    let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        // body.len() <= limit holds throughout, so this cannot underflow.
-        if chunk.len() > limit - body.len() {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
 }
 
 /// Count a refusal where it costs no D1 or KV write, and pass the error on.
