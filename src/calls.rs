@@ -113,7 +113,8 @@ impl Calls {
     }
 
     /// Calls the invocation may still make.
-    pub fn left(&self) -> u32 {
+    #[cfg(test)]
+    fn left(&self) -> u32 {
         self.budget.limit.saturating_sub(self.budget.used.get())
     }
 

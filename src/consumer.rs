@@ -18,11 +18,18 @@ enum Verdict {
     Retry { delay_seconds: u32 },
 }
 
-/// Calls a job usually makes (a reconcile: load, one provider call, the write, the KV put and
-/// its verification; a notification: claim, POST, outcome, the next one queued): a job
-/// starts only while the batch can still afford them, so the budget is rarely found spent
-/// halfway through.
-const JOB_CALLS: u32 = 5;
+/// Calls a job makes when nothing unusual happens, set aside from the batch's budget before it
+/// starts: the batch's jobs run concurrently, and a job admitted on what was merely left could
+/// make its provider call and then find the budget spent by the others before it can write.
+fn calls_needed(job: &Job) -> u32 {
+    match job {
+        // Load, one provider call, the write, its notifications queued, the KV put, the check
+        // of what it projected and perhaps a delete. More pages top the reservation up.
+        Job::Reconcile(_) => 7,
+        // Claim, POST, outcome, the next one queued.
+        Job::Notify { .. } => 4,
+    }
+}
 /// Delay before a job that hit an infrastructure error (D1, KV) runs again.
 const RETRY_DELAY_SECONDS: u32 = 30;
 
@@ -107,7 +114,7 @@ async fn handle(services: &Services<'_>, message: &Message<Value>, log: &mut Lin
             return Verdict::Retry { delay_seconds: 0 };
         }
     };
-    if services.calls.left() < JOB_CALLS {
+    if services.calls.reserve(calls_needed(&job)).is_err() {
         log.set("outcome", "deferred: batch budget spent");
         return Verdict::Retry { delay_seconds: 1 };
     }

@@ -62,8 +62,9 @@ pub async fn reconcile(
     for conflicts in 0..=MAX_CONFLICTS {
         let plan = plan(&stored, &outcome, context(clock::now()));
         // Once the write is made, its notifications must be queued and its projection written
-        // and checked (put, version read, perhaps a delete): set those calls aside first, or
-        // write nothing and let the job run again with a fresh budget.
+        // and checked (put, version read, perhaps a delete): with the write itself, these calls
+        // are set aside first (topping up what the consumer reserved, spent by extra pages or
+        // a reload), or nothing is written and the job runs again with a fresh budget.
         let projection_calls = if plan.project { 3 } else { 0 };
         services.calls.reserve(2 + projection_calls)?;
         let results = d1::batch(&services.calls, services.db, &plan.statements).await?;
