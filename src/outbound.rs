@@ -1,5 +1,6 @@
-//! Outbound GETs to provider APIs, with a timeout. A non-2xx answer, a timeout and a
-//! transport failure are typed errors; a 2xx answer is its body.
+//! Outbound calls, with a timeout: GETs to provider APIs (a non-2xx answer, a timeout and a
+//! transport failure are typed errors; a 2xx answer is its body) and POSTs of notifications
+//! (any HTTP answer is a reply).
 
 use crate::calls::{Call, Calls};
 use crate::clock;
@@ -9,8 +10,9 @@ use kyc_core::outbound::OutboundError;
 use kyc_core::providers::StatusRequest;
 use kyc_core::schedule::parse_retry_after;
 use kyc_core::time::TimeDelta;
+use std::future::Future;
 use std::time::Duration;
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
 
 /// Why a call was not made at all.
 pub enum NotSent {
@@ -24,51 +26,24 @@ pub async fn get(
     request: &StatusRequest,
     timeout: TimeDelta,
 ) -> Result<Vec<u8>, NotSent> {
-    calls.spend(Call::Fetch).map_err(|_| NotSent::OverBudget)?;
-    let transport = |_| NotSent::Failed(OutboundError::Transport);
-    let headers = Headers::new();
-    for (name, value) in &request.headers {
-        headers.set(name, value).map_err(transport)?;
-    }
-    headers
-        .set("accept", "application/json")
-        .map_err(transport)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
-    let req = Request::new_with_init(&request.url, &init).map_err(transport)?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let call = async {
-        let mut response = Fetch::Request(req)
-            .send_with_signal(&signal)
-            .await
-            .map_err(|_| OutboundError::Transport)?;
+    let mut headers: Vec<(&str, &str)> = request
+        .headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    headers.push(("accept", "application/json"));
+    let req = prepare(calls, Method::Get, &request.url, &headers, None)?;
+    send(req, timeout, |mut response| async move {
         let status = response.status_code();
         if !(200..300).contains(&status) {
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .ok()
-                .flatten()
-                .and_then(|value| parse_retry_after(&value, clock::now()));
             return Err(OutboundError::Http {
                 status,
-                retry_after,
+                retry_after: retry_after(&response),
             });
         }
         response.bytes().await.map_err(|_| OutboundError::Transport)
-    };
-    let timeout = Delay::from(Duration::from_millis(
-        timeout.num_milliseconds().max(1) as u64
-    ));
-    futures_util::pin_mut!(call);
-    match select(call, timeout).await {
-        Either::Left((answer, _)) => answer.map_err(NotSent::Failed),
-        Either::Right(((), _)) => {
-            controller.abort();
-            Err(NotSent::Failed(OutboundError::Timeout))
-        }
-    }
+    })
+    .await
 }
 
 /// The application's answer to a notification: its status and any `Retry-After`.
@@ -86,6 +61,28 @@ pub async fn post(
     body: &str,
     timeout: TimeDelta,
 ) -> Result<Reply, NotSent> {
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    let req = prepare(calls, Method::Post, url, &headers, Some(body))?;
+    send(req, timeout, |response| async move {
+        Ok(Reply {
+            status: response.status_code(),
+            retry_after: retry_after(&response),
+        })
+    })
+    .await
+}
+
+/// The request, once its call is paid for.
+fn prepare(
+    calls: &Calls,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<Request, NotSent> {
     calls.spend(Call::Fetch).map_err(|_| NotSent::OverBudget)?;
     let transport = |_| NotSent::Failed(OutboundError::Transport);
     let request_headers = Headers::new();
@@ -93,10 +90,20 @@ pub async fn post(
         request_headers.set(name, value).map_err(transport)?;
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(request_headers)
-        .with_body(Some(body.into()));
-    let req = Request::new_with_init(url, &init).map_err(transport)?;
+    init.with_method(method).with_headers(request_headers);
+    if let Some(body) = body {
+        init.with_body(Some(body.into()));
+    }
+    Request::new_with_init(url, &init).map_err(transport)
+}
+
+/// Sends `req` and reads its answer with `read`, both within `timeout`: past it the request is
+/// aborted and the call is a timeout.
+async fn send<T, Read, Reading>(req: Request, timeout: TimeDelta, read: Read) -> Result<T, NotSent>
+where
+    Read: FnOnce(Response) -> Reading,
+    Reading: Future<Output = Result<T, OutboundError>>,
+{
     let controller = AbortController::default();
     let signal = controller.signal();
     let call = async {
@@ -104,26 +111,26 @@ pub async fn post(
             .send_with_signal(&signal)
             .await
             .map_err(|_| OutboundError::Transport)?;
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .ok()
-            .flatten()
-            .and_then(|value| parse_retry_after(&value, clock::now()));
-        Ok(Reply {
-            status: response.status_code(),
-            retry_after,
-        })
+        read(response).await
     };
     let timeout = Delay::from(Duration::from_millis(
         timeout.num_milliseconds().max(1) as u64
     ));
     futures_util::pin_mut!(call);
     match select(call, timeout).await {
-        Either::Left((reply, _)) => reply.map_err(NotSent::Failed),
+        Either::Left((answer, _)) => answer.map_err(NotSent::Failed),
         Either::Right(((), _)) => {
             controller.abort();
             Err(NotSent::Failed(OutboundError::Timeout))
         }
     }
+}
+
+fn retry_after(response: &Response) -> Option<TimeDelta> {
+    response
+        .headers()
+        .get(RETRY_AFTER)
+        .ok()
+        .flatten()
+        .and_then(|value| parse_retry_after(&value, clock::now()))
 }
