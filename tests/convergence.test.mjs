@@ -15,6 +15,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
+import { prng } from "../sandbox/providers.mjs";
 import { kycsUpdated, startStack } from "./support/kit.mjs";
 
 const SEED = Number(process.env.CONVERGENCE_SEED ?? 20260422);
@@ -36,18 +37,6 @@ const MAX_RUNS_PER_ROUND = 12;
 
 const MINUTE = 60_000;
 const DAY = 24 * 60 * MINUTE;
-
-// mulberry32, as in the stand-in: the whole schedule repeats run to run.
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Normalized status → what the Align API (and a webhook body) says. */
 const ALIGN_WORDS = {
