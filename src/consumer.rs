@@ -4,7 +4,7 @@
 use crate::calls::Calls;
 use crate::error::StoreError;
 use crate::log::Line;
-use crate::reconcile::reconcile;
+use crate::reconcile::{project, reconcile};
 use crate::services::Services;
 use crate::{config, d1, notify};
 use futures_util::future::join_all;
@@ -28,6 +28,8 @@ fn calls_needed(job: &Job) -> u32 {
         Job::Reconcile(_) => 7,
         // Claim, POST, outcome, the next one queued.
         Job::Notify { .. } => 4,
+        // Load, put, the check of what it projected, perhaps a delete.
+        Job::Project { .. } => 4,
     }
 }
 /// Delay before a job that hit an infrastructure error (D1, KV) runs again.
@@ -122,6 +124,13 @@ async fn handle(services: &Services<'_>, message: &Message<Value>, log: &mut Lin
         Job::Reconcile(job) => {
             log.set("job", "reconcile");
             reconcile(services, job, log).await
+        }
+        Job::Project {
+            provider,
+            subject_ref,
+        } => {
+            log.set("job", "project");
+            project(services, *provider, subject_ref, log).await
         }
         Job::Notify { seq } => {
             log.set("job", "notify");

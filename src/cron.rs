@@ -87,7 +87,7 @@ async fn run_at(
     let mut active = vec![];
     let mut waiting = vec![];
     let mut skipped = vec![];
-    for provider in Provider::ALL {
+    for provider in Provider::all() {
         if config.protocol(provider).is_none() {
             skipped.push(format!("{provider}:disabled"));
         } else if paused
@@ -173,7 +173,7 @@ async fn run_at(
         // Give back what could not be queued: due again now, instead of at the lease's end.
         log.set("send_error", error.to_string());
         let unsent = &claimed[sent..];
-        for provider in Provider::ALL {
+        for provider in Provider::all() {
             let refs: Vec<&SubjectRef> = unsent
                 .iter()
                 .filter(|d| d.provider == provider)

@@ -18,8 +18,9 @@ pub enum StoreError {
     Unreadable(String),
     /// The invocation spent its plan's subrequests; the work is retried later.
     OverBudget,
-    /// Other writers won this many compare-and-sets in a row; the work is retried later.
-    Contended(u32),
+    /// A job's run ended without finishing (D1 failed, writers kept winning its
+    /// compare-and-set, a row it could not read); the job is retried later.
+    Failed(String),
 }
 
 impl fmt::Display for StoreError {
@@ -30,7 +31,7 @@ impl fmt::Display for StoreError {
             StoreError::Queue(why) => write!(f, "queue: {why}"),
             StoreError::Unreadable(why) => write!(f, "unreadable row: {why}"),
             StoreError::OverBudget => f.write_str("subrequest budget spent"),
-            StoreError::Contended(n) => write!(f, "{n} write conflicts in a row"),
+            StoreError::Failed(why) => f.write_str(why),
         }
     }
 }

@@ -1,86 +1,106 @@
-//! The KV projection of subjects, for fast reads at the edge. Written only with the row D1
-//! returned from a winning write, and only when what a reader sees changed; never read to
-//! decide anything.
-//!
-//! KV has no compare-and-set, so two projections can land out of order. After each put the
-//! writer reads the subject's version in D1; if a newer one was written meanwhile, it deletes
-//! the key (readers then fall back to D1, and the newer writer's own put restores it). Every
-//! entry also expires (`KV_TTL_SECONDS`), so a put or delete that fails cannot leave an older
-//! status readable for longer than that.
+//! KV: the projection of subjects for fast reads (what to write and when is decided in
+//! `kyc_core::projection`); this module only performs its calls.
 
 use crate::calls::{Call, Calls};
 use crate::d1;
 use crate::error::StoreError;
+use crate::queue;
+use crate::services::Services;
 use kyc_core::db::subjects::SubjectRow;
-use kyc_core::statement;
+use kyc_core::jobs::Job;
+use kyc_core::projection::{self, Outcome, Projection, ProjectionStep};
+use kyc_core::reconcile::run::Input;
 use kyc_core::subject::{Provider, SubjectRef};
-use kyc_core::time::TimeDelta;
-use serde::Deserialize;
-use worker::{D1Database, Env};
+use worker::Env;
 
 pub const BINDING: &str = "STATUS";
 
-fn key(provider: Provider, subject_ref: &SubjectRef) -> String {
-    format!("subject/{provider}/{subject_ref}")
+/// Performs one KV call of a projection (the version read is a D1 statement).
+pub async fn perform(services: &Services<'_>, step: &ProjectionStep) -> Input {
+    let answer = match step {
+        ProjectionStep::Put {
+            key,
+            value,
+            ttl_seconds,
+        } => put(&services.calls, services.env, key, value, *ttl_seconds).await,
+        ProjectionStep::Delete { key } => delete(&services.calls, services.env, key).await,
+        ProjectionStep::Get { key } => {
+            return match get(&services.calls, services.env, key).await {
+                Ok(held) => Input::Value(held),
+                Err(StoreError::OverBudget) => Input::Refused,
+                Err(error) => Input::Failed(error.to_string()),
+            }
+        }
+        ProjectionStep::Verify(statement) => {
+            return match d1::run(&services.calls, services.db, statement).await {
+                Ok(rows) => Input::Rows(vec![rows]),
+                Err(StoreError::OverBudget) => Input::Refused,
+                Err(error) => Input::Failed(error.to_string()),
+            }
+        }
+        ProjectionStep::Over(_) => return Input::Done,
+    };
+    match answer {
+        Ok(()) => Input::Done,
+        Err(StoreError::OverBudget) => Input::Refused,
+        Err(error) => Input::Failed(error.to_string()),
+    }
 }
 
-/// What became of a projection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Projection {
-    Written,
-    /// A newer version was written meanwhile: the key was removed.
-    Superseded,
+/// Projects `row` (as D1 returned it from a write); if a KV call fails, queues a `project`
+/// job that repairs the key a moment later. Returns what the log says.
+pub async fn project(services: &Services<'_>, row: &SubjectRow) -> Result<&'static str, String> {
+    let mut projection = Projection::new(row.clone());
+    let mut input = Input::Begin;
+    let outcome = loop {
+        match projection.resume(input, services.config.kv_ttl) {
+            ProjectionStep::Over(outcome) => break outcome,
+            step => input = perform(services, &step).await,
+        }
+    };
+    match outcome {
+        Outcome::Written => Ok("written"),
+        Outcome::Current => Ok("current"),
+        Outcome::Superseded => Ok("superseded"),
+        Outcome::Failed(error) => {
+            let repair = Job::Project {
+                provider: row.provider,
+                subject_ref: row.subject_ref.clone(),
+            };
+            let queued = queue::send_later(
+                &services.calls,
+                services.env,
+                &repair,
+                projection::REPAIR_DELAY_SECONDS,
+            )
+            .await;
+            Err(match queued {
+                Ok(()) => error,
+                Err(queue_error) => format!("{error}; the repair was not queued: {queue_error}"),
+            })
+        }
+    }
 }
 
-/// Project `row` (as D1 returned it from the write). An error leaves at worst an entry that
-/// expires after `ttl`.
-pub async fn project(
+async fn put(
     calls: &Calls,
     env: &Env,
-    db: &D1Database,
-    row: &SubjectRow,
-    ttl: TimeDelta,
-) -> Result<Projection, StoreError> {
-    let kv = env.kv(BINDING).map_err(|e| StoreError::Kv(e.to_string()))?;
-    let key = key(row.provider, &row.subject_ref);
-    let body =
-        serde_json::to_string(&row.status_view()).map_err(|e| StoreError::Kv(e.to_string()))?;
+    key: &str,
+    value: &str,
+    ttl_seconds: u64,
+) -> Result<(), StoreError> {
     calls.spend(Call::KvWrite)?;
-    let put = kv
-        .put(&key, body)
+    env.kv(BINDING)
         .map_err(|e| StoreError::Kv(e.to_string()))?
-        .expiration_ttl(ttl.num_seconds().max(60) as u64)
+        .put(key, value)
+        .map_err(|e| StoreError::Kv(e.to_string()))?
+        .expiration_ttl(ttl_seconds)
         .execute()
-        .await;
-    if let Err(error) = put {
-        // Whatever KV holds now is older than D1: remove it rather than serve it.
-        remove(calls, env, &key).await?;
-        return Err(StoreError::Kv(error.to_string()));
-    }
-    #[derive(Deserialize)]
-    struct Version {
-        version: i64,
-    }
-    let current: Option<Version> = d1::first(
-        &d1::run(
-            calls,
-            db,
-            &statement!(
-                "SELECT version FROM subjects WHERE provider = ?1 AND ref = ?2",
-                row.provider.as_str(),
-                row.subject_ref.as_str()
-            ),
-        )
-        .await?,
-    )?;
-    if current.is_some_and(|c| c.version > row.version) {
-        remove(calls, env, &key).await?;
-        return Ok(Projection::Superseded);
-    }
-    Ok(Projection::Written)
+        .await
+        .map_err(|e| StoreError::Kv(e.to_string()))
 }
 
-async fn remove(calls: &Calls, env: &Env, key: &str) -> Result<(), StoreError> {
+async fn delete(calls: &Calls, env: &Env, key: &str) -> Result<(), StoreError> {
     calls.spend(Call::KvWrite)?;
     env.kv(BINDING)
         .map_err(|e| StoreError::Kv(e.to_string()))?
@@ -96,10 +116,14 @@ pub async fn read(
     provider: Provider,
     subject_ref: &SubjectRef,
 ) -> Result<Option<String>, StoreError> {
+    get(calls, env, &projection::key(provider, subject_ref)).await
+}
+
+async fn get(calls: &Calls, env: &Env, key: &str) -> Result<Option<String>, StoreError> {
     calls.spend(Call::KvRead)?;
     env.kv(BINDING)
         .map_err(|e| StoreError::Kv(e.to_string()))?
-        .get(&key(provider, subject_ref))
+        .get(key)
         .text()
         .await
         .map_err(|e| StoreError::Kv(e.to_string()))

@@ -31,6 +31,20 @@ pub async fn send_later(
         .map_err(|e| StoreError::Queue(e.to_string()))
 }
 
+/// Sends every job to run `delay_seconds` from now, one call each (a delayed batch is rare:
+/// a re-check after a contested reading, a KV repair).
+pub async fn send_all_later(
+    calls: &Calls,
+    env: &Env,
+    jobs: &[Job],
+    delay_seconds: u32,
+) -> Result<(), StoreError> {
+    for job in jobs {
+        send_later(calls, env, job, delay_seconds).await?;
+    }
+    Ok(())
+}
+
 /// Sends every job, 100 per call. Returns how many were sent before an error, with it.
 pub async fn send_all(calls: &Calls, env: &Env, jobs: &[Job]) -> (usize, Result<(), StoreError>) {
     let queue = match env.queue(BINDING) {

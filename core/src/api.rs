@@ -65,9 +65,11 @@ impl fmt::Display for ErrorCode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route<'a> {
     Health,
-    AlignWebhook,
-    ArgosWebhook {
-        token: &'a str,
+    /// `POST /webhooks/{provider}`, or `/webhooks/{provider}/{token}` for a provider whose
+    /// webhooks carry a secret path segment.
+    Webhook {
+        provider: Provider,
+        token: Option<&'a str>,
     },
     ListSubjects,
     GetSubject {
@@ -111,11 +113,12 @@ pub enum Route<'a> {
 
 impl Route<'_> {
     /// A short name for logs (no parameters: refs and tokens stay out of route names).
-    pub fn name(&self) -> &'static str {
-        match self {
+    pub fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
             Route::Health => "health",
-            Route::AlignWebhook => "webhook.align",
-            Route::ArgosWebhook { .. } => "webhook.argos",
+            Route::Webhook { provider, .. } => {
+                return Cow::Owned(format!("webhook.{provider}"));
+            }
             Route::ListSubjects => "subjects.list",
             Route::GetSubject { .. } => "subjects.get",
             Route::PutSubject { .. } => "subjects.put",
@@ -132,18 +135,14 @@ impl Route<'_> {
             Route::CronRuns => "runs",
             Route::OpenApi => "openapi",
             Route::Dashboard { .. } => "dashboard",
-        }
+        })
     }
 
     /// Whether the route is the application API (bearer token required).
     pub fn needs_token(&self) -> bool {
         !matches!(
             self,
-            Route::Health
-                | Route::AlignWebhook
-                | Route::ArgosWebhook { .. }
-                | Route::OpenApi
-                | Route::Dashboard { .. }
+            Route::Health | Route::Webhook { .. } | Route::OpenApi | Route::Dashboard { .. }
         )
     }
 }
@@ -172,11 +171,18 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, RouteError> {
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let (allow, route): (&'static str, Option<Route<'a>>) = match segments.as_slice() {
         ["healthz"] => ("GET", (method == "GET").then_some(Route::Health)),
-        ["webhooks", "align"] => ("POST", (method == "POST").then_some(Route::AlignWebhook)),
-        ["webhooks", "argos", token] if !token.is_empty() => (
-            "POST",
-            (method == "POST").then_some(Route::ArgosWebhook { token }),
-        ),
+        ["webhooks", name, rest @ ..] => {
+            let provider = Provider::parse(name).ok_or(RouteError::NotFound)?;
+            let token = match (provider.registration().webhook_token_in_path, rest) {
+                (false, []) => None,
+                (true, [token]) if !token.is_empty() => Some(*token),
+                _ => return Err(RouteError::NotFound),
+            };
+            (
+                "POST",
+                (method == "POST").then_some(Route::Webhook { provider, token }),
+            )
+        }
         ["v1", "subjects"] => ("GET", (method == "GET").then_some(Route::ListSubjects)),
         ["v1", "subjects", "stuck"] => ("GET", (method == "GET").then_some(Route::StuckSubjects)),
         ["v1", "subjects", "batch"] => {
@@ -291,11 +297,21 @@ mod tests {
     fn every_route_and_its_methods() {
         let cases = [
             ("GET", "/healthz", Route::Health),
-            ("POST", "/webhooks/align", Route::AlignWebhook),
+            (
+                "POST",
+                "/webhooks/align",
+                Route::Webhook {
+                    provider: Provider::parse("align").unwrap(),
+                    token: None,
+                },
+            ),
             (
                 "POST",
                 "/webhooks/argos/t0k",
-                Route::ArgosWebhook { token: "t0k" },
+                Route::Webhook {
+                    provider: Provider::parse("argos").unwrap(),
+                    token: Some("t0k"),
+                },
             ),
             ("GET", "/v1/subjects", Route::ListSubjects),
             (
@@ -401,8 +417,10 @@ mod tests {
             "/",
             "",
             "/v2/subjects",
-            "/v1/subjects/sumsub/x",
-            "/v1/backfill/sumsub",
+            "/v1/subjects/nobody/x",
+            "/v1/backfill/nobody",
+            "/webhooks/nobody",
+            "/webhooks/align/t0k",
             "/v1/backfill",
             "/v1/subjects/align/",
             "/v1/subjects/align/c-1/events/x",

@@ -3,8 +3,6 @@
 //! a malformed value is an error naming the variable, never a silent default.
 
 use crate::notify::SigningKeys;
-use crate::providers::align::Align;
-use crate::providers::argos::{self, Argos, Encryption};
 use crate::providers::ProviderProtocol;
 use crate::schedule::{Plan, ScheduleConfig};
 use crate::secret::Secret;
@@ -13,8 +11,6 @@ use chrono::TimeDelta;
 use std::fmt;
 use std::net::IpAddr;
 
-pub const DEFAULT_ALIGN_API_BASE: &str = "https://api.alignlabs.dev";
-pub const DEFAULT_ARGOS_API_BASE: &str = "https://rest-api.argosidentity.com";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 /// The Cron Trigger's cadence (wrangler.toml): the period imports are paced against.
 pub const CRON_PERIOD: TimeDelta = TimeDelta::minutes(5);
@@ -25,8 +21,8 @@ pub const MIN_KV_TTL_SECONDS: i64 = 60;
 
 #[derive(Debug)]
 pub struct Config {
-    pub align: Option<Align>,
-    pub argos: Option<Argos>,
+    /// Each registered provider's protocol, in registry order; `None` when it is disabled.
+    providers: Vec<Option<Box<dyn ProviderProtocol>>>,
     /// Bearer token of the application API; without it `/v1` refuses everyone.
     pub api_token: Option<Secret>,
     pub max_body_bytes: usize,
@@ -75,23 +71,25 @@ impl fmt::Display for ConfigError {
 type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Reads variables by name, turning each malformed one into an error that names it.
-struct Vars<'a> {
+/// Provider modules read their own variables through it ([`crate::providers::Registration`]).
+pub struct Vars<'a> {
     get: Lookup<'a>,
 }
 
 impl Vars<'_> {
-    fn text(&self, key: &str) -> Option<String> {
+    /// A value, trimmed; `None` when unset or blank.
+    pub fn text(&self, key: &str) -> Option<String> {
         (self.get)(key)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
     }
 
-    fn secret(&self, key: &str) -> Option<Secret> {
+    pub fn secret(&self, key: &str) -> Option<Secret> {
         (self.get)(key).as_deref().and_then(Secret::new)
     }
 
     /// A whole number ≥ 1 (durations, budgets and sizes are never zero or negative).
-    fn positive(&self, key: &'static str) -> Result<Option<i64>, ConfigError> {
+    pub fn positive(&self, key: &'static str) -> Result<Option<i64>, ConfigError> {
         let Some(value) = self.text(key) else {
             return Ok(None);
         };
@@ -104,11 +102,11 @@ impl Vars<'_> {
         }
     }
 
-    fn positive_or(&self, key: &'static str, default: i64) -> Result<i64, ConfigError> {
+    pub fn positive_or(&self, key: &'static str, default: i64) -> Result<i64, ConfigError> {
         Ok(self.positive(key)?.unwrap_or(default))
     }
 
-    fn seconds(&self, key: &'static str, default: TimeDelta) -> Result<TimeDelta, ConfigError> {
+    pub fn seconds(&self, key: &'static str, default: TimeDelta) -> Result<TimeDelta, ConfigError> {
         self.positive(key)?.map_or(Ok(default), |s| {
             TimeDelta::try_seconds(s).ok_or_else(|| ConfigError {
                 key,
@@ -117,7 +115,7 @@ impl Vars<'_> {
         })
     }
 
-    fn seconds_list(&self, key: &'static str) -> Result<Option<Vec<TimeDelta>>, ConfigError> {
+    pub fn seconds_list(&self, key: &'static str) -> Result<Option<Vec<TimeDelta>>, ConfigError> {
         let Some(value) = self.text(key) else {
             return Ok(None);
         };
@@ -144,7 +142,7 @@ impl Vars<'_> {
     /// sandbox's: refused unless the worker runs locally (`LOCAL_DEV=true`, which `make dev`
     /// and the tests pass and `wrangler deploy` never ships), so a deployed worker never sends
     /// keys or notifications to it.
-    fn endpoint(&self, key: &'static str, default: &str) -> Result<String, ConfigError> {
+    pub fn endpoint(&self, key: &'static str, default: &str) -> Result<String, ConfigError> {
         let base = self.text(key).unwrap_or_else(|| default.to_owned());
         let Some(rest) = base
             .strip_prefix("https://")
@@ -168,8 +166,9 @@ impl Vars<'_> {
         Ok(base)
     }
 
-    fn allowed_ips(&self) -> Result<Vec<IpAddr>, ConfigError> {
-        let Some(list) = self.text("ARGOS_ALLOWED_IPS") else {
+    /// A comma-separated list of IP addresses; empty when unset.
+    pub fn ip_list(&self, key: &'static str) -> Result<Vec<IpAddr>, ConfigError> {
+        let Some(list) = self.text(key) else {
             return Ok(vec![]);
         };
         list.split(',')
@@ -177,14 +176,14 @@ impl Vars<'_> {
             .filter(|s| !s.is_empty())
             .map(|ip| {
                 ip.parse().map_err(|_| ConfigError {
-                    key: "ARGOS_ALLOWED_IPS",
+                    key,
                     problem: format!("{ip:?} is not an IP address"),
                 })
             })
             .collect()
     }
 
-    fn one_of<T>(
+    pub fn one_of<T>(
         &self,
         key: &'static str,
         default: T,
@@ -234,7 +233,7 @@ fn is_this_machine(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
 }
 
-fn to_u32(key: &'static str, value: i64) -> Result<u32, ConfigError> {
+pub fn to_u32(key: &'static str, value: i64) -> Result<u32, ConfigError> {
     u32::try_from(value).map_err(|_| ConfigError {
         key,
         problem: format!("{value} is too large"),
@@ -244,43 +243,9 @@ fn to_u32(key: &'static str, value: i64) -> Result<u32, ConfigError> {
 impl Config {
     pub fn from_lookup(get: Lookup<'_>) -> Result<Self, ConfigError> {
         let vars = Vars { get };
-        let align = match vars.secret("ALIGN_API_KEY") {
-            Some(key) => Some(Align::new(
-                key,
-                vars.endpoint("ALIGN_API_BASE", DEFAULT_ALIGN_API_BASE)?,
-            )),
-            None => None,
-        };
-        let encryption = vars.one_of(
-            "ARGOS_ENCRYPTION",
-            Encryption::Off,
-            &[
-                ("off", Encryption::Off),
-                ("aes-256-ecb", Encryption::Aes256Ecb),
-            ],
-        )?;
-        let max_pages = to_u32(
-            "ARGOS_MAX_PAGES",
-            vars.positive_or("ARGOS_MAX_PAGES", i64::from(argos::DEFAULT_MAX_PAGES))?,
-        )?;
-        let argos = match (
-            vars.secret("ARGOS_API_KEY"),
-            vars.secret("ARGOS_WEBHOOK_TOKEN"),
-        ) {
-            (Some(api_key), Some(webhook_token)) => Some(Argos::new(
-                api_key,
-                webhook_token,
-                // ARGOS documents its base both with and without `/v3`; paths carry it.
-                vars.endpoint("ARGOS_API_BASE", DEFAULT_ARGOS_API_BASE)?
-                    .trim_end_matches('/')
-                    .trim_end_matches("/v3")
-                    .to_owned(),
-                vars.allowed_ips()?,
-                encryption,
-                max_pages,
-            )),
-            _ => None,
-        };
+        let providers = Provider::all()
+            .map(|p| (p.registration().configure)(&vars))
+            .collect::<Result<Vec<_>, _>>()?;
         let plan = vars.one_of(
             "WORKERS_PLAN",
             Plan::Free,
@@ -291,7 +256,7 @@ impl Config {
             Some(budget) => to_u32("RECONCILE_BUDGET", budget)?.min(plan.max_budget()),
             None => plan.max_budget(),
         };
-        let enabled = u32::from(align.is_some()) + u32::from(argos.is_some());
+        let enabled = u32::try_from(providers.iter().flatten().count()).unwrap_or(u32::MAX);
         let first_checks_per_run = match vars.positive("FIRST_CHECKS_PER_RUN")? {
             Some(n) => to_u32("FIRST_CHECKS_PER_RUN", n)?.min(reconcile_budget),
             None => (plan.first_checks_per_run(reconcile_budget) / enabled.max(1)).max(1),
@@ -300,8 +265,9 @@ impl Config {
         if let Some(steps) = vars.seconds_list("RECHECK_STEPS_SECONDS")? {
             schedule.open_steps = steps;
         }
-        schedule.terminal_recheck =
-            vars.seconds("TERMINAL_RECHECK_SECONDS", schedule.terminal_recheck)?;
+        if let Some(steps) = vars.seconds_list("TERMINAL_RECHECK_SECONDS")? {
+            schedule.terminal_steps = steps;
+        }
         let kv_ttl = vars.seconds("KV_TTL_SECONDS", TimeDelta::hours(1))?;
         if kv_ttl.num_seconds() < MIN_KV_TTL_SECONDS {
             return Err(ConfigError {
@@ -338,8 +304,7 @@ impl Config {
             }
         };
         Ok(Self {
-            align,
-            argos,
+            providers,
             api_token: vars.secret("API_TOKEN"),
             max_body_bytes: usize::try_from(max_body_bytes).map_err(|_| ConfigError {
                 key: "MAX_BODY_BYTES",
@@ -368,10 +333,7 @@ impl Config {
 
     /// The enabled provider's protocol, `None` when it is disabled.
     pub fn protocol(&self, provider: Provider) -> Option<&dyn ProviderProtocol> {
-        match provider {
-            Provider::Align => self.align.as_ref().map(|a| a as &dyn ProviderProtocol),
-            Provider::Argos => self.argos.as_ref().map(|a| a as &dyn ProviderProtocol),
-        }
+        self.providers.get(provider.index())?.as_deref()
     }
 
     /// How far apart imported subjects' first checks fall due: a cron period's worth of
@@ -381,8 +343,7 @@ impl Config {
     }
 
     pub fn enabled_providers(&self) -> Vec<Provider> {
-        Provider::ALL
-            .into_iter()
+        Provider::all()
             .filter(|p| self.protocol(*p).is_some())
             .collect()
     }
@@ -409,7 +370,10 @@ mod tests {
         assert!(c.enabled_providers().is_empty());
         assert!(c.api_token.is_none());
         let c = config(&[("ARGOS_API_KEY", "k")]).unwrap();
-        assert!(c.argos.is_none(), "ARGOS needs its webhook token too");
+        assert!(
+            c.protocol(Provider::named("argos")).is_none(),
+            "ARGOS needs its webhook token too"
+        );
         let c = config(&[
             ("ALIGN_API_KEY", "k"),
             ("ARGOS_API_KEY", "k"),
@@ -418,7 +382,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.enabled_providers(),
-            vec![Provider::Align, Provider::Argos]
+            vec![Provider::named("align"), Provider::named("argos")]
         );
     }
 
@@ -450,7 +414,7 @@ mod tests {
             c.schedule.open_steps,
             vec![TimeDelta::seconds(60), TimeDelta::seconds(600)]
         );
-        assert_eq!(c.schedule.terminal_recheck, TimeDelta::hours(1));
+        assert_eq!(c.schedule.terminal_steps, vec![TimeDelta::hours(1)]);
         assert_eq!(c.max_body_bytes, 1024);
         assert_eq!(c.kv_ttl, TimeDelta::seconds(60));
         assert_eq!(c.provider_timeout, TimeDelta::milliseconds(2500));
@@ -501,11 +465,14 @@ mod tests {
             ("ARGOS_API_BASE", "https://rest-api.argosidentity.com/v3/"),
         ])
         .unwrap();
-        let mut check = c.protocol(Provider::Argos).unwrap().check(CheckTarget {
-            subject_ref: SubjectRef::parse("u1").unwrap(),
-            ref_kind: RefKind::User,
-            aml: false,
-        });
+        let mut check = c
+            .protocol(Provider::named("argos"))
+            .unwrap()
+            .check(CheckTarget {
+                subject_ref: SubjectRef::parse("u1").unwrap(),
+                ref_kind: RefKind::User,
+                aml: false,
+            });
         let request = check.next_request().unwrap();
         assert!(
             request

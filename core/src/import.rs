@@ -149,21 +149,24 @@ fn reason(e: serde_json::Error) -> String {
 }
 
 fn validate(wire: WireLine, enabled: &dyn Fn(Provider) -> bool) -> Result<NewSubject, String> {
-    let provider = Provider::parse(&wire.provider)
-        .ok_or_else(|| "provider must be align or argos".to_owned())?;
+    let provider = Provider::parse(&wire.provider).ok_or_else(|| {
+        let names: Vec<&str> = Provider::all().map(Provider::as_str).collect();
+        format!("provider must be one of {}", names.join(", "))
+    })?;
     if !enabled(provider) {
         return Err(format!(
             "{provider} is not enabled (its secrets are not set)"
         ));
     }
     let subject_ref = SubjectRef::parse(&wire.subject_ref).map_err(|e| format!("ref {e}"))?;
+    let kinds = provider.registration().ref_kinds;
     let ref_kind = match wire.ref_kind.as_deref() {
         None => RefKind::User,
         Some(kind) => RefKind::parse(kind)
-            .filter(|kind| *kind == RefKind::User || provider == Provider::Argos)
-            .ok_or_else(|| match provider {
-                Provider::Argos => "ref_kind must be user or submission".to_owned(),
-                Provider::Align => "ref_kind must be user for align".to_owned(),
+            .filter(|kind| kinds.contains(kind))
+            .ok_or_else(|| {
+                let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+                format!("ref_kind must be {} for {provider}", names.join(" or "))
             })?,
     };
     let external_id = wire
@@ -208,8 +211,8 @@ mod tests {
         let ndjson = "{\"provider\":\"align\",\"ref\":\"c-1\",\"external_id\":\"u-1\"}\n\
                       {\"provider\":\"argos\",\"ref\":\"user_2\"}\n";
         let expected = vec![
-            (1, valid(Provider::Align, "c-1", Some("u-1"))),
-            (2, valid(Provider::Argos, "user_2", None)),
+            (1, valid(Provider::named("align"), "c-1", Some("u-1"))),
+            (2, valid(Provider::named("argos"), "user_2", None)),
         ];
         assert_eq!(lines(array), expected);
         assert_eq!(lines(ndjson), expected);
@@ -234,7 +237,7 @@ mod tests {
             [1, 2, 4, 5, 6, 7, 8, 9, 10],
             "blank lines keep their number"
         );
-        assert_eq!(got[0].1, valid(Provider::Align, "ok-1", None));
+        assert_eq!(got[0].1, valid(Provider::named("align"), "ok-1", None));
         let reasons: Vec<String> = got[1..8]
             .iter()
             .map(|(_, line)| match line {
@@ -246,7 +249,7 @@ mod tests {
             reasons,
             [
                 "not a JSON object",
-                "provider must be align or argos",
+                "provider must be one of align, argos",
                 "ref may contain only letters, digits and - _ . : @ + ~",
                 "unknown field `email`",
                 "missing field `ref`",
@@ -299,7 +302,7 @@ mod tests {
 
     #[test]
     fn a_provider_that_is_not_enabled_is_refused_per_line() {
-        let only_argos = |p: Provider| p == Provider::Argos;
+        let only_argos = |p: Provider| p == Provider::named("argos");
         let got = parse_batch(
             b"[{\"provider\":\"align\",\"ref\":\"c\"},{\"provider\":\"argos\",\"ref\":\"s1\",\"ref_kind\":\"submission\"}]",
             &only_argos,

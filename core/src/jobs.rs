@@ -14,6 +14,11 @@ pub enum Job {
     Notify {
         seq: i64,
     },
+    /// Put D1's row of a subject into KV again: a projection failed (see `projection`).
+    Project {
+        provider: Provider,
+        subject_ref: SubjectRef,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +61,7 @@ mod tests {
     #[test]
     fn jobs_round_trip_and_older_messages_still_read() {
         let job = Job::Reconcile(ReconcileJob {
-            provider: Provider::Argos,
+            provider: Provider::named("argos"),
             subject_ref: SubjectRef::parse("u1").unwrap(),
             ref_kind: RefKind::User,
             trusted: None,
@@ -74,6 +79,11 @@ mod tests {
             Job::decode(r#"{"job":"notify","seq":7}"#).unwrap(),
             Job::Notify { seq: 7 }
         );
+        let project = Job::Project {
+            provider: Provider::named("align"),
+            subject_ref: SubjectRef::parse("c1").unwrap(),
+        };
+        assert_eq!(Job::decode(&project.encode()).unwrap(), project);
         assert!(Job::decode(
             r#"{"job":"reconcile","provider":"align","subject_ref":"a/b","ref_kind":"user"}"#
         )

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod notify;
 pub mod observation;
 pub mod outbound;
+pub mod projection;
 pub mod providers;
 pub mod reconcile;
 pub mod schedule;

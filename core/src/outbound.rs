@@ -55,6 +55,18 @@ pub enum FailureScope {
 }
 
 impl CheckFailure {
+    /// The provider said it has no such subject (or will never accept a request about it):
+    /// enough of these in a row retire the subject.
+    pub fn is_unfound(&self) -> bool {
+        matches!(
+            self,
+            CheckFailure::Outbound(OutboundError::Http {
+                status: 400 | 404 | 410 | 422,
+                ..
+            })
+        )
+    }
+
     pub fn scope(&self) -> FailureScope {
         match self {
             CheckFailure::Outbound(OutboundError::Http {

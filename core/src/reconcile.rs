@@ -1,13 +1,18 @@
 //! The reconcile decision: from a subject as stored and what one check learned, a *plan*:
 //! the guarded statements to run as one D1 batch, the history row, the counts, the schedule
 //! and whether to project to KV. Pure: the adapter executes plans and reports whether the
-//! guard held; a writer whose guard lost re-reads the subject and plans again.
+//! guard held; a writer whose guard lost re-reads the subject and plans again. The loop that
+//! does so, with the provider conversation and the KV projection, is [`run`]: one sans-IO
+//! state machine the worker and the explorer both execute.
 //!
-//! Every write to a subject is a compare-and-set on the state it was decided from: its
-//! `version` (moved by every change a reader sees) and its `observed_at` (moved by every
-//! confirmation). The statements after the guard form a chain: each runs only if the one
-//! before it changed exactly one row (`changes() = 1`), so a lost guard writes nothing at
-//! all. Drift is decided inside the batch, against the webhooks recorded by then.
+//! Every write a check makes to a subject is a compare-and-set on the state it was decided
+//! from: its `revision` (moved by every such write) and its `version` (moved by every change
+//! a reader sees, external ids included). The statements after the guard form a chain: each
+//! runs only if the one before it changed exactly one row (`changes() = 1`), so a lost guard
+//! writes nothing at all. Drift is suspected inside the batch, against the webhooks recorded
+//! by then, and settled by the cron once late webhooks have had time to arrive.
+
+pub mod run;
 
 use crate::db::notifications::insert_if_previous_changed;
 use crate::db::subjects::{SubjectRow, COLUMNS};
@@ -16,11 +21,11 @@ use crate::db::{row, Rows, SqlValue, Statement};
 use crate::notify::{payload, Kind};
 use crate::observation::{Observation, Source};
 use crate::outbound::{CheckFailure, FailureScope};
-use crate::schedule::{after_check, after_failure, jitter, NextCheck, ScheduleConfig};
+use crate::schedule::{after_check, after_failure, jitter, Found, NextCheck, ScheduleConfig};
 use crate::statement;
 use crate::subject::Provider;
 use crate::time::{epoch, Timestamp};
-use crate::transition::{decide, Change, Decision, ANY_CHANGE};
+use crate::transition::{decide, Change, Decided, ANY_CHANGE};
 use chrono::TimeDelta;
 
 /// What one check learned.
@@ -58,10 +63,13 @@ pub struct Context<'a> {
 pub enum Effect {
     /// The reading is older than the record: nothing to write.
     Stale,
-    /// Same state, newer reading: the ordering mark and the schedule move.
+    /// Same state, newer reading: when it was read and the schedule move.
     Confirmed,
     /// The state changes (version + 1, history row, counts, KV projection).
     Changed(Change),
+    /// The reading differs from the record and may have been read before or after it:
+    /// nothing is applied, and the subject is due once a fresh poll can decide.
+    Contested,
     /// The check failed: the failure count, its class and the schedule move.
     Failed { class: String, scope: FailureScope },
 }
@@ -75,15 +83,15 @@ pub struct Plan {
     pub guard: Option<usize>,
     /// Index of the change's history row (`RETURNING drift`), when there is one.
     pub history: Option<usize>,
-    /// Indexes of the change's notifications (`RETURNING seq`): the outbox rows.
-    pub notifications: Vec<usize>,
+    /// Index of the change's notification (`RETURNING seq`): its outbox row.
+    pub notification: Option<usize>,
     pub effect: Effect,
     /// When the subject is next due, as planned (a request made meanwhile keeps it sooner).
     pub next_check: Option<NextCheck>,
     /// Write the returned row to KV: what a reader sees changed.
     pub project: bool,
-    /// Whether the change may be drift (decided in the batch: see [`Plan::history`]).
-    pub may_be_drift: bool,
+    /// A reading was contested: a fresh poll sent from this instant on decides it.
+    pub recheck_at: Option<Timestamp>,
 }
 
 /// What a plan's batch did.
@@ -93,12 +101,12 @@ pub enum Written {
     Nothing,
     /// The guard lost: someone wrote the subject since it was read; nothing was written.
     Lost,
-    /// The subject as written, whether the change was drift, and the notifications it
-    /// recorded (their `seq`).
+    /// The subject as written, whether the change is suspected drift, and the notification
+    /// it recorded (its `seq`).
     Won {
         row: Box<SubjectRow>,
         drift: bool,
-        notifications: Vec<i64>,
+        notification: Option<i64>,
     },
 }
 
@@ -109,16 +117,14 @@ impl Plan {
             statements,
             guard: None,
             history: None,
-            notifications: vec![],
+            notification: None,
             effect: Effect::Stale,
             next_check: None,
             project: false,
-            may_be_drift: false,
+            recheck_at: None,
         }
     }
-}
 
-impl Plan {
     /// Read the batch's results (one [`Rows`] per statement, in order).
     pub fn written(&self, results: &[Rows]) -> Result<Written, serde_json::Error> {
         let Some(guard) = self.guard else {
@@ -133,20 +139,43 @@ impl Plan {
             .and_then(|rows| rows.first())
             .and_then(|r| r.get("drift"))
             .and_then(serde_json::Value::as_i64)
-            == Some(1);
-        let notifications = self
-            .notifications
-            .iter()
-            .filter_map(|&i| results.get(i))
-            .flat_map(|rows| crate::db::notifications::seqs(rows))
-            .collect();
+            .is_some_and(|drift| drift != NO_DRIFT);
+        let notification = self
+            .notification
+            .and_then(|i| results.get(i))
+            .and_then(|rows| crate::db::notifications::seqs(rows).into_iter().next());
         Ok(Written::Won {
             row: Box::new(row(returned)?),
             drift,
-            notifications,
+            notification,
         })
     }
 }
+
+/// `events.drift` of a change: none; suspected (no webhook announced it when it was written:
+/// settled by the cron after [`DRIFT_GRACE`]); drift (none arrived by then either).
+pub const NO_DRIFT: i64 = 0;
+pub const DRIFT: i64 = 1;
+pub const SUSPECTED_DRIFT: i64 = 2;
+
+/// How late a webhook may arrive after the poll that found its change and still count as
+/// announcing it (a provider's first retry, a slow queue): a change is drift only if no
+/// webhook announced it by then.
+pub const DRIFT_GRACE: TimeDelta = TimeDelta::minutes(10);
+
+/// A subject the provider had no record of this many checks in a row is retired: no longer
+/// checked until a webhook, a refresh or a registration names it again.
+pub const RETIRE_AFTER_UNFOUND: u32 = 10;
+
+/// When a retired subject is due: never, in practice (the largest time D1 and chrono share).
+pub fn never() -> Timestamp {
+    crate::time::from_millis(253_402_300_799_000).unwrap_or_else(epoch)
+}
+
+/// A check that someone asked for (a webhook, a refresh, a registration) and that failed for
+/// the subject is retried at the failure back-off this many times before the slow cadence:
+/// the provider may not know the subject yet.
+pub const SHORT_RETRIES: u32 = 6;
 
 /// Plan the write for one check of `stored`.
 pub fn plan(stored: &SubjectRow, outcome: &Outcome, context: Context<'_>) -> Plan {
@@ -156,124 +185,169 @@ pub fn plan(stored: &SubjectRow, outcome: &Outcome, context: Context<'_>) -> Pla
     }
 }
 
+/// The compare-and-set: `?1` provider, `?2` ref, `?3` revision and `?4` version as read.
+const GUARD: &str = "provider = ?1 AND ref = ?2 AND revision = ?3 AND version = ?4";
+
+/// The schedule after a successful check: `?5` when the poll was sent (the epoch for a
+/// webhook body), `?6` the planned next check, `?7` its step, `?8` retire now (1) or not. A
+/// check requested after the poll was sent is still owed, so then the subject stays at least
+/// as due as it is (and is not retired).
+const SCHEDULE: &str = "revision = revision + 1, \
+     next_check_at = CASE WHEN requested_at > ?5 THEN MIN(next_check_at, ?6) ELSE ?6 END, \
+     check_step = CASE WHEN requested_at > ?5 THEN 0 ELSE ?7 END, \
+     retired_at = CASE WHEN ?8 AND NOT COALESCE(requested_at, 0) > ?5 THEN ?9 ELSE NULL END";
+
 fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) -> Plan {
-    let provider_ok = reading
-        .polled_at
-        .map(|_| provider_succeeded(stored.provider, context.now));
-    let mut statements: Vec<Statement> = provider_ok.into_iter().collect();
     let observation = &reading.observation;
+    let mut statements: Vec<Statement> = reading
+        .polled_at
+        .map(|sent_at| provider_succeeded(stored.provider, sent_at, context.now))
+        .into_iter()
+        .collect();
+    let decision = decide(&stored.recorded(), observation);
     let seed = stored.key();
+    let polled_at = reading.polled_at.unwrap_or_else(epoch);
     let last_checked_at = match (stored.last_checked_at, reading.polled_at) {
         (Some(stored), Some(polled)) => Some(stored.max(polled)),
         (stored, polled) => stored.or(polled),
     };
-    let (effect, next) = match decide(&stored.recorded(), observation) {
-        Decision::Stale => {
+    // A contested reading is decided by a poll sent once both windows have closed.
+    let recheck_at = decision.contested.then(|| {
+        let record = stored.recorded();
+        observation
+            .window
+            .to
+            .max(record.window.to)
+            .max(record.aml_window.to)
+            .max(context.now)
+            + TimeDelta::milliseconds(1)
+    });
+    // Checks that found no record in a row; enough of them retire the subject.
+    let unfound = if observation.no_record {
+        stored.unfound.saturating_add(1)
+    } else {
+        0
+    };
+    let retire = unfound >= RETIRE_AFTER_UNFOUND;
+    let (effect, status, found) = match &decision.outcome {
+        Decided::Stale if recheck_at.is_none() => {
             // Someone recorded a newer reading, and scheduled after it: leave it all be.
             return Plan::stale(statements);
         }
-        Decision::Confirmed { observed_at } => {
-            let next = after_check(
-                context.schedule,
-                stored.status,
-                false,
-                stored.check_step,
-                context.now,
-                &seed,
-            );
-            statements.push(statement!(
-                format!(
-                    "UPDATE subjects SET observed_at = ?5, last_checked_at = ?6, {SCHEDULE}, \
-                       failures = 0, last_error = NULL \
-                     WHERE {GUARD} RETURNING {COLUMNS}"
-                ),
-                stored.provider.as_str(),
-                stored.subject_ref.as_str(),
-                stored.version,
-                stored.observed_at,
-                observed_at,
-                last_checked_at,
-                reading.polled_at.unwrap_or_else(epoch),
-                next.at,
-                next.step
-            ));
-            (Effect::Confirmed, next)
-        }
-        Decision::Apply(change) => {
-            let next = after_check(
-                context.schedule,
-                change.next.status,
-                true,
-                stored.check_step,
-                context.now,
-                &seed,
-            );
-            let state = &change.next;
-            let aml = state.aml.as_ref();
-            statements.push(statement!(
-                format!(
-                    "UPDATE subjects SET observed_at = ?5, last_checked_at = ?6, {SCHEDULE}, \
-                       failures = 0, last_error = NULL, status = ?10, provider_status = ?11, \
-                       sub_status = ?12, aml_status = ?13, aml_risk_level = ?14, status_at = ?15, \
-                       source = ?16, updated_at = ?17, version = version + 1 \
-                     WHERE {GUARD} RETURNING {COLUMNS}"
-                ),
-                stored.provider.as_str(),
-                stored.subject_ref.as_str(),
-                stored.version,
-                stored.observed_at,
-                state.observed_at,
-                last_checked_at,
-                reading.polled_at.unwrap_or_else(epoch),
-                next.at,
-                next.step,
-                state.status.as_str(),
-                state.provider_status.as_deref(),
-                state.sub_status.as_deref(),
-                aml.map(|a| a.status.as_str()),
-                aml.and_then(|a| a.risk_level.as_deref()),
-                state.status_at,
-                observation.source.as_str(),
-                context.now
-            ));
-            (Effect::Changed(change), next)
+        Decided::Stale => (Effect::Contested, stored.status, Found::Nothing),
+        Decided::Confirmed(_) => (Effect::Confirmed, stored.status, Found::Nothing),
+        Decided::Apply(change) => {
+            let reversal =
+                change.status_changed && stored.previous_status == Some(change.next.status);
+            let found = if reversal {
+                Found::Reversal
+            } else {
+                Found::Change
+            };
+            (Effect::Changed(change.clone()), change.next.status, found)
         }
     };
-    let guard = statements.len() - 1;
+    let planned = after_check(
+        context.schedule,
+        status,
+        found,
+        stored.check_step,
+        context.now,
+        &seed,
+    );
+    let next = match (recheck_at, retire) {
+        (Some(at), _) => NextCheck { at, step: 0 },
+        (None, true) => NextCheck {
+            at: never(),
+            step: planned.step,
+        },
+        (None, false) => planned,
+    };
+    let next_state = match &decision.outcome {
+        Decided::Stale => stored.recorded(),
+        Decided::Confirmed(next) => next.clone(),
+        Decided::Apply(change) => change.next.clone(),
+    };
+    let windows = [
+        SqlValue::from(next_state.window.from),
+        next_state.window.to.into(),
+        aml_window_value(&next_state, |w| w.from),
+        aml_window_value(&next_state, |w| w.to),
+    ];
+    let mut params: Vec<SqlValue> = vec![
+        stored.provider.as_str().into(),
+        stored.subject_ref.as_str().into(),
+        stored.revision.into(),
+        stored.version.into(),
+        polled_at.into(),
+        next.at.into(),
+        next.step.into(),
+        retire.into(),
+        context.now.into(),
+        last_checked_at.into(),
+        unfound.into(),
+    ];
+    params.extend(windows);
+    let mut set = format!(
+        "{SCHEDULE}, last_checked_at = ?10, unfound = ?11, failures = 0, last_error = NULL, \
+         observed_at = ?12, observed_until = ?13, aml_observed_at = ?14, \
+         aml_observed_until = ?15"
+    );
+    if let Effect::Changed(change) = &effect {
+        let state = &change.next;
+        let aml = state.aml.as_ref();
+        set.push_str(
+            ", status = ?16, provider_status = ?17, sub_status = ?18, aml_status = ?19, \
+             aml_risk_level = ?20, status_at = ?21, source = ?22, updated_at = ?9, \
+             previous_status = CASE WHEN status <> ?16 THEN status ELSE previous_status END, \
+             version = version + 1",
+        );
+        params.extend([
+            state.status.as_str().into(),
+            state.provider_status.as_deref().into(),
+            state.sub_status.as_deref().into(),
+            aml.map(|a| a.status.as_str()).into(),
+            aml.and_then(|a| a.risk_level.as_deref()).into(),
+            state.status_at.into(),
+            observation.source.as_str().into(),
+        ]);
+    }
+    statements.push(Statement::new(
+        format!("UPDATE subjects SET {set} WHERE {GUARD} RETURNING {COLUMNS}"),
+        params,
+    ));
     let mut plan = Plan {
+        guard: Some(statements.len() - 1),
         statements,
-        guard: Some(guard),
         history: None,
-        notifications: vec![],
+        notification: None,
         effect,
         next_check: Some(next),
         project: false,
-        may_be_drift: false,
+        recheck_at,
     };
     if let Effect::Changed(change) = &plan.effect {
         let change = change.clone();
         plan.project = true;
-        plan.may_be_drift = change.may_be_drift(observation.source);
         plan.history = Some(plan.statements.len());
         plan.statements.push(history_row(
             stored,
             &change,
             observation.source,
-            plan.may_be_drift,
             context.now,
         ));
-        // The outbox: a notification per kind of change a reader was told, chained to the
-        // history row, so it exists exactly when the change does.
-        let kinds = [
-            (change.status_changed, Kind::StatusChanged),
-            (change.aml_changed, Kind::AmlUpdated),
-        ];
-        for kind in kinds
-            .into_iter()
-            .filter(|(told, _)| *told)
-            .map(|(_, kind)| kind)
-        {
-            plan.notifications.push(plan.statements.len());
+        // The outbox: one notification per change a reader was told of, chained to the history
+        // row, so it exists exactly when the change does. A status change carries the AML too
+        // (`aml`, `previous_aml`): one change, one version, one notification.
+        let kind = if change.status_changed {
+            Some(Kind::StatusChanged)
+        } else if change.aml_changed {
+            Some(Kind::AmlUpdated)
+        } else {
+            None
+        };
+        if let Some(kind) = kind {
+            plan.notification = Some(plan.statements.len());
             plan.statements.push(insert_if_previous_changed(
                 stored.provider,
                 &stored.subject_ref,
@@ -292,27 +366,24 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
     plan
 }
 
-/// The compare-and-set: `?1` provider, `?2` ref, `?3` version and `?4` observed_at as read.
-const GUARD: &str = "provider = ?1 AND ref = ?2 AND version = ?3 AND observed_at = ?4";
+/// The AML window's bound as stored: none while nothing about AML was ever read.
+fn aml_window_value(
+    state: &crate::transition::Recorded,
+    bound: impl Fn(crate::observation::Window) -> Timestamp,
+) -> SqlValue {
+    state
+        .aml
+        .as_ref()
+        .map_or(SqlValue::Null, |_| bound(state.aml_window).into())
+}
 
-/// The schedule after a successful check: `?7` when the poll was sent (the epoch for a
-/// webhook body), `?8` the planned next check, `?9` its step. A check requested after the
-/// poll was sent is still owed, so then the subject stays at least as due as it is.
-const SCHEDULE: &str = "next_check_at = CASE WHEN requested_at > ?7 \
-       THEN MIN(next_check_at, ?8) ELSE ?8 END, \
-     check_step = CASE WHEN requested_at > ?7 THEN 0 ELSE ?9 END";
-
-/// The history row of a change, chained to the guard. Drift is decided here, when the
-/// change is written: a change that may be drift is drift unless a webhook recorded since
-/// the previous check began announced its status (or any change), including webhooks that
-/// arrived while this check was in flight.
-fn history_row(
-    stored: &SubjectRow,
-    change: &Change,
-    source: Source,
-    may_be_drift: bool,
-    now: Timestamp,
-) -> Statement {
+/// The history row of a change, chained to the guard. Drift is suspected here, when the
+/// change is written: a status change found by polling is suspected drift unless a webhook
+/// announcing its status (or any change) arrived since the status it replaces took effect,
+/// including webhooks that arrived while this check was in flight. Webhooks before that were
+/// about an earlier episode. The cron settles suspicions after [`DRIFT_GRACE`] (a webhook
+/// slower than the poll still counts).
+fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timestamp) -> Statement {
     let fields = match (change.status_changed, change.aml_changed) {
         (true, true) => "status,aml",
         (true, false) => "status",
@@ -324,8 +395,8 @@ fn history_row(
          SELECT ?1, ?2, 'change', ?3, ?4, ?5, ?6, ?7, \
            CASE WHEN ?8 AND NOT EXISTS ( \
              SELECT 1 FROM events w WHERE w.provider = ?1 AND w.ref = ?2 \
-               AND w.type IN ('webhook', 'duplicate') AND w.at >= ?9 \
-               AND w.announces IN (?7, ?10)) THEN 1 ELSE 0 END \
+               AND w.type IN ('webhook', 'duplicate') AND COALESCE(w.last_at, w.at) >= ?9 \
+               AND w.announces IN (?7, ?10)) THEN ?11 ELSE ?12 END \
          WHERE changes() = 1 RETURNING drift",
         stored.provider.as_str(),
         stored.subject_ref.as_str(),
@@ -334,9 +405,11 @@ fn history_row(
         source.as_str(),
         change.previous.as_str(),
         change.next.status.as_str(),
-        may_be_drift,
-        stored.last_checked_at.unwrap_or_else(epoch),
-        ANY_CHANGE
+        change.may_be_drift(source),
+        stored.status_at.unwrap_or_else(epoch),
+        ANY_CHANGE,
+        SUSPECTED_DRIFT,
+        NO_DRIFT
     )
 }
 
@@ -359,6 +432,12 @@ fn plan_failure(
     let class = failure.to_string();
     let failures = stored.failures.saturating_add(1);
     let seed = stored.key();
+    let unfound = if failure.is_unfound() {
+        stored.unfound.saturating_add(1)
+    } else {
+        stored.unfound
+    };
+    let retire = unfound >= RETIRE_AFTER_UNFOUND;
     let (health, next_at) = match scope {
         FailureScope::Provider {
             retry_after,
@@ -371,26 +450,36 @@ fn plan_failure(
             let health = provider_failed(stored.provider, &class, paused_until, context.now);
             (Some(health), next_at)
         }
+        // Someone is waiting for this check (a webhook said the subject changed, an operator
+        // asked): the provider may not have the subject yet, so try again soon, a few times.
+        FailureScope::Subject if stored.check_requested() && failures <= SHORT_RETRIES => (
+            None,
+            after_failure(context.schedule, failures, None, context.now, &seed),
+        ),
         // The provider is healthy and would say the same again soon: ask at the slow cadence.
         FailureScope::Subject => (
             None,
-            context.now + jitter(context.schedule.terminal_recheck, &seed, 0),
+            context.now + jitter(context.schedule.terminal_recheck(), &seed, 0),
         ),
     };
+    let next_at = if retire { never() } else { next_at };
     let mut statements = vec![statement!(
         format!(
-            "UPDATE subjects SET failures = ?5, last_error = ?6, \
-               next_check_at = CASE WHEN requested_at > ?7 THEN MIN(next_check_at, ?8) ELSE ?8 END \
+            "UPDATE subjects SET {SCHEDULE}, failures = ?10, last_error = ?11, unfound = ?12 \
              WHERE {GUARD} RETURNING {COLUMNS}"
         ),
         stored.provider.as_str(),
         stored.subject_ref.as_str(),
+        stored.revision,
         stored.version,
-        stored.observed_at,
+        sent_at,
+        next_at,
+        stored.check_step,
+        retire,
+        context.now,
         failures,
         class.as_str(),
-        sent_at,
-        next_at
+        unfound
     )];
     // Chained to the guard: a failure that loses its race and is planned again counts once.
     statements.extend(health);
@@ -398,14 +487,14 @@ fn plan_failure(
         guard: Some(0),
         statements,
         history: None,
-        notifications: vec![],
+        notification: None,
         effect: Effect::Failed { class, scope },
         next_check: Some(NextCheck {
             at: next_at,
             step: stored.check_step,
         }),
         project: false,
-        may_be_drift: false,
+        recheck_at: None,
     }
 }
 
@@ -413,16 +502,21 @@ fn plan_failure(
 /// it ends a failure streak or a pause, or once a minute, not on every check.
 const HEALTH_REFRESH: TimeDelta = TimeDelta::minutes(1);
 
-fn provider_succeeded(provider: Provider, now: Timestamp) -> Statement {
+/// A success ends a failure streak and a rate-limit pause only if its request was sent after
+/// the last failure was recorded: an answer to a request sent before a 429 says nothing about
+/// whether the provider wants us to wait.
+fn provider_succeeded(provider: Provider, sent_at: Timestamp, now: Timestamp) -> Statement {
     statement!(
         "INSERT INTO provider_health (provider, consecutive_failures, last_success_at) \
          VALUES (?1, 0, ?2) ON CONFLICT (provider) DO UPDATE SET consecutive_failures = 0, \
            paused_until = NULL, last_success_at = excluded.last_success_at \
-         WHERE consecutive_failures > 0 OR paused_until IS NOT NULL \
-           OR last_success_at IS NULL OR last_success_at < ?3",
+         WHERE (last_failure_at IS NULL OR last_failure_at < ?4) \
+           AND (consecutive_failures > 0 OR paused_until IS NOT NULL \
+             OR last_success_at IS NULL OR last_success_at < ?3)",
         provider.as_str(),
         now,
-        now - HEALTH_REFRESH
+        now - HEALTH_REFRESH,
+        sent_at
     )
 }
 

@@ -11,9 +11,11 @@ pub struct ScheduleConfig {
     /// Delays for undecided subjects: the first after a change, one step further after
     /// every check that found nothing new, the last repeating.
     pub open_steps: Vec<TimeDelta>,
-    /// Re-check delay for decided subjects (providers flip decisions), and for subjects the
-    /// provider answered about permanently (unknown to it, refused).
-    pub terminal_recheck: TimeDelta,
+    /// Delays for decided subjects, the same way: providers flip decisions, mostly soon after
+    /// making them (fraud found within the hour, a review the next day), so the cadence decays
+    /// from the decision to the last step, which repeats. The last is also the cadence of
+    /// subjects the provider answered about for good (unknown to it, refused).
+    pub terminal_steps: Vec<TimeDelta>,
     pub failure_base: TimeDelta,
     pub failure_cap: TimeDelta,
     /// How long a subject the cron enqueued is withheld from later runs. If its job is lost,
@@ -31,7 +33,7 @@ impl Default for ScheduleConfig {
                 TimeDelta::hours(6),
                 TimeDelta::days(1),
             ],
-            terminal_recheck: TimeDelta::days(7),
+            terminal_steps: vec![TimeDelta::hours(1), TimeDelta::days(1), TimeDelta::days(7)],
             failure_base: TimeDelta::minutes(1),
             failure_cap: TimeDelta::hours(1),
             lease: TimeDelta::minutes(15),
@@ -68,28 +70,53 @@ pub fn jitter_by(delay: TimeDelta, percent: i64, seed: &str, salt: u32) -> TimeD
     delay + TimeDelta::milliseconds(offset)
 }
 
+impl ScheduleConfig {
+    /// The slowest cadence: the last terminal step.
+    pub fn terminal_recheck(&self) -> TimeDelta {
+        self.terminal_steps
+            .last()
+            .copied()
+            .unwrap_or(TimeDelta::days(7))
+    }
+}
+
+/// What a successful check found, for its schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// Nothing new: one step further.
+    Nothing,
+    /// A change: the cadence starts again from its first step.
+    Change,
+    /// A change back to the status before the last one: two readings may have been ordered
+    /// wrongly, or the provider is flipping. Checked again at the shortest delay, decided or
+    /// not.
+    Reversal,
+}
+
 /// The next check after one that succeeded.
 pub fn after_check(
     config: &ScheduleConfig,
     status: KycStatus,
-    changed: bool,
+    found: Found,
     step: u32,
     now: Timestamp,
     seed: &str,
 ) -> NextCheck {
-    if status.is_terminal() {
-        return NextCheck {
-            at: now + jitter(config.terminal_recheck, seed, 0),
-            step: 0,
-        };
-    }
-    let last = config.open_steps.len().saturating_sub(1) as u32;
-    let step = if changed { 0 } else { (step + 1).min(last) };
-    let delay = config
-        .open_steps
-        .get(step as usize)
-        .copied()
-        .unwrap_or(config.terminal_recheck);
+    let steps = if status.is_terminal() {
+        &config.terminal_steps
+    } else {
+        &config.open_steps
+    };
+    let last = steps.len().saturating_sub(1) as u32;
+    let (step, delay) = match found {
+        Found::Reversal => (0, config.open_steps.first().copied()),
+        Found::Change => (0, steps.first().copied()),
+        Found::Nothing => {
+            let step = (step + 1).min(last);
+            (step, steps.get(step as usize).copied())
+        }
+    };
+    let delay = delay.unwrap_or_else(|| config.terminal_recheck());
     NextCheck {
         at: now + jitter(delay, seed, step),
         step,
@@ -222,7 +249,14 @@ mod tests {
         let mut step = 0;
         let mut delays = vec![];
         for _ in 0..7 {
-            let next = after_check(&config, KycStatus::Pending, false, step, now(), "align/x");
+            let next = after_check(
+                &config,
+                KycStatus::Pending,
+                Found::Nothing,
+                step,
+                now(),
+                "align/x",
+            );
             delays.push(next.at - now());
             step = next.step;
         }
@@ -235,18 +269,54 @@ mod tests {
     #[test]
     fn a_change_brings_the_next_check_close() {
         let config = ScheduleConfig::default();
-        let next = after_check(&config, KycStatus::Pending, true, 4, now(), "align/x");
+        let next = after_check(
+            &config,
+            KycStatus::Pending,
+            Found::Change,
+            4,
+            now(),
+            "align/x",
+        );
         assert_eq!(next.step, 0);
         assert!(within_jitter(next.at - now(), MINUTE * 5));
     }
 
     #[test]
-    fn decided_subjects_are_rechecked_weekly() {
+    fn decisions_are_rechecked_within_the_hour_the_next_day_then_weekly() {
         let config = ScheduleConfig::default();
         for status in [KycStatus::Approved, KycStatus::Rejected] {
-            let next = after_check(&config, status, true, 0, now(), "argos/u1");
-            assert!(within_jitter(next.at - now(), DAY * 7), "{status}");
+            let mut next = after_check(&config, status, Found::Change, 3, now(), "argos/u1");
+            let mut delays = vec![next.at - now()];
+            for _ in 0..3 {
+                next = after_check(
+                    &config,
+                    status,
+                    Found::Nothing,
+                    next.step,
+                    now(),
+                    "argos/u1",
+                );
+                delays.push(next.at - now());
+            }
+            for (d, e) in delays.iter().zip([HOUR, DAY, DAY * 7, DAY * 7]) {
+                assert!(within_jitter(*d, e), "{status}: {d} vs {e}");
+            }
         }
+    }
+
+    #[test]
+    fn a_reversal_is_rechecked_soon_even_when_decided() {
+        let config = ScheduleConfig::default();
+        let next = after_check(
+            &config,
+            KycStatus::Approved,
+            Found::Reversal,
+            2,
+            now(),
+            "align/x",
+        );
+        assert_eq!(next.step, 0);
+        assert!(within_jitter(next.at - now(), MINUTE * 5));
     }
 
     #[test]

@@ -1,34 +1,73 @@
 //! Who a status is about: parse-only identifiers.
 
+use crate::providers::{Registration, REGISTRY};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A KYC provider kyc-edge speaks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    Align,
-    Argos,
-}
+/// A KYC provider kyc-edge speaks to: an entry of the registry
+/// ([`crate::providers::REGISTRY`]). Only the registry makes them, so every `Provider` names a
+/// registered module; the rest of the code iterates over [`Provider::all`] instead of naming
+/// providers.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Provider(u8);
 
 impl Provider {
-    pub const ALL: [Provider; 2] = [Provider::Align, Provider::Argos];
+    /// Every registered provider, in registry order.
+    pub fn all() -> impl Iterator<Item = Provider> {
+        (0..REGISTRY.len()).filter_map(|i| u8::try_from(i).ok().map(Provider))
+    }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Align => "align",
-            Provider::Argos => "argos",
-        }
+        self.registration().name
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == value)
+        Self::all().find(|p| p.as_str() == value)
+    }
+
+    /// What the registry says about this provider.
+    pub fn registration(self) -> &'static Registration {
+        // Only `all` makes providers, from the registry's own indexes.
+        &REGISTRY[self.index()]
+    }
+
+    /// Its place in the registry.
+    pub(crate) fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+#[cfg(test)]
+impl Provider {
+    /// Test shorthand: the registered provider of this name.
+    pub(crate) fn named(name: &str) -> Self {
+        Self::parse(name).expect("a registered provider")
     }
 }
 
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Provider {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Provider {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        // Not quoted: the value may be anything a caller sent.
+        Provider::parse(&name).ok_or_else(|| serde::de::Error::custom("not a known provider"))
     }
 }
 
@@ -156,10 +195,13 @@ mod tests {
 
     #[test]
     fn provider_names_round_trip() {
-        for p in Provider::ALL {
+        for p in Provider::all() {
             assert_eq!(Provider::parse(p.as_str()), Some(p));
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(serde_json::from_str::<Provider>(&json).unwrap(), p);
         }
-        assert_eq!(Provider::parse("sumsub"), None);
+        assert!(serde_json::from_str::<Provider>("\"nobody\"").is_err());
+        assert_eq!(Provider::parse("nobody"), None);
         assert_eq!(Provider::parse("ALIGN"), None);
     }
 

@@ -8,14 +8,14 @@ use base64::Engine as _;
 use ecb::cipher::block_padding::Pkcs7;
 use ecb::cipher::{BlockEncryptMut, KeyInit};
 use kyc_core::api::query_pairs;
-use kyc_core::observation::{Observation, Source};
+use kyc_core::observation::{AmlReading, Observation, Source, Window};
 use kyc_core::providers::argos::{Argos, Encryption, DEFAULT_MAX_PAGES};
 use kyc_core::providers::ProviderProtocol;
 use kyc_core::schedule::parse_retry_after;
 use kyc_core::secret::Secret;
 use kyc_core::status::{Aml, KycStatus};
 use kyc_core::time::{format, from_millis, TimeDelta, Timestamp};
-use kyc_core::transition::{decide, Decision, Recorded};
+use kyc_core::transition::{decide, Decided, Recorded};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -124,9 +124,12 @@ fn observations(
                     status: r.status,
                     provider_status: r.provider_status,
                     sub_status: r.sub_status,
-                    aml: r.aml,
+                    aml: r.aml.map(|aml| AmlReading {
+                        aml,
+                        window: Window::at(at(stamp)),
+                    }),
                     status_at: r.status_at_before.map(|before| at(stamp - before)),
-                    observed_at: at(stamp),
+                    window: Window::at(at(stamp)),
                     source: r.source,
                     no_record: r.no_record,
                 })
@@ -136,24 +139,23 @@ fn observations(
 }
 
 /// Apply observations the way the reconciler does: `decide`, then write what it says. A
-/// decided status is never replaced by a reading of no record.
+/// learned status is never replaced by a reading of no record; instants never contest.
 fn apply_all<'a>(observations: impl IntoIterator<Item = &'a Observation>) -> Recorded {
     let mut record = Recorded::unknown();
     for observation in observations {
-        let before = record.status;
-        match decide(&record, observation) {
-            Decision::Stale => {}
-            Decision::Confirmed { observed_at } => {
-                assert_eq!(observed_at, observation.observed_at);
-                record.observed_at = observed_at;
-            }
-            Decision::Apply(change) => {
+        let (before, read_before) = (record.status, record.window != Window::never());
+        let decision = decide(&record, observation);
+        assert!(!decision.contested, "distinct instants are always ordered");
+        match decision.outcome {
+            Decided::Stale => {}
+            Decided::Confirmed(next) => record = next,
+            Decided::Apply(change) => {
                 assert_eq!(change.previous, record.status);
                 record = change.next;
             }
         }
-        if observation.no_record && before.is_terminal() {
-            assert_eq!(record.status, before, "no record replaced a decision");
+        if observation.no_record && read_before {
+            assert_eq!(record.status, before, "no record replaced a learned status");
         }
     }
     record
@@ -161,7 +163,7 @@ fn apply_all<'a>(observations: impl IntoIterator<Item = &'a Observation>) -> Rec
 
 fn in_stamp_order(observations: &[Observation]) -> Recorded {
     let mut sorted: Vec<&Observation> = observations.iter().collect();
-    sorted.sort_by_key(|o| o.observed_at);
+    sorted.sort_by_key(|o| o.window.from);
     apply_all(sorted)
 }
 
@@ -172,33 +174,33 @@ proptest! {
     /// observed at the newest stamp.
     #[test]
     fn ordering_is_monotone((observations, order) in observations(reading())) {
-        let newest = observations.iter().map(|o| o.observed_at).max().unwrap();
+        let newest = observations.iter().map(|o| o.window).max_by_key(|w| w.from).unwrap();
         let sorted = in_stamp_order(&observations);
         let arrived = apply_all(order.iter().map(|&i| &observations[i]));
-        prop_assert_eq!(sorted.observed_at, newest);
-        prop_assert_eq!(arrived.observed_at, newest);
+        prop_assert_eq!(sorted.window, newest);
+        prop_assert_eq!(arrived.window, newest);
         prop_assert_eq!(arrived.status, sorted.status);
         prop_assert_eq!(&arrived.provider_status, &sorted.provider_status);
         prop_assert_eq!(&arrived.sub_status, &sorted.sub_status);
     }
 
-    /// Readings of no record among them: in any order the record ends at the newest stamp,
-    /// and (checked at every step by `apply_all`) never trades a decision for no record; in
-    /// stamp order a decision stays once made.
+    /// Readings of no record among them: in any order (checked at every step by `apply_all`)
+    /// a learned status is never traded for no record; in stamp order the record ends at the
+    /// newest reading that found one, or at not_started if none did.
     #[test]
-    fn no_record_never_replaces_a_decision(
+    fn no_record_never_replaces_a_learned_status(
         (observations, order) in observations(prop_oneof![3 => reading(), 1 => Just(no_record())])
     ) {
-        let newest = observations.iter().map(|o| o.observed_at).max().unwrap();
         let sorted = in_stamp_order(&observations);
-        let arrived = apply_all(order.iter().map(|&i| &observations[i]));
-        prop_assert_eq!(sorted.observed_at, newest);
-        prop_assert_eq!(arrived.observed_at, newest);
-        let newest_reading = observations.iter().find(|o| o.observed_at == newest).unwrap();
-        if !newest_reading.no_record {
-            prop_assert_eq!(arrived.status, newest_reading.status);
-            prop_assert_eq!(sorted.status, newest_reading.status);
-        }
+        apply_all(order.iter().map(|&i| &observations[i]));
+        let newest_found = observations
+            .iter()
+            .filter(|o| !o.no_record)
+            .max_by_key(|o| o.window.from);
+        prop_assert_eq!(
+            sorted.status,
+            newest_found.map_or(KycStatus::NotStarted, |o| o.status)
+        );
     }
 }
 

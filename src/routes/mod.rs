@@ -89,25 +89,8 @@ async fn dispatch(
         Route::Health => Ok(Response::from_json(
             &json!({ "ok": true, "version": VERSION }),
         )?),
-        Route::AlignWebhook => {
-            webhooks::receive(
-                req,
-                &services,
-                kyc_core::subject::Provider::Align,
-                None,
-                log,
-            )
-            .await
-        }
-        Route::ArgosWebhook { token } => {
-            webhooks::receive(
-                req,
-                &services,
-                kyc_core::subject::Provider::Argos,
-                Some(token),
-                log,
-            )
-            .await
+        Route::Webhook { provider, token } => {
+            webhooks::receive(req, &services, provider, token, log).await
         }
         Route::ListSubjects => subjects::list(&req, &services).await,
         Route::GetSubject {

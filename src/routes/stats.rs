@@ -38,7 +38,7 @@ fn parsed(value: Option<&Value>) -> Value {
 }
 
 pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
-    let statements: Vec<Statement> = vec![
+    let mut statements: Vec<Statement> = vec![
         statement!(ALL),
         statement!(SINCE_FOLD),
         statement!(HEALTH),
@@ -46,10 +46,11 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
         statement!(outbox::PENDING),
         statement!(outbox::DEAD),
         statement!(outbox::DISABLED),
-        unchecked(Provider::Align, WAITING_CAP),
-        unchecked(Provider::Argos, WAITING_CAP),
         backfills::all(),
     ];
+    // One count of subjects waiting for a first check per provider, after the fixed ones.
+    const WAITING: usize = 8;
+    statements.extend(Provider::all().map(|p| unchecked(p, WAITING_CAP)));
     let results = d1::batch(&services.calls, services.db, &statements).await?;
     let counts = counts(&results[0], &results[1]);
     let mut subjects = Map::new();
@@ -59,7 +60,7 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
     let mut providers = Map::new();
     let mut first_checks = Map::new();
     let now = clock::now();
-    for (provider, rows) in Provider::ALL.into_iter().zip(&results[7..9]) {
+    for (provider, rows) in Provider::all().zip(results.get(WAITING..).unwrap_or_default()) {
         let waiting = rows
             .first()
             .and_then(|r| r.get("n"))
@@ -83,12 +84,12 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
             }),
         );
     }
-    let backfill: Vec<Value> = results[9]
+    let backfill: Vec<Value> = results[7]
         .iter()
         .filter_map(|found| row::<Backfill>(found).ok())
         .map(|b| json!(b.view()))
         .collect();
-    for provider in Provider::ALL {
+    for provider in Provider::all() {
         let p = provider.as_str();
         let mut statuses = counts.statuses.get(&provider).cloned().unwrap_or_default();
         statuses.retain(|_, n| *n != 0);

@@ -146,16 +146,8 @@ pub async fn put(
     })?;
     // What a reader sees changed (a new subject, or a new external id): project it.
     if created || changed {
-        if let Err(error) = kv::project(
-            &services.calls,
-            services.env,
-            services.db,
-            &row,
-            services.config.kv_ttl,
-        )
-        .await
-        {
-            log.set("kv_error", error.to_string());
+        if let Err(error) = kv::project(services, &row).await {
+            log.set("kv_error", error);
         }
     }
     if created {

@@ -2,7 +2,7 @@
 
 use super::tallies::Tally;
 use super::{SqlValue, Statement};
-use crate::observation::Source;
+use crate::observation::{Source, Window};
 use crate::statement;
 use crate::status::{Aml, KycStatus};
 use crate::subject::{ExternalId, Provider, RefKind, SubjectRef};
@@ -26,9 +26,20 @@ pub struct SubjectRow {
     pub aml_risk_level: Option<String>,
     #[serde(with = "as_millis::option")]
     pub status_at: Option<Timestamp>,
-    /// The ordering mark: the newest observation applied or confirmed (epoch = never).
+    /// When the status on record was read: the window of the latest reading that applied
+    /// or confirmed it, from `observed_at` (the epoch: never) to `observed_until` (`None`:
+    /// the same instant, as rows written before windows were kept).
     #[serde(with = "as_millis")]
     pub observed_at: Timestamp,
+    #[serde(with = "as_millis::option")]
+    pub observed_until: Option<Timestamp>,
+    /// When the AML result on record was read (`None`: with the status, or never).
+    #[serde(with = "as_millis::option")]
+    pub aml_observed_at: Option<Timestamp>,
+    #[serde(with = "as_millis::option")]
+    pub aml_observed_until: Option<Timestamp>,
+    /// The status before the current one.
+    pub previous_status: Option<KycStatus>,
     pub source: Option<Source>,
     #[serde(with = "as_millis")]
     pub created_at: Timestamp,
@@ -45,16 +56,26 @@ pub struct SubjectRow {
     pub check_step: u32,
     pub failures: u32,
     pub last_error: Option<String>,
+    /// Checks in a row that found no record of the subject at the provider.
+    pub unfound: u32,
+    /// When the subject was retired: it had no record at the provider for too long, and is
+    /// not checked again until a webhook, a refresh or a registration names it.
+    #[serde(with = "as_millis::option")]
+    pub retired_at: Option<Timestamp>,
     /// Bumped by every write that changes what a reader sees (status, AML, provider words,
     /// external id); each such write is projected to KV.
     pub version: i64,
+    /// Bumped by every write a check makes (a change, a confirmation, a failure): what its
+    /// compare-and-set guards.
+    pub revision: i64,
 }
 
 /// The columns of [`SubjectRow`], in a form `SELECT`s and `RETURNING` clauses share.
 pub const COLUMNS: &str = "provider, ref, ref_kind, external_id, status, provider_status, \
-     sub_status, aml_status, aml_risk_level, status_at, observed_at, source, created_at, \
-     updated_at, last_checked_at, next_check_at, requested_at, check_step, failures, last_error, \
-     version";
+     sub_status, aml_status, aml_risk_level, status_at, observed_at, observed_until, \
+     aml_observed_at, aml_observed_until, previous_status, source, created_at, updated_at, \
+     last_checked_at, next_check_at, requested_at, check_step, failures, last_error, unfound, \
+     retired_at, version, revision";
 
 /// The public shape of a subject (PRODUCT.md): what the API serves and KV holds. The
 /// schedule is included only when read from D1: KV is written only when what a reader sees
@@ -87,14 +108,35 @@ struct ScheduleView<'a> {
 
 impl SubjectRow {
     pub fn recorded(&self) -> Recorded {
+        let window = Window {
+            from: self.observed_at,
+            to: self.observed_until.unwrap_or(self.observed_at),
+        };
+        // Rows from before AML had its own window: it was read with the status.
+        let aml_window = match (self.aml_observed_at, &self.aml_status) {
+            (Some(from), _) => Window {
+                from,
+                to: self.aml_observed_until.unwrap_or(from),
+            },
+            (None, Some(_)) => window,
+            (None, None) => Window::never(),
+        };
         Recorded {
             status: self.status,
             provider_status: self.provider_status.clone(),
             sub_status: self.sub_status.clone(),
-            aml: self.aml(),
             status_at: self.status_at,
-            observed_at: self.observed_at,
+            window,
+            aml: self.aml(),
+            aml_window,
         }
+    }
+
+    /// Someone asked for a check (a webhook, a refresh, a registration) that no successful
+    /// check has answered yet.
+    pub fn check_requested(&self) -> bool {
+        self.requested_at
+            .is_some_and(|asked| self.last_checked_at.is_none_or(|checked| asked > checked))
     }
 
     pub fn aml(&self) -> Option<Aml> {

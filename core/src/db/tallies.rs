@@ -226,7 +226,7 @@ mod tests {
     #[test]
     fn names_parse_back() {
         let mut all = vec![Tally::Delivered, Tally::ImportCreated];
-        for provider in Provider::ALL {
+        for provider in Provider::all() {
             all.extend([
                 Tally::Accepted(provider),
                 Tally::Duplicates(provider),
@@ -253,18 +253,21 @@ mod tests {
     #[test]
     fn names_are_stable() {
         assert_eq!(
-            Tally::Status(Provider::Argos, KycStatus::ResubmissionRequired).name(),
+            Tally::Status(Provider::named("argos"), KycStatus::ResubmissionRequired).name(),
             "status.argos.resubmission_required"
         );
         assert_eq!(
-            Tally::Accepted(Provider::Align).name(),
+            Tally::Accepted(Provider::named("align")).name(),
             "webhook.accepted.align"
         );
         assert_eq!(
-            Tally::Duplicates(Provider::Align).name(),
+            Tally::Duplicates(Provider::named("align")).name(),
             "webhook.duplicate.align"
         );
-        assert_eq!(Tally::Changes(Provider::Argos).name(), "changes.argos");
-        assert_eq!(Tally::Drift(Provider::Argos).name(), "drift.argos");
+        assert_eq!(
+            Tally::Changes(Provider::named("argos")).name(),
+            "changes.argos"
+        );
+        assert_eq!(Tally::Drift(Provider::named("argos")).name(), "drift.argos");
     }
 }

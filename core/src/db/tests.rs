@@ -53,7 +53,13 @@ fn registering_twice_creates_once_and_counts_once() {
     let id = ExternalId::parse("user-7").unwrap();
     let results = batch(
         &db,
-        &register(Provider::Align, &r("c1"), RefKind::User, Some(&id), at(0)),
+        &register(
+            Provider::named("align"),
+            &r("c1"),
+            RefKind::User,
+            Some(&id),
+            at(0),
+        ),
     );
     let (is_new, changed, created) = super::subjects::registered(&results).unwrap();
     assert!(is_new && !changed);
@@ -75,16 +81,27 @@ fn registering_twice_creates_once_and_counts_once() {
     // Again with the same id: nothing moves. With another id: the id and version move.
     let again = batch(
         &db,
-        &register(Provider::Align, &r("c1"), RefKind::User, Some(&id), at(5)),
+        &register(
+            Provider::named("align"),
+            &r("c1"),
+            RefKind::User,
+            Some(&id),
+            at(5),
+        ),
     );
     let (is_new, changed, _) = super::subjects::registered(&again).unwrap();
     assert!(!is_new && !changed);
-    assert_eq!(subject(&db, Provider::Align, "c1").unwrap().version, 1);
+    assert_eq!(
+        subject(&db, Provider::named("align"), "c1")
+            .unwrap()
+            .version,
+        1
+    );
     let other = ExternalId::parse("user-8").unwrap();
     let renamed = batch(
         &db,
         &register(
-            Provider::Align,
+            Provider::named("align"),
             &r("c1"),
             RefKind::User,
             Some(&other),
@@ -92,7 +109,7 @@ fn registering_twice_creates_once_and_counts_once() {
         ),
     );
     assert!(super::subjects::registered(&renamed).unwrap().1);
-    let updated = subject(&db, Provider::Align, "c1").unwrap();
+    let updated = subject(&db, Provider::named("align"), "c1").unwrap();
     assert_eq!(
         (updated.version, updated.external_id.as_deref()),
         (2, Some("user-8"))
@@ -123,7 +140,7 @@ fn deliver(
 ) -> (bool, bool, bool) {
     let receipt = format!("r-{}", now.timestamp_millis());
     let record = record_webhook(
-        Provider::Argos,
+        Provider::named("argos"),
         event,
         &crate::providers::dedup_key(body.as_bytes()),
         &receipt,
@@ -158,7 +175,7 @@ fn a_repeated_body_asks_for_a_check_only_once_a_check_started_since_it_last_arri
     // Red Flag again, byte for byte: a duplicate, but a check started since the last copy,
     // so it may announce something new: due.
     assert_eq!(deliver(&db, &red, "red flag", at(5)), (true, false, true));
-    let due = subject(&db, Provider::Argos, "u1").unwrap();
+    let due = subject(&db, Provider::named("argos"), "u1").unwrap();
     assert_eq!((due.next_check_at, due.requested_at), (at(5), Some(at(5))));
     assert_eq!(
         sql(
@@ -187,13 +204,13 @@ fn events_about_no_subject_are_recorded_and_deduplicated() {
         trusted: None,
         about_aml: false,
     };
-    let record = record_webhook(Provider::Align, &event, "k", "r1", at(0));
+    let record = record_webhook(Provider::named("align"), &event, "k", "r1", at(0));
     assert_eq!(record.created, None);
     assert_eq!(
         record.outcome(&batch(&db, &record.statements)),
         (false, false, false)
     );
-    let again = record_webhook(Provider::Align, &event, "k", "r2", at(1));
+    let again = record_webhook(Provider::named("align"), &event, "k", "r2", at(1));
     assert_eq!(
         again.outcome(&batch(&db, &again.statements)),
         (true, false, false),
@@ -234,19 +251,27 @@ fn only_due_subjects_of_the_provider_are_claimed_once_per_lease() {
     seed_due(
         &db,
         &[
-            (Provider::Align, "a", 100),
-            (Provider::Align, "b", 200),
-            (Provider::Argos, "c", 50),
-            (Provider::Align, "later", 1_000),
+            (Provider::named("align"), "a", 100),
+            (Provider::named("align"), "b", 200),
+            (Provider::named("argos"), "c", 50),
+            (Provider::named("align"), "later", 1_000),
         ],
     );
-    assert_eq!(claim(&db, Provider::Align, 500, 10), ["align/a", "align/b"]);
-    assert!(claim(&db, Provider::Align, 500, 10).is_empty(), "leased");
-    assert_eq!(claim(&db, Provider::Argos, 500, 10), ["argos/c"]);
-    let lease_end = 500 + 15 * 60_000;
-    assert!(claim(&db, Provider::Align, lease_end - 1, 10).contains(&"align/later".to_owned()));
     assert_eq!(
-        claim(&db, Provider::Align, lease_end, 10),
+        claim(&db, Provider::named("align"), 500, 10),
+        ["align/a", "align/b"]
+    );
+    assert!(
+        claim(&db, Provider::named("align"), 500, 10).is_empty(),
+        "leased"
+    );
+    assert_eq!(claim(&db, Provider::named("argos"), 500, 10), ["argos/c"]);
+    let lease_end = 500 + 15 * 60_000;
+    assert!(
+        claim(&db, Provider::named("align"), lease_end - 1, 10).contains(&"align/later".to_owned())
+    );
+    assert_eq!(
+        claim(&db, Provider::named("align"), lease_end, 10),
         ["align/a", "align/b"]
     );
 }
@@ -255,21 +280,21 @@ fn only_due_subjects_of_the_provider_are_claimed_once_per_lease() {
 fn the_budget_takes_the_oldest_due_first_and_reaches_everyone_in_turn() {
     let db = database();
     let subjects: Vec<(Provider, String, i64)> = (0..25)
-        .map(|i| (Provider::Align, format!("s{i:02}"), 1_000 - i * 10))
+        .map(|i| (Provider::named("align"), format!("s{i:02}"), 1_000 - i * 10))
         .collect();
     let refs: Vec<(Provider, &str, i64)> = subjects
         .iter()
         .map(|(p, id, due)| (*p, id.as_str(), *due))
         .collect();
     seed_due(&db, &refs);
-    let first = claim(&db, Provider::Align, 2_000, 10);
+    let first = claim(&db, Provider::named("align"), 2_000, 10);
     assert_eq!(first.first().map(String::as_str), Some("align/s15"));
     assert!(first.contains(&"align/s24".to_owned()), "oldest due first");
     let mut seen: std::collections::BTreeSet<String> = first.into_iter().collect();
     let mut runs = 1;
     // Five-minute runs, within the first claim's 15-minute lease.
     while seen.len() < 25 {
-        let claimed = claim(&db, Provider::Align, 2_000 + runs * 300_000, 10);
+        let claimed = claim(&db, Provider::named("align"), 2_000 + runs * 300_000, 10);
         runs += 1;
         assert!(claimed.len() <= 10);
         assert!(
@@ -284,8 +309,8 @@ fn the_budget_takes_the_oldest_due_first_and_reaches_everyone_in_turn() {
 fn claiming_and_counting_due_read_the_index_not_the_table() {
     let db = database();
     for statement in [
-        claim_due(Provider::Align, at(0), at(1), 10),
-        count_due(Provider::Align, at(0), 1000),
+        claim_due(Provider::named("align"), at(0), at(1), 10),
+        count_due(Provider::named("align"), at(0), 1000),
     ] {
         let plan = query_plan(&db, &statement);
         assert!(
@@ -304,18 +329,18 @@ fn counting_due_stops_at_the_cap() {
     let subjects: Vec<String> = (0..30).map(|i| format!("s{i}")).collect();
     let refs: Vec<(Provider, &str, i64)> = subjects
         .iter()
-        .map(|id| (Provider::Align, id.as_str(), 0))
+        .map(|id| (Provider::named("align"), id.as_str(), 0))
         .collect();
     seed_due(&db, &refs);
     let n = |cap| {
-        run(&db, &count_due(Provider::Align, at(10), cap))[0]["n"]
+        run(&db, &count_due(Provider::named("align"), at(10), cap))[0]["n"]
             .as_i64()
             .unwrap()
     };
     assert_eq!(n(1000), 30);
     assert_eq!(n(20), 20);
     assert_eq!(
-        run(&db, &count_due(Provider::Argos, at(10), 1000))[0]["n"].as_i64(),
+        run(&db, &count_due(Provider::named("argos"), at(10), 1000))[0]["n"].as_i64(),
         Some(0)
     );
 }
@@ -447,10 +472,10 @@ fn the_fold_counts_every_event_once() {
         folded[0]
     );
     let t = tallies(&db);
-    assert_eq!(t[&Tally::Accepted(Provider::Argos).name()], 2);
-    assert_eq!(t[&Tally::Duplicates(Provider::Argos).name()], 1);
-    assert_eq!(t[&Tally::Changes(Provider::Argos).name()], 2);
-    assert_eq!(t[&Tally::Drift(Provider::Argos).name()], 1);
+    assert_eq!(t[&Tally::Accepted(Provider::named("argos")).name()], 2);
+    assert_eq!(t[&Tally::Duplicates(Provider::named("argos")).name()], 1);
+    assert_eq!(t[&Tally::Changes(Provider::named("argos")).name()], 2);
+    assert_eq!(t[&Tally::Drift(Provider::named("argos")).name()], 1);
     // Folding again adds nothing.
     let again = batch(&db, &fold());
     assert!(again[0].is_empty());
@@ -461,9 +486,9 @@ fn the_fold_counts_every_event_once() {
 fn every_list_filter_and_cursor_is_served_by_an_index() {
     let db = database();
     let mut combinations = 0;
-    for provider in [None, Some(Provider::Argos)] {
+    for provider in [None, Some(Provider::named("argos"))] {
         // A cursor comes from a page of the same listing.
-        let cursor = Some((provider.unwrap_or(Provider::Align), r("c-9")));
+        let cursor = Some((provider.unwrap_or(Provider::named("align")), r("c-9")));
         for status in [None, Some(KycStatus::Pending)] {
             for external_id in [None, Some("user-1".to_owned())] {
                 for after in [None, cursor.clone()] {
@@ -507,7 +532,7 @@ fn list_pages_are_stable_under_inserts() {
     for id in ["a", "c", "e"] {
         batch(
             &db,
-            &register(Provider::Align, &r(id), RefKind::User, None, at(0)),
+            &register(Provider::named("align"), &r(id), RefKind::User, None, at(0)),
         );
     }
     let page = |after: Option<(Provider, SubjectRef)>| -> Vec<String> {
@@ -525,9 +550,15 @@ fn list_pages_are_stable_under_inserts() {
     // A subject inserted before the cursor does not shift the next page.
     batch(
         &db,
-        &register(Provider::Align, &r("b"), RefKind::User, None, at(1)),
+        &register(
+            Provider::named("align"),
+            &r("b"),
+            RefKind::User,
+            None,
+            at(1),
+        ),
     );
-    assert_eq!(page(Some((Provider::Align, r("c")))), ["e"]);
+    assert_eq!(page(Some((Provider::named("align"), r("c")))), ["e"]);
     // A provider's listing with a cursor from before or after its keys.
     let by_provider = |provider, after| -> usize {
         let filter = super::subjects::ListFilter {
@@ -539,15 +570,24 @@ fn list_pages_are_stable_under_inserts() {
         run(&db, &super::subjects::list(&filter)).len()
     };
     assert_eq!(
-        by_provider(Provider::Align, Some((Provider::Align, r("b")))),
+        by_provider(
+            Provider::named("align"),
+            Some((Provider::named("align"), r("b")))
+        ),
         2
     );
     assert_eq!(
-        by_provider(Provider::Argos, Some((Provider::Align, r("z")))),
+        by_provider(
+            Provider::named("argos"),
+            Some((Provider::named("align"), r("z")))
+        ),
         0
     );
     assert_eq!(
-        by_provider(Provider::Align, Some((Provider::Argos, r("a")))),
+        by_provider(
+            Provider::named("align"),
+            Some((Provider::named("argos"), r("a")))
+        ),
         0
     );
 }
@@ -570,7 +610,7 @@ mod notifications {
                 Statement::new("SELECT 1 WHERE 0", vec![]),
                 Statement::new("INSERT INTO tallies (name, value) VALUES ('x', 0) ON CONFLICT (name) DO UPDATE SET value = 0", vec![]),
                 outbox::insert_if_previous_changed(
-                    Provider::Align,
+                    Provider::named("align"),
                     &r(id),
                     Kind::StatusChanged,
                     "{}".into(),
@@ -774,7 +814,7 @@ mod notifications {
             ),
             (
                 ListFilter {
-                    subject: Some((Provider::Align, r("c1"))),
+                    subject: Some((Provider::named("align"), r("c1"))),
                     state: Some(State::Pending),
                     limit: 10,
                     ..Default::default()
@@ -812,7 +852,7 @@ fn the_longest_undecided_come_first_from_their_own_index() {
     ] {
         batch(
             &db,
-            &register(Provider::Align, &r(id), RefKind::User, None, at(0)),
+            &register(Provider::named("align"), &r(id), RefKind::User, None, at(0)),
         );
         run(
             &db,
@@ -847,7 +887,7 @@ mod imports {
 
     fn new(id: &str, external_id: Option<&str>) -> NewSubject {
         NewSubject {
-            provider: Provider::Align,
+            provider: Provider::named("align"),
             subject_ref: r(id),
             ref_kind: RefKind::User,
             external_id: external_id.map(|e| ExternalId::parse(e).unwrap()),
@@ -856,11 +896,18 @@ mod imports {
 
     fn import_at(db: &Connection, subjects: &[NewSubject], now: i64) -> Vec<String> {
         let refs: Vec<&NewSubject> = subjects.iter().collect();
-        imported(&batch(db, &import(Provider::Align, &refs, STEP, at(now))))
+        imported(&batch(
+            db,
+            &import(Provider::named("align"), &refs, STEP, at(now)),
+        ))
     }
 
     fn due_at(db: &Connection, id: &str) -> i64 {
-        (subject(db, Provider::Align, id).unwrap().next_check_at - at(0)).num_milliseconds()
+        (subject(db, Provider::named("align"), id)
+            .unwrap()
+            .next_check_at
+            - at(0))
+        .num_milliseconds()
     }
 
     #[test]
@@ -868,7 +915,13 @@ mod imports {
         let db = database();
         batch(
             &db,
-            &register(Provider::Align, &r("known"), RefKind::User, None, at(0)),
+            &register(
+                Provider::named("align"),
+                &r("known"),
+                RefKind::User,
+                None,
+                at(0),
+            ),
         );
         let lines = [
             new("a", Some("user-a")),
@@ -876,11 +929,13 @@ mod imports {
             new("b", None),
         ];
         assert_eq!(import_at(&db, &lines, 10), ["a", "b"]);
-        let a = subject(&db, Provider::Align, "a").unwrap();
+        let a = subject(&db, Provider::named("align"), "a").unwrap();
         assert_eq!(a.external_id.as_deref(), Some("user-a"));
         assert_eq!(a.status, crate::status::KycStatus::Unknown);
         assert_eq!(
-            subject(&db, Provider::Align, "known").unwrap().external_id,
+            subject(&db, Provider::named("align"), "known")
+                .unwrap()
+                .external_id,
             None,
             "a known subject is left as it is"
         );
@@ -919,10 +974,11 @@ mod imports {
         let db = database();
         let lines: Vec<NewSubject> = (0..5).map(|i| new(&format!("w{i}"), None)).collect();
         import_at(&db, &lines, 0);
-        let waiting = |db: &Connection| run(db, &unchecked(Provider::Align, 100))[0]["n"].as_i64();
+        let waiting =
+            |db: &Connection| run(db, &unchecked(Provider::named("align"), 100))[0]["n"].as_i64();
         assert_eq!(waiting(&db), Some(5));
         assert_eq!(
-            run(&db, &unchecked(Provider::Align, 3))[0]["n"].as_i64(),
+            run(&db, &unchecked(Provider::named("align"), 3))[0]["n"].as_i64(),
             Some(3)
         );
         run(
@@ -940,7 +996,7 @@ mod imports {
             ),
         );
         assert_eq!(waiting(&db), Some(3));
-        let plan = query_plan(&db, &unchecked(Provider::Align, 100)).join("; ");
+        let plan = query_plan(&db, &unchecked(Provider::named("align"), 100)).join("; ");
         assert!(plan.contains("subjects_unchecked"), "{plan}");
     }
 
@@ -949,7 +1005,7 @@ mod imports {
         let db = database();
         let lines: Vec<NewSubject> = (0..1000).map(|i| new(&format!("k{i}"), None)).collect();
         let refs: Vec<&NewSubject> = lines.iter().collect();
-        let statements = import(Provider::Align, &refs, STEP, at(0));
+        let statements = import(Provider::named("align"), &refs, STEP, at(0));
         assert_eq!(
             statements.len(),
             5,
@@ -971,7 +1027,7 @@ mod backfills {
     use rusqlite::Connection;
 
     fn current(db: &Connection) -> Backfill {
-        row(&run(db, &load(Provider::Argos))[0]).unwrap()
+        row(&run(db, &load(Provider::named("argos")))[0]).unwrap()
     }
 
     /// A page naming `ids`, imported and the walk moved past it, as the cron does.
@@ -979,14 +1035,19 @@ mod backfills {
         let subjects: Vec<NewSubject> = ids
             .iter()
             .map(|id| NewSubject {
-                provider: Provider::Argos,
+                provider: Provider::named("argos"),
                 subject_ref: r(id),
                 ref_kind: RefKind::User,
                 external_id: None,
             })
             .collect();
         let refs: Vec<&NewSubject> = subjects.iter().collect();
-        let mut statements = import(Provider::Argos, &refs, TimeDelta::seconds(1), at(10));
+        let mut statements = import(
+            Provider::named("argos"),
+            &refs,
+            TimeDelta::seconds(1),
+            at(10),
+        );
         statements.push(advance(walk, next, ids.len(), true, at(10)));
         let results = batch(db, &statements);
         results
@@ -1002,11 +1063,20 @@ mod backfills {
         let db = database();
         let started = run(
             &db,
-            &start(Provider::Argos, Some("2026-01-01"), "2026-11-29", at(0)),
+            &start(
+                Provider::named("argos"),
+                Some("2026-01-01"),
+                "2026-11-29",
+                at(0),
+            ),
         );
         assert_eq!(started.len(), 1);
         assert!(
-            run(&db, &start(Provider::Argos, None, "2026-11-29", at(1))).is_empty(),
+            run(
+                &db,
+                &start(Provider::named("argos"), None, "2026-11-29", at(1))
+            )
+            .is_empty(),
             "one walk at a time"
         );
         let walk = current(&db);
@@ -1029,8 +1099,11 @@ mod backfills {
         assert!(run(&db, &running()).is_empty());
         assert_eq!(tallies(&db)["status.argos.unknown"], 3);
         // A finished walk can be started again, from the first page.
-        let again: Backfill =
-            row(&run(&db, &start(Provider::Argos, None, "2026-12-01", at(20)))[0]).unwrap();
+        let again: Backfill = row(&run(
+            &db,
+            &start(Provider::named("argos"), None, "2026-12-01", at(20)),
+        )[0])
+        .unwrap();
         assert_eq!(
             (again.state, again.cursor, again.found),
             (State::Running, None, 0)
@@ -1040,7 +1113,10 @@ mod backfills {
     #[test]
     fn an_empty_page_counts_nothing_found() {
         let db = database();
-        run(&db, &start(Provider::Argos, None, "2026-11-29", at(0)));
+        run(
+            &db,
+            &start(Provider::named("argos"), None, "2026-11-29", at(0)),
+        );
         // An earlier import's count is still in the scratch tally: an empty page must not use it.
         let first = current(&db);
         page(&db, &first, &["a", "b"], Some("{\"id\":\"p2\"}"));
@@ -1053,7 +1129,10 @@ mod backfills {
     #[test]
     fn a_failure_is_retried_unless_permanent() {
         let db = database();
-        run(&db, &start(Provider::Argos, None, "2026-11-29", at(0)));
+        run(
+            &db,
+            &start(Provider::named("argos"), None, "2026-11-29", at(0)),
+        );
         run(&db, &failed(&current(&db), "HTTP 503", false, at(5)));
         let walk = current(&db);
         assert_eq!(
@@ -1063,7 +1142,11 @@ mod backfills {
         run(&db, &failed(&walk, "HTTP 400", true, at(6)));
         assert_eq!(current(&db).state, State::Failed);
         assert_eq!(
-            run(&db, &start(Provider::Argos, None, "2026-11-29", at(7))).len(),
+            run(
+                &db,
+                &start(Provider::named("argos"), None, "2026-11-29", at(7))
+            )
+            .len(),
             1,
             "a failed walk can be started again"
         );

@@ -1,16 +1,42 @@
 //! The provider layer. Each provider is one module implementing [`ProviderProtocol`]:
 //! how its webhooks are authenticated and parsed, and how its API is asked for a subject's
 //! authoritative state. Sans-IO: the adapter performs the requests these describe.
+//!
+//! [`REGISTRY`] lists them. Nothing outside a provider's module names it: routes, config,
+//! stats, imports and the dashboard iterate over the registry.
 
 pub mod align;
 pub mod argos;
 
-use crate::observation::Observation;
+use crate::config::{ConfigError, Vars};
+#[cfg(doc)]
+use crate::observation::Window;
+use crate::observation::{Exchange, Observation};
 use crate::subject::{RefKind, SubjectRef};
 use crate::time::Timestamp;
 use crate::transition::Announcement;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::fmt;
+
+/// Every provider kyc-edge speaks to. Adding one is its module plus its line here.
+pub static REGISTRY: [Registration; 2] = [align::REGISTRATION, argos::REGISTRATION];
+
+/// What the rest of kyc-edge needs to know about a provider before it is configured.
+pub struct Registration {
+    /// Its name in routes, the API, stats, tallies and logs.
+    pub name: &'static str,
+    /// Its webhook route carries a secret path segment, `/webhooks/{name}/{token}`, because
+    /// the provider signs nothing (ARGOS); otherwise the route is `/webhooks/{name}`.
+    pub webhook_token_in_path: bool,
+    /// How a subject may be named (imports' `ref_kind`); the first is the default.
+    pub ref_kinds: &'static [RefKind],
+    /// Builds the provider from the worker's variables: `Ok(None)` when its secrets are not
+    /// set (disabled, never half-configured), an error naming a malformed variable.
+    pub configure: Configure,
+}
+
+/// How a registered provider is built from configuration (see [`Registration::configure`]).
+pub type Configure = fn(&Vars<'_>) -> Result<Option<Box<dyn ProviderProtocol>>, ConfigError>;
 
 /// A webhook as it arrived, before anything was parsed.
 pub struct InboundWebhook<'a> {
@@ -117,21 +143,22 @@ pub struct CheckTarget {
 }
 
 /// One check of a subject against the provider's API, as a sans-IO conversation: the
-/// adapter sends each request the check asks for and hands back the 2xx body, until the
-/// check has what it needs.
+/// adapter sends each request the check asks for and hands back the 2xx body with when it
+/// was sent and received, until the check has what it needs.
 pub trait StatusCheck {
     /// The next request to send; `None` once the check can conclude.
     fn next_request(&mut self) -> Option<StatusRequest>;
 
-    /// Read the 2xx answer to the request last returned, received at `received_at`.
-    fn read(&mut self, body: &[u8], received_at: Timestamp) -> Result<(), AnswerError>;
+    /// Read the 2xx answer to the request last returned.
+    fn read(&mut self, body: &[u8], exchange: Exchange) -> Result<(), AnswerError>;
 
-    /// The observation. `sent_at` is when the first request was sent: a lower bound of the
-    /// moment the provider read its state (see [`Observation`]).
-    fn conclude(self: Box<Self>, sent_at: Timestamp) -> Result<Observation, AnswerError>;
+    /// The observation. Each part (status, AML) carries the window of the requests that
+    /// produced it: from the first of them sent to the last answered ([`Window::spanning`]),
+    /// never a time read by another request.
+    fn conclude(self: Box<Self>) -> Result<Observation, AnswerError>;
 }
 
-pub trait ProviderProtocol {
+pub trait ProviderProtocol: fmt::Debug {
     /// Fail closed: anything not proven authentic is an error.
     fn authenticate(&self, webhook: &InboundWebhook<'_>) -> Result<(), IngressError>;
 

@@ -9,11 +9,11 @@ pub use wire::{map_status, KycReading};
 
 use super::{
     event_kind, join_url, json_error, parse_json, AnswerError, CheckTarget, InboundWebhook,
-    IngressError, ListPage, ListWalk, ProviderProtocol, StatusCheck, StatusRequest, WebhookEvent,
-    WebhookSubject,
+    IngressError, ListPage, ListWalk, ProviderProtocol, Registration, StatusCheck, StatusRequest,
+    WebhookEvent, WebhookSubject,
 };
-use crate::headers;
-use crate::observation::{Observation, Source};
+use crate::config::{ConfigError, Vars};
+use crate::observation::{Exchange, Observation, Source, Window};
 use crate::secret::Secret;
 use crate::subject::{RefKind, SubjectRef};
 use crate::time::{parse_rfc3339, Timestamp};
@@ -22,6 +22,27 @@ use serde_json::Value;
 use wire::{read_kycs, WireCustomer, WireEvent};
 
 pub const KYCS_UPDATED: &str = "customer.kycs.updated";
+pub const DEFAULT_API_BASE: &str = "https://api.alignlabs.dev";
+/// The webhook signature: hex HMAC-SHA256 of the raw body keyed with the API key.
+pub const SIGNATURE_HEADER: &str = "x-hmac-signature";
+/// REST authentication: the raw API key, no scheme (docs/providers.md, Align).
+const AUTHORIZATION_HEADER: &str = "authorization";
+
+pub const REGISTRATION: Registration = Registration {
+    name: "align",
+    webhook_token_in_path: false,
+    ref_kinds: &[RefKind::User],
+    configure,
+};
+
+/// `ALIGN_API_KEY` enables Align (it signs webhooks too); `ALIGN_API_BASE` points elsewhere.
+fn configure(vars: &Vars<'_>) -> Result<Option<Box<dyn ProviderProtocol>>, ConfigError> {
+    let Some(api_key) = vars.secret("ALIGN_API_KEY") else {
+        return Ok(None);
+    };
+    let api_base = vars.endpoint("ALIGN_API_BASE", DEFAULT_API_BASE)?;
+    Ok(Some(Box::new(Align::new(api_key, api_base))))
+}
 
 #[derive(Debug, Clone)]
 pub struct Align {
@@ -37,7 +58,7 @@ impl Align {
 
 impl ProviderProtocol for Align {
     fn authenticate(&self, webhook: &InboundWebhook<'_>) -> Result<(), IngressError> {
-        let signature = (webhook.header)(headers::ALIGN_SIGNATURE);
+        let signature = (webhook.header)(SIGNATURE_HEADER);
         verify_signature(&self.api_key, webhook.body, signature.as_deref())
     }
 
@@ -53,8 +74,8 @@ impl ProviderProtocol for Align {
         let entity_id = wire
             .entity_id
             .ok_or_else(|| IngressError::Malformed("entity_id is missing".into()))?;
-        // A timestamp later than its arrival cannot be true; capping it keeps a skewed clock
-        // from outranking the polls that follow.
+        // A timestamp later than its arrival cannot be true (the window of a trusted body
+        // accounts for the provider's clock: `Window::provider_dated`).
         let provider_at = wire
             .created_at
             .as_ref()
@@ -114,7 +135,7 @@ impl ProviderProtocol for Align {
             sub_status: reading.sub_status.clone(),
             aml: None,
             status_at: Some(at),
-            observed_at: at,
+            window: Window::provider_dated(at, received_at),
             source: Source::Webhook,
             no_record: false,
         });
@@ -147,10 +168,7 @@ impl ProviderProtocol for Align {
         }
         Ok(StatusRequest {
             url: join_url(&self.api_base, "/v0/customers"),
-            headers: vec![(
-                headers::ALIGN_AUTHORIZATION,
-                self.api_key.expose().to_owned(),
-            )],
+            headers: vec![(AUTHORIZATION_HEADER, self.api_key.expose().to_owned())],
         })
     }
 
@@ -189,13 +207,13 @@ impl ProviderProtocol for Align {
 /// than this rather than hold it all in a worker's memory.
 pub const MAX_LISTED_CUSTOMERS: usize = 50_000;
 
-/// One `GET /v0/customers/{id}`. Align's answer carries no decision time, so the reading is
-/// stamped with when the request was sent.
+/// One `GET /v0/customers/{id}`. Align's answer carries no decision time, so the reading's
+/// window is the request's: from when it was sent to when its answer arrived.
 struct CustomerCheck<'a> {
     align: &'a Align,
     subject_ref: SubjectRef,
     sent: bool,
-    customer: Option<KycReading>,
+    customer: Option<(KycReading, Exchange)>,
 }
 
 impl StatusCheck for CustomerCheck<'_> {
@@ -209,14 +227,11 @@ impl StatusCheck for CustomerCheck<'_> {
                 &self.align.api_base,
                 &format!("/v0/customers/{}", self.subject_ref),
             ),
-            headers: vec![(
-                headers::ALIGN_AUTHORIZATION,
-                self.align.api_key.expose().to_owned(),
-            )],
+            headers: vec![(AUTHORIZATION_HEADER, self.align.api_key.expose().to_owned())],
         })
     }
 
-    fn read(&mut self, body: &[u8], _received_at: Timestamp) -> Result<(), AnswerError> {
+    fn read(&mut self, body: &[u8], exchange: Exchange) -> Result<(), AnswerError> {
         let customer: WireCustomer =
             serde_json::from_slice(body).map_err(|e| AnswerError::Malformed(json_error(&e)))?;
         if customer
@@ -225,12 +240,13 @@ impl StatusCheck for CustomerCheck<'_> {
         {
             return Err(AnswerError::WrongSubject);
         }
-        self.customer = Some(read_kycs(customer.kycs.as_ref()).map_err(AnswerError::Malformed)?);
+        let reading = read_kycs(customer.kycs.as_ref()).map_err(AnswerError::Malformed)?;
+        self.customer = Some((reading, exchange));
         Ok(())
     }
 
-    fn conclude(self: Box<Self>, sent_at: Timestamp) -> Result<Observation, AnswerError> {
-        let reading = self
+    fn conclude(self: Box<Self>) -> Result<Observation, AnswerError> {
+        let (reading, exchange) = self
             .customer
             .ok_or_else(|| AnswerError::Malformed("no answer was read".into()))?;
         Ok(Observation {
@@ -239,7 +255,7 @@ impl StatusCheck for CustomerCheck<'_> {
             sub_status: reading.sub_status,
             aml: None,
             status_at: None,
-            observed_at: sent_at,
+            window: Window::of(exchange),
             source: Source::Poll,
             no_record: false,
         })
@@ -361,7 +377,7 @@ pub(crate) mod tests {
             trusted.sub_status.as_deref(),
             Some("kyc_form_submission_accepted")
         );
-        assert_eq!(trusted.observed_at, created_at);
+        assert_eq!(trusted.window, Window::provider_dated(created_at, later));
         assert_eq!(trusted.source, Source::Webhook);
     }
 
@@ -376,9 +392,10 @@ pub(crate) mod tests {
         );
         let trusted = event.trusted.unwrap();
         assert_eq!(trusted.provider_status.as_deref(), Some("rejected"));
+        let created_at = parse_rfc3339("2026-11-20T10:00:00Z").unwrap();
         assert_eq!(
-            trusted.observed_at,
-            parse_rfc3339("2026-11-20T10:00:00Z").unwrap()
+            trusted.window,
+            Window::provider_dated(created_at, now() + millis(1_000_000_000))
         );
     }
 
@@ -466,27 +483,40 @@ pub(crate) mod tests {
         assert_eq!(request.url, "http://127.0.0.1:9/v0/customers/c-1");
         assert_eq!(request.headers, vec![("authorization", KEY.to_owned())]);
         check
-            .read(br#"{"customer_id":"c-1","kycs":null}"#, now())
+            .read(
+                br#"{"customer_id":"c-1","kycs":null}"#,
+                exchange(now(), now()),
+            )
             .unwrap();
         assert_eq!(check.next_request(), None);
     }
 
+    fn exchange(sent_at: Timestamp, received_at: Timestamp) -> Exchange {
+        Exchange {
+            sent_at,
+            received_at,
+        }
+    }
+
     #[test]
-    fn an_answer_is_stamped_with_when_the_request_was_sent() {
+    fn an_answer_is_read_between_its_request_and_its_arrival() {
         let align = align();
         let mut check = align.check(target("c-1"));
         check.next_request();
         let body = br#"{"customer_id":"c-1","email":"a@b.c","kycs":{"status":"pending","sub_status":"kyc_form_submission_started"}}"#;
         let sent_at = now() - millis(3_000);
-        check.read(body, now()).unwrap();
-        let observation = check.conclude(sent_at).unwrap();
+        check.read(body, exchange(sent_at, now())).unwrap();
+        let observation = check.conclude().unwrap();
         assert_eq!(
+            (observation.status, observation.window, observation.source),
             (
-                observation.status,
-                observation.observed_at,
-                observation.source
-            ),
-            (KycStatus::Pending, sent_at, Source::Poll)
+                KycStatus::Pending,
+                Window {
+                    from: sent_at,
+                    to: now()
+                },
+                Source::Poll
+            )
         );
     }
 
@@ -495,14 +525,12 @@ pub(crate) mod tests {
         let align = align();
         let mut check = align.check(target("c-1"));
         check.next_request();
+        let answered = exchange(now(), now());
         assert_eq!(
-            check.read(br#"{"customer_id":"c-2","kycs":null}"#, now()),
+            check.read(br#"{"customer_id":"c-2","kycs":null}"#, answered),
             Err(AnswerError::WrongSubject)
         );
-        assert!(check.read(b"<html>", now()).is_err());
-        assert!(
-            check.conclude(now()).is_err(),
-            "no answer read, no observation"
-        );
+        assert!(check.read(b"<html>", answered).is_err());
+        assert!(check.conclude().is_err(), "no answer read, no observation");
     }
 }

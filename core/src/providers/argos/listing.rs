@@ -2,7 +2,6 @@
 //! the ids of each item are deserialized: names, documents and e-mail never are.
 
 use super::Argos;
-use crate::headers;
 use crate::providers::{
     join_url, json_error, query, AnswerError, ListPage, ListWalk, StatusRequest,
 };
@@ -62,7 +61,7 @@ pub(super) fn request(argos: &Argos, walk: &ListWalk<'_>) -> Result<StatusReques
             &argos.api_base,
             &format!("/v3/submission?{}", query(&pairs)),
         ),
-        headers: vec![(headers::ARGOS_API_KEY, argos.api_key.expose().to_owned())],
+        headers: vec![(super::API_KEY_HEADER, argos.api_key.expose().to_owned())],
     })
 }
 

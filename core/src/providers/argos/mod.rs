@@ -12,10 +12,12 @@ mod webhook;
 
 use super::{
     AnswerError, CheckTarget, InboundWebhook, IngressError, ListPage, ListWalk, ProviderProtocol,
-    StatusCheck, StatusRequest, WebhookEvent,
+    Registration, StatusCheck, StatusRequest, WebhookEvent,
 };
+use crate::config::{to_u32, ConfigError, Vars};
 use crate::secret::Secret;
 use crate::status::KycStatus;
+use crate::subject::RefKind;
 use crate::time::{parse_argos, parse_rfc3339, Timestamp};
 use serde_json::Value;
 use std::net::IpAddr;
@@ -32,6 +34,51 @@ pub enum Encryption {
 
 /// Pages of a user's submissions one check reads at most (50 submissions a page).
 pub const DEFAULT_MAX_PAGES: u32 = 10;
+pub const DEFAULT_API_BASE: &str = "https://rest-api.argosidentity.com";
+/// REST authentication.
+const API_KEY_HEADER: &str = "x-api-key";
+
+pub const REGISTRATION: Registration = Registration {
+    name: "argos",
+    // ARGOS signs nothing: a secret path segment authenticates its webhooks.
+    webhook_token_in_path: true,
+    ref_kinds: &[RefKind::User, RefKind::Submission],
+    configure,
+};
+
+/// `ARGOS_API_KEY` and `ARGOS_WEBHOOK_TOKEN` together enable ARGOS.
+fn configure(vars: &Vars<'_>) -> Result<Option<Box<dyn ProviderProtocol>>, ConfigError> {
+    let encryption = vars.one_of(
+        "ARGOS_ENCRYPTION",
+        Encryption::Off,
+        &[
+            ("off", Encryption::Off),
+            ("aes-256-ecb", Encryption::Aes256Ecb),
+        ],
+    )?;
+    let max_pages = to_u32(
+        "ARGOS_MAX_PAGES",
+        vars.positive_or("ARGOS_MAX_PAGES", i64::from(DEFAULT_MAX_PAGES))?,
+    )?;
+    let (Some(api_key), Some(webhook_token)) = (
+        vars.secret("ARGOS_API_KEY"),
+        vars.secret("ARGOS_WEBHOOK_TOKEN"),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(Box::new(Argos::new(
+        api_key,
+        webhook_token,
+        // ARGOS documents its base both with and without `/v3`; paths carry it.
+        vars.endpoint("ARGOS_API_BASE", DEFAULT_API_BASE)?
+            .trim_end_matches('/')
+            .trim_end_matches("/v3")
+            .to_owned(),
+        vars.ip_list("ARGOS_ALLOWED_IPS")?,
+        encryption,
+        max_pages,
+    ))))
+}
 
 #[derive(Debug, Clone)]
 pub struct Argos {

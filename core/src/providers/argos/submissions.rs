@@ -3,8 +3,7 @@
 //! (names, birth date, documents) and `email` never are.
 
 use super::{map_result, timestamp, Argos};
-use crate::headers;
-use crate::observation::{Observation, Source};
+use crate::observation::{AmlReading, Exchange, Observation, Source, Window};
 use crate::providers::{
     join_url, json_error, query, AnswerError, CheckTarget, StatusCheck, StatusRequest,
 };
@@ -179,6 +178,8 @@ impl RequestType {
 struct Listing {
     request_type: RequestType,
     pages_read: u32,
+    /// When its requests were sent and answered: the window of what it read.
+    window: Option<Window>,
     /// `(nextpage_id, nextpage_date)` of the page still to read, if any.
     next: Option<(String, String)>,
     /// More pages remained when the bound was reached.
@@ -190,6 +191,7 @@ impl Listing {
         Self {
             request_type,
             pages_read: 0,
+            window: None,
             next: None,
             truncated: false,
         }
@@ -211,7 +213,10 @@ pub(super) struct SubmissionsCheck<'a> {
     kyc: Vec<Submission>,
     aml: Vec<Submission>,
     kyc_truncated: bool,
-    /// The newest time any answer carried, and the arrival of the last one.
+    /// The windows of the KYC and the AML listings, once each has run.
+    kyc_window: Option<Window>,
+    aml_window: Option<Window>,
+    /// The newest time the KYC answers carried: ARGOS read its state after it.
     newest_at: Option<Timestamp>,
 }
 
@@ -226,6 +231,8 @@ impl<'a> SubmissionsCheck<'a> {
             kyc: vec![],
             aml: vec![],
             kyc_truncated: false,
+            kyc_window: None,
+            aml_window: None,
             newest_at: None,
         }
     }
@@ -249,7 +256,7 @@ impl<'a> SubmissionsCheck<'a> {
                 &format!("/v3/submission?{}", query(&pairs)),
             ),
             headers: vec![(
-                headers::ARGOS_API_KEY,
+                super::API_KEY_HEADER,
                 self.argos.api_key.expose().to_owned(),
             )],
         }
@@ -263,14 +270,19 @@ impl StatusCheck for SubmissionsCheck<'_> {
                 return Some(self.request());
             }
             self.listing.truncated = self.listing.next.is_some();
-            if self.listing.request_type == RequestType::Kyc {
-                self.kyc_truncated = self.listing.truncated;
+            match self.listing.request_type {
+                RequestType::Kyc => {
+                    self.kyc_truncated = self.listing.truncated;
+                    self.kyc_window = self.listing.window;
+                }
+                RequestType::Aml => self.aml_window = self.listing.window,
             }
             self.listing = self.aml_listing.take()?;
         }
     }
 
-    fn read(&mut self, body: &[u8], received_at: Timestamp) -> Result<(), AnswerError> {
+    fn read(&mut self, body: &[u8], exchange: Exchange) -> Result<(), AnswerError> {
+        let received_at = exchange.received_at;
         let page: WirePage =
             serde_json::from_slice(body).map_err(|e| AnswerError::Malformed(json_error(&e)))?;
         // Without `Items` the answer is not a submission list: reading it as "no submissions"
@@ -287,11 +299,18 @@ impl StatusCheck for SubmissionsCheck<'_> {
         if listed > 0 && ours.is_empty() {
             return Err(AnswerError::WrongSubject);
         }
-        self.newest_at = self
-            .newest_at
-            .max(ours.iter().filter_map(|s| s.newest_at).max());
+        self.listing.window = Some(
+            self.listing
+                .window
+                .map_or(Window::of(exchange), |w| w.including(exchange)),
+        );
         match self.listing.request_type {
-            RequestType::Kyc => self.kyc.extend(ours),
+            RequestType::Kyc => {
+                self.newest_at = self
+                    .newest_at
+                    .max(ours.iter().filter_map(|s| s.newest_at).max());
+                self.kyc.extend(ours);
+            }
             RequestType::Aml => self.aml.extend(ours),
         }
         self.listing.pages_read += 1;
@@ -304,10 +323,18 @@ impl StatusCheck for SubmissionsCheck<'_> {
         Ok(())
     }
 
-    fn conclude(self: Box<Self>, sent_at: Timestamp) -> Result<Observation, AnswerError> {
-        // The answer reflects everything up to its newest time: a decision that landed while
-        // the request was in flight outranks readings sent before it.
-        let observed_at = self.newest_at.map_or(sent_at, |newest| newest.max(sent_at));
+    fn conclude(mut self: Box<Self>) -> Result<Observation, AnswerError> {
+        // A check concludes once it asks for nothing more; that also closes its listings.
+        if self.next_request().is_some() {
+            return Err(AnswerError::Malformed("the check was not finished".into()));
+        }
+        let kyc_window = self
+            .kyc_window
+            .ok_or_else(|| AnswerError::Malformed("no answer was read".into()))?;
+        // ARGOS read its state after the newest time its KYC answers mention.
+        let window = self.newest_at.map_or(kyc_window, |newest| {
+            kyc_window.not_before_provider_time(newest)
+        });
         let Some(chosen) = representative(&self.kyc) else {
             return Ok(Observation {
                 status: KycStatus::NotStarted,
@@ -315,7 +342,7 @@ impl StatusCheck for SubmissionsCheck<'_> {
                 sub_status: None,
                 aml: None,
                 status_at: None,
-                observed_at,
+                window,
                 source: Source::Poll,
                 no_record: true,
             });
@@ -328,21 +355,24 @@ impl StatusCheck for SubmissionsCheck<'_> {
                 self.argos.max_pages
             )));
         }
-        // AML of the chosen submission: from the AML listing when it ran, else whatever the
-        // KYC answer carried.
-        let aml = self
+        // AML of the chosen submission, with the window of the requests it came from: the
+        // AML listing when it ran, else whatever the KYC answer carried.
+        let listed = self
             .aml
             .iter()
             .find(|s| s.id.is_some() && s.id == chosen.id)
             .and_then(|s| s.aml.clone())
-            .or_else(|| chosen.aml.clone());
+            .zip(self.aml_window);
+        let aml = listed
+            .or_else(|| chosen.aml.clone().map(|aml| (aml, kyc_window)))
+            .map(|(aml, window)| AmlReading { aml, window });
         Ok(Observation {
             status: chosen.status,
             provider_status: chosen.result.clone(),
             sub_status: None,
             aml,
             status_at: chosen.status_at,
-            observed_at,
+            window,
             source: Source::Poll,
             no_record: false,
         })

@@ -4,7 +4,7 @@
 
 use super::envelope::tests::VECTORS as ENCRYPTED;
 use super::*;
-use crate::observation::{Observation, Source};
+use crate::observation::{AmlReading, Exchange, Observation, Source, Window, CLOCK_TOLERANCE};
 use crate::providers::{AnswerError, StatusRequest, WebhookSubject};
 use crate::status::Aml;
 use crate::subject::{RefKind, SubjectRef};
@@ -531,8 +531,18 @@ fn target(id: &str, kind: RefKind, aml: bool) -> CheckTarget {
     }
 }
 
-/// Drives a check, answering its requests with `pages` in order. Returns the requests it
-/// made and its conclusion (sent at `sent_at`, every answer received at `received()`).
+/// When the `i`-th request of a check run from `sent_at` is sent and answered: a second
+/// apart, each answered half a second later.
+fn exchange(sent_at: Timestamp, i: usize) -> Exchange {
+    let sent_at = sent_at + millis(1_000 * i as i64);
+    Exchange {
+        sent_at,
+        received_at: sent_at + millis(500),
+    }
+}
+
+/// Drives a check, answering its requests with `pages` in order (see [`exchange`] for when).
+/// Returns the requests it made and its conclusion.
 fn run(
     argos: &Argos,
     target: CheckTarget,
@@ -543,19 +553,20 @@ fn run(
     let mut requests = vec![];
     let mut pages = pages.iter();
     while let Some(request) = check.next_request() {
-        requests.push(request);
         let page = pages
             .next()
             .expect("the check asked for more pages than given");
-        if let Err(error) = check.read(page, received()) {
+        if let Err(error) = check.read(page, exchange(sent_at, requests.len())) {
+            requests.push(request);
             return (requests, Err(error));
         }
+        requests.push(request);
     }
     assert!(
         pages.next().is_none(),
         "the check stopped before every page"
     );
-    (requests, check.conclude(sent_at))
+    (requests, check.conclude())
 }
 
 fn observe(body: &[u8], id: &str, kind: RefKind) -> Result<Observation, AnswerError> {
@@ -606,8 +617,9 @@ fn the_documented_answer_maps_with_its_api_timestamps() {
             aml: None,
             // kyc_result_at "2026-10-06-09-00-00-000"
             status_at: Some(at("2026-10-06T09:00:00.000Z")),
-            // Every time in the answer precedes the request: stamped when it was sent.
-            observed_at: sent_at,
+            // Every time in the answer precedes the request: read between its sending and
+            // its answer.
+            window: Window::of(exchange(sent_at, 0)),
             source: Source::Poll,
             no_record: false,
         }
@@ -624,17 +636,25 @@ fn the_documented_answer_maps_with_its_api_timestamps() {
 }
 
 #[test]
-fn a_decision_made_while_the_request_was_in_flight_stamps_the_answer() {
-    // Sent at 08:59:58, ARGOS decided at 09:00:00 and answered: the reading is at least as
-    // new as the decision.
-    let sent_at = at("2026-10-06T08:59:58Z");
-    let (_, observation) = run(
-        &argos(),
-        target("user_8f3a21", RefKind::User, false),
-        &[fixture!("api_rejected.json")],
-        sent_at,
+fn a_decision_made_while_a_slow_request_was_in_flight_narrows_its_window() {
+    // Sent at 08:55, ARGOS decided at 09:00:00 (its clock) and answered at 09:00:30: it read
+    // its state after the decision, give or take the tolerated clock skew.
+    let argos = argos();
+    let mut check = argos.check(target("user_8f3a21", RefKind::User, false));
+    check.next_request();
+    let slow = Exchange {
+        sent_at: at("2026-10-06T08:55:00Z"),
+        received_at: at("2026-10-06T09:00:30Z"),
+    };
+    check.read(fixture!("api_rejected.json"), slow).unwrap();
+    assert_eq!(check.next_request(), None);
+    assert_eq!(
+        check.conclude().unwrap().window,
+        Window {
+            from: at("2026-10-06T09:00:00Z") - CLOCK_TOLERANCE,
+            to: slow.received_at
+        }
     );
-    assert_eq!(observation.unwrap().observed_at, at("2026-10-06T09:00:00Z"));
 }
 
 #[test]
@@ -650,9 +670,13 @@ fn a_newer_rejected_attempt_does_not_unapprove_the_user() {
     assert_eq!(observation.status_at, Some(at("2026-10-05T08:20:03.512Z")));
     assert_eq!(
         observation.aml,
-        Some(Aml {
-            status: "Not Screened".into(),
-            risk_level: Some("Not Screened".into())
+        Some(AmlReading {
+            aml: Aml {
+                status: "Not Screened".into(),
+                risk_level: Some("Not Screened".into())
+            },
+            // Carried by the KYC answer: read by its request.
+            window: observation.window,
         })
     );
 }
@@ -894,11 +918,17 @@ fn aml_comes_from_the_aml_listing_of_the_chosen_submission() {
         .ends_with("userid=user_8f3a21&request_type=aml"));
     let observation = observation.unwrap();
     assert_eq!(observation.status, KycStatus::Approved);
+    // Each part is stamped by the requests that read it: the status by the KYC page, the
+    // AML result by the AML page, a second later.
+    assert_eq!(observation.window, Window::of(exchange(received(), 0)));
     assert_eq!(
         observation.aml,
-        Some(Aml {
-            status: "Red Flag".into(),
-            risk_level: Some("HIGH".into())
+        Some(AmlReading {
+            aml: Aml {
+                status: "Red Flag".into(),
+                risk_level: Some("HIGH".into())
+            },
+            window: Window::of(exchange(received(), 1)),
         })
     );
     // Without an AML entry for the chosen submission, the reading says nothing about AML.

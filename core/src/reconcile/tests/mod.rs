@@ -32,7 +32,7 @@ fn subject(db: &Connection) -> crate::db::subjects::SubjectRow {
     let rows = sqlite::run(
         db,
         &crate::db::subjects::load(
-            crate::subject::Provider::Align,
+            crate::subject::Provider::named("align"),
             &crate::subject::SubjectRef::parse("subject-1").unwrap(),
         ),
     );
@@ -324,7 +324,7 @@ mod outbox {
         let r = SubjectRef::parse("u1").unwrap();
         let results = sqlite::batch(
             &db,
-            &register(Provider::Argos, &r, RefKind::User, None, at(0)),
+            &register(Provider::named("argos"), &r, RefKind::User, None, at(0)),
         );
         let mut row: SubjectRow = crate::db::row(&results[3][0]).unwrap();
         row.status = status;
@@ -340,12 +340,15 @@ mod outbox {
                 status,
                 provider_status: Some(status.as_str().into()),
                 sub_status: sub_status.map(str::to_owned),
-                aml: aml.map(|a| Aml {
-                    status: a.into(),
-                    risk_level: None,
+                aml: aml.map(|a| crate::observation::AmlReading {
+                    aml: Aml {
+                        status: a.into(),
+                        risk_level: None,
+                    },
+                    window: crate::observation::Window::at(at(5)),
                 }),
                 status_at: None,
-                observed_at: at(5),
+                window: crate::observation::Window::at(at(5)),
                 source: Source::Poll,
                 no_record: false,
             },
@@ -364,7 +367,7 @@ mod outbox {
                 schedule: &schedule,
             },
         );
-        plan.notifications
+        plan.notification
             .iter()
             .map(|&i| {
                 let payload = match &plan.statements[i].params[3] {
@@ -389,9 +392,10 @@ mod outbox {
             told(&pending, &read(Pending, Some("Red Flag"), None)),
             ["kyc.aml.updated"]
         );
+        // One change, one version, one notification: the status change carries the AML.
         assert_eq!(
             told(&pending, &read(Approved, Some("Cleared"), None)),
-            ["kyc.status.changed", "kyc.aml.updated"]
+            ["kyc.status.changed"]
         );
         // A change of the provider's words only: history, no notification.
         assert!(told(
@@ -428,7 +432,8 @@ mod outbox {
                 schedule: &schedule,
             },
         );
-        let crate::db::SqlValue::Text(payload) = &plan.statements[plan.notifications[0]].params[3]
+        let crate::db::SqlValue::Text(payload) =
+            &plan.statements[plan.notification.unwrap()].params[3]
         else {
             panic!("no payload");
         };

@@ -62,12 +62,15 @@ fn reading(status: KycStatus, aml: Option<&str>, sent: Timestamp) -> Outcome {
             status,
             provider_status: Some(status.as_str().into()),
             sub_status: None,
-            aml: aml.map(|a| Aml {
-                status: a.into(),
-                risk_level: None,
+            aml: aml.map(|a| crate::observation::AmlReading {
+                aml: Aml {
+                    status: a.into(),
+                    risk_level: None,
+                },
+                window: crate::observation::Window::at(sent),
             }),
             status_at: None,
-            observed_at: sent,
+            window: crate::observation::Window::at(sent),
             source: Source::Poll,
             no_record: false,
         },
@@ -81,7 +84,7 @@ fn reading(status: KycStatus, aml: Option<&str>, sent: Timestamp) -> Outcome {
 #[test]
 fn a_stale_failure_never_overwrites_a_newer_success() {
     let db = database();
-    let p = Provider::Align;
+    let p = Provider::named("align");
     for (id, status) in [("c1", 404), ("c2", 503)] {
         batch(&db, &register(p, &r(id), RefKind::User, None, at(0)));
         // Job A sends its poll at t=1; job B polls at t=2 (pending) and writes first.
@@ -132,7 +135,7 @@ fn a_stale_failure_never_overwrites_a_newer_success() {
 #[test]
 fn a_failure_planned_twice_counts_once() {
     let db = database();
-    let p = Provider::Align;
+    let p = Provider::named("align");
     batch(&db, &register(p, &r("c3"), RefKind::User, None, at(0)));
     let a_stored = subject(&db, p, "c3");
     let trusted = Outcome::Read(Reading {
@@ -142,7 +145,7 @@ fn a_failure_planned_twice_counts_once() {
             sub_status: None,
             aml: None,
             status_at: None,
-            observed_at: at(2),
+            window: crate::observation::Window::at(at(2)),
             source: Source::Webhook,
             no_record: false,
         },
@@ -187,7 +190,7 @@ fn aml_webhook() -> WebhookEvent {
 
 fn deliver(db: &Connection, body: &str, now: Timestamp) -> (bool, bool, bool) {
     let record = record_webhook(
-        Provider::Argos,
+        Provider::named("argos"),
         &aml_webhook(),
         &crate::providers::dedup_key(body.as_bytes()),
         &format!("r-{}", now.timestamp_millis()),
@@ -203,7 +206,7 @@ fn deliver(db: &Connection, body: &str, now: Timestamp) -> (bool, bool, bool) {
 #[test]
 fn an_identical_resend_during_an_in_flight_check_keeps_the_subject_due() {
     let db = database();
-    let p = Provider::Argos;
+    let p = Provider::named("argos");
     assert_eq!(deliver(&db, "red flag", at(0)), (false, true, false));
     assert_eq!(deliver(&db, "cleared", at(10)), (false, false, true));
     let j1 = subject(&db, p, "u1");
@@ -244,7 +247,7 @@ fn an_identical_resend_during_an_in_flight_check_keeps_the_subject_due() {
 #[test]
 fn a_stale_backfill_run_never_advances_a_restarted_walk() {
     let db = database();
-    let p = Provider::Argos;
+    let p = Provider::named("argos");
     run(
         &db,
         &backfills::start(p, Some("2026-06-01"), "2026-11-29", at(0)),
