@@ -108,8 +108,14 @@ async fn run_at(
     // backlog must not cost a row read per subject on every run.
     let count_cap = budget.saturating_mul(4);
     // Each active provider gets an equal share first; what a provider leaves unused goes to
-    // the others, oldest due first within each.
+    // the others, oldest due first within each, never past a provider's own rate limit.
     let share = budget.div_ceil(active.len().max(1) as u32);
+    let cap = |provider: Provider| {
+        provider
+            .registration()
+            .max_checks_per_run
+            .unwrap_or(u32::MAX)
+    };
     let mut due = 0;
     let mut claimed: Vec<DueSubject> = vec![];
     let mut unreadable = 0;
@@ -131,21 +137,23 @@ async fn run_at(
             services.db,
             &[
                 count_due(provider, now, count_cap),
-                claim_due(provider, now, lease_until, share),
+                claim_due(provider, now, lease_until, share.min(cap(provider))),
             ],
         )
         .await?;
         due += due_count(&results);
         let rows = &results[1];
-        if rows.len() as u32 == share {
+        if rows.len() as u32 == share && share < cap(provider) {
             filled.push(provider);
         }
         unreadable += read_due(rows, &mut claimed, log);
     }
     for provider in filled {
-        let left = budget.saturating_sub(claimed.len() as u32);
+        let left = budget
+            .saturating_sub(claimed.len() as u32)
+            .min(cap(provider).saturating_sub(share));
         if left == 0 {
-            break;
+            continue;
         }
         let rows = d1::run(
             calls,

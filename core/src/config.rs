@@ -473,7 +473,7 @@ mod tests {
                 ref_kind: RefKind::User,
                 aml: false,
             });
-        let request = check.next_request().unwrap();
+        let request = check.next_request(crate::time::epoch()).unwrap();
         assert!(
             request
                 .url

@@ -11,7 +11,7 @@ use kyc_core::api::ErrorCode;
 use kyc_core::db::events::record_webhook;
 use kyc_core::headers::{is_form, CF_CONNECTING_IP, CONTENT_LENGTH, CONTENT_TYPE};
 use kyc_core::jobs::{Job, ReconcileJob};
-use kyc_core::providers::{dedup_key, InboundWebhook, IngressError};
+use kyc_core::providers::{InboundWebhook, IngressError};
 use kyc_core::subject::Provider;
 use serde_json::json;
 use worker::{AnalyticsEngineDataPointBuilder, Request, Response};
@@ -80,7 +80,7 @@ pub async fn receive(
     // batch can tell a new event from a repeat of one.
     let receipt = random::hex_token(16)
         .map_err(|e| ApiError::from(worker::Error::RustError(format!("no randomness: {e}"))))?;
-    let record = record_webhook(provider, &event, &dedup_key(&body), &receipt, now);
+    let record = record_webhook(provider, &event, &event.dedup_key(&body), &receipt, now);
     let results = d1::batch(&services.calls, services.db, &record.statements).await?;
     let (duplicate, created, made_due) = record.outcome(&results);
     let subject_ref = event.subject.as_ref().map(|s| s.subject_ref.to_string());

@@ -128,6 +128,7 @@ fn webhook(id: &str, announces: KycStatus) -> WebhookEvent {
         announces: Announcement::Status(announces),
         trusted: None,
         about_aml: true,
+        event_id: None,
     }
 }
 
@@ -203,6 +204,7 @@ fn events_about_no_subject_are_recorded_and_deduplicated() {
         announces: Announcement::Nothing,
         trusted: None,
         about_aml: false,
+        event_id: None,
     };
     let record = record_webhook(Provider::named("align"), &event, "k", "r1", at(0));
     assert_eq!(record.created, None);

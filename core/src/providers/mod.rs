@@ -30,6 +30,10 @@ pub struct Registration {
     pub webhook_token_in_path: bool,
     /// How a subject may be named (imports' `ref_kind`); the first is the default.
     pub ref_kinds: &'static [RefKind],
+    /// The most checks one cron run may queue for this provider, whatever the budget: its
+    /// API's rate limit over a cron period, less room for webhook-triggered checks. `None`:
+    /// no limit kyc-edge could reach.
+    pub max_checks_per_run: Option<u32>,
     /// Builds the provider from the worker's variables: `Ok(None)` when its secrets are not
     /// set (disabled, never half-configured), an error naming a malformed variable.
     pub configure: Configure,
@@ -92,6 +96,20 @@ pub struct WebhookEvent {
     pub trusted: Option<Observation>,
     /// The event is about AML screening: the check that follows asks for AML results too.
     pub about_aml: bool,
+    /// The provider's own id of this event, when it sends one (Persona `evt_…`, Sumsub
+    /// `correlationId`): deliveries of one event share it even if their bytes differ. Without
+    /// one, the body's SHA-256 identifies it.
+    pub event_id: Option<String>,
+}
+
+impl WebhookEvent {
+    /// What identifies this event among the provider's deliveries (the dedup key).
+    pub fn dedup_key(&self, body: &[u8]) -> String {
+        match &self.event_id {
+            Some(id) => format!("id:{}", dedup_key(id.as_bytes())),
+            None => dedup_key(body),
+        }
+    }
 }
 
 /// An API request to learn a subject's authoritative state (always a GET). `Debug` hides
@@ -146,8 +164,9 @@ pub struct CheckTarget {
 /// adapter sends each request the check asks for and hands back the 2xx body with when it
 /// was sent and received, until the check has what it needs.
 pub trait StatusCheck {
-    /// The next request to send; `None` once the check can conclude.
-    fn next_request(&mut self) -> Option<StatusRequest>;
+    /// The next request to send, to be sent at `now` (a provider that signs its requests
+    /// signs the time); `None` once the check can conclude.
+    fn next_request(&mut self, now: Timestamp) -> Option<StatusRequest>;
 
     /// Read the 2xx answer to the request last returned.
     fn read(&mut self, body: &[u8], exchange: Exchange) -> Result<(), AnswerError>;
@@ -287,8 +306,8 @@ pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-/// The dedup key of a webhook: hex SHA-256 of the exact body. Neither provider sends an
-/// event id, and two deliveries of one event carry the same bytes.
+/// Hex SHA-256 of `bytes`: the dedup key of a webhook without an event id (two deliveries of
+/// one event carry the same bytes), and of an event id (stored hashed, so any id fits).
 pub fn dedup_key(body: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(body))

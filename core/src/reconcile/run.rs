@@ -213,7 +213,7 @@ impl<'p> Run<'p> {
                 if let Err(error) = read {
                     return self.reserve(stored, failed(CheckFailure::Answer(error)));
                 }
-                match check.next_request() {
+                match check.next_request(now) {
                     Some(request) => {
                         self.state = State::Checking {
                             stored,
@@ -332,7 +332,7 @@ impl<'p> Run<'p> {
             aml: self.job.aml || stored.status == KycStatus::Approved,
         };
         let mut check = self.protocol.check(target);
-        let Some(request) = check.next_request() else {
+        let Some(request) = check.next_request(now) else {
             // A check that asks nothing cannot conclude anything new.
             return self.finish("nothing to ask");
         };

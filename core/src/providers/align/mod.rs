@@ -32,6 +32,7 @@ pub const REGISTRATION: Registration = Registration {
     name: "align",
     webhook_token_in_path: false,
     ref_kinds: &[RefKind::User],
+    max_checks_per_run: None,
     configure,
 };
 
@@ -89,6 +90,7 @@ impl ProviderProtocol for Align {
             announces,
             trusted,
             about_aml: false,
+            event_id: None,
         };
         let about_customer =
             event_type == KYCS_UPDATED || wire.entity_type.as_deref() == Some("customer");
@@ -217,7 +219,7 @@ struct CustomerCheck<'a> {
 }
 
 impl StatusCheck for CustomerCheck<'_> {
-    fn next_request(&mut self) -> Option<StatusRequest> {
+    fn next_request(&mut self, _now: Timestamp) -> Option<StatusRequest> {
         if self.sent {
             return None;
         }
@@ -479,7 +481,7 @@ pub(crate) mod tests {
     fn a_check_is_one_request_with_the_raw_key() {
         let align = align();
         let mut check = align.check(target("c-1"));
-        let request = check.next_request().unwrap();
+        let request = check.next_request(now()).unwrap();
         assert_eq!(request.url, "http://127.0.0.1:9/v0/customers/c-1");
         assert_eq!(request.headers, vec![("authorization", KEY.to_owned())]);
         check
@@ -488,7 +490,7 @@ pub(crate) mod tests {
                 exchange(now(), now()),
             )
             .unwrap();
-        assert_eq!(check.next_request(), None);
+        assert_eq!(check.next_request(now()), None);
     }
 
     fn exchange(sent_at: Timestamp, received_at: Timestamp) -> Exchange {
@@ -502,7 +504,7 @@ pub(crate) mod tests {
     fn an_answer_is_read_between_its_request_and_its_arrival() {
         let align = align();
         let mut check = align.check(target("c-1"));
-        check.next_request();
+        check.next_request(now());
         let body = br#"{"customer_id":"c-1","email":"a@b.c","kycs":{"status":"pending","sub_status":"kyc_form_submission_started"}}"#;
         let sent_at = now() - millis(3_000);
         check.read(body, exchange(sent_at, now())).unwrap();
@@ -524,7 +526,7 @@ pub(crate) mod tests {
     fn answers_about_someone_else_or_unreadable_are_errors() {
         let align = align();
         let mut check = align.check(target("c-1"));
-        check.next_request();
+        check.next_request(now());
         let answered = exchange(now(), now());
         assert_eq!(
             check.read(br#"{"customer_id":"c-2","kycs":null}"#, answered),

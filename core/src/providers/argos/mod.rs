@@ -43,6 +43,8 @@ pub const REGISTRATION: Registration = Registration {
     // ARGOS signs nothing: a secret path segment authenticates its webhooks.
     webhook_token_in_path: true,
     ref_kinds: &[RefKind::User, RefKind::Submission],
+    // 500,000 requests a day (§0): far above what a cron run asks.
+    max_checks_per_run: None,
     configure,
 };
 

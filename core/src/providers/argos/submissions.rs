@@ -264,7 +264,7 @@ impl<'a> SubmissionsCheck<'a> {
 }
 
 impl StatusCheck for SubmissionsCheck<'_> {
-    fn next_request(&mut self) -> Option<StatusRequest> {
+    fn next_request(&mut self, _now: Timestamp) -> Option<StatusRequest> {
         loop {
             if self.listing.wants_page(self.argos.max_pages) {
                 return Some(self.request());
@@ -325,7 +325,7 @@ impl StatusCheck for SubmissionsCheck<'_> {
 
     fn conclude(mut self: Box<Self>) -> Result<Observation, AnswerError> {
         // A check concludes once it asks for nothing more; that also closes its listings.
-        if self.next_request().is_some() {
+        if self.next_request(crate::time::epoch()).is_some() {
             return Err(AnswerError::Malformed("the check was not finished".into()));
         }
         let kyc_window = self

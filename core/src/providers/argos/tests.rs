@@ -296,6 +296,7 @@ fn every_trigger_sample_parses_and_maps() {
             announces,
             trusted: None,
             about_aml: kind == "aml" || kind == "aml_monitor",
+            event_id: None,
         };
         assert_eq!(event, want, "{}", String::from_utf8_lossy(body));
     }
@@ -552,7 +553,7 @@ fn run(
     let mut check = argos.check(target);
     let mut requests = vec![];
     let mut pages = pages.iter();
-    while let Some(request) = check.next_request() {
+    while let Some(request) = check.next_request(received()) {
         let page = pages
             .next()
             .expect("the check asked for more pages than given");
@@ -641,13 +642,13 @@ fn a_decision_made_while_a_slow_request_was_in_flight_narrows_its_window() {
     // its state after the decision, give or take the tolerated clock skew.
     let argos = argos();
     let mut check = argos.check(target("user_8f3a21", RefKind::User, false));
-    check.next_request();
+    check.next_request(received());
     let slow = Exchange {
         sent_at: at("2026-10-06T08:55:00Z"),
         received_at: at("2026-10-06T09:00:30Z"),
     };
     check.read(fixture!("api_rejected.json"), slow).unwrap();
-    assert_eq!(check.next_request(), None);
+    assert_eq!(check.next_request(received()), None);
     assert_eq!(
         check.conclude().unwrap().window,
         Window {

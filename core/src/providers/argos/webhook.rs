@@ -186,6 +186,7 @@ pub fn read(plain: &[u8], received_at: Timestamp) -> Result<WebhookEvent, Ingres
     Ok(WebhookEvent {
         subject,
         about_aml: AML_TRIGGERS.contains(&kind.as_str()),
+        event_id: None,
         kind,
         // A time after arrival cannot be true; capping it keeps a skewed clock from
         // outranking the polls that follow.

@@ -185,6 +185,7 @@ fn aml_webhook() -> WebhookEvent {
         announces: Announcement::Nothing,
         trusted: None,
         about_aml: true,
+        event_id: None,
     }
 }
 

@@ -291,6 +291,7 @@ impl World {
             announces: Announcement::Status(announces),
             trusted: None,
             about_aml: false,
+            event_id: None,
         };
         let receipt = format!("receipt-{}", self.tick);
         let record = record_webhook(
