@@ -1,6 +1,7 @@
 -- Readings are windows of time, not instants (docs/ordering.md): a poll read the provider's
 -- state somewhere between when it was sent and when its answer arrived.
 ALTER TABLE subjects ADD COLUMN observed_until INTEGER;     -- ms; end of the status reading's window (NULL: observed_at)
+ALTER TABLE subjects ADD COLUMN observed_provider_at INTEGER; -- ms; the provider's own date of that reading, when it dated it
 ALTER TABLE subjects ADD COLUMN aml_observed_at INTEGER;    -- ms; window of the AML reading on record (AML is ordered on its own)
 ALTER TABLE subjects ADD COLUMN aml_observed_until INTEGER;
 ALTER TABLE subjects ADD COLUMN previous_status TEXT;       -- the status before the current one (a reversal is re-checked soon)

@@ -14,6 +14,7 @@ use kyc_core::db::subjects::{claim_due, count_due, release, DueSubject};
 use kyc_core::db::tallies::{self, counts};
 use kyc_core::db::{row, Rows};
 use kyc_core::jobs::{Job, ReconcileJob};
+use kyc_core::reconcile::DRIFT_GRACE;
 use kyc_core::statement;
 use kyc_core::subject::{Provider, SubjectRef};
 use kyc_core::time::Timestamp;
@@ -69,7 +70,8 @@ async fn run_at(
     let config = services.config;
     let calls = &services.calls;
     // Fold the event counts first: pruning only deletes folded events.
-    let mut statements = tallies::fold();
+    let mut statements = tallies::fold(now, DRIFT_GRACE);
+    let all_tallies = statements.len();
     statements.push(statement!(tallies::ALL));
     statements.push(prune(now - config.event_retention, PRUNE_BATCH));
     statements.push(outbox::prune(
@@ -79,7 +81,7 @@ async fn run_at(
     ));
     let results = d1::batch(calls, services.db, &statements).await?;
     let folded = tallies::activity(&results[0]);
-    let statuses = counts(&results[3], &[]).statuses;
+    let statuses = counts(&results[all_tallies], &[]).statuses;
     let activity = serde_json::to_value(&folded).unwrap_or_default();
     let statuses = serde_json::to_value(&statuses).unwrap_or_default();
 

@@ -35,12 +35,19 @@ pub const CLOCK_TOLERANCE: TimeDelta = TimeDelta::seconds(60);
 /// when its last answer arrived: the send time is only a lower bound of when the provider
 /// read its state, and the arrival an upper bound. Two windows that overlap cannot be
 /// ordered; one that ends before another starts is older.
+///
+/// A reading the provider dated itself (an authenticated body) also keeps that date: two
+/// such readings are ordered by the provider's own clock, which needs no tolerance against
+/// itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     #[serde(with = "as_millis")]
     pub from: Timestamp,
     #[serde(with = "as_millis")]
     pub to: Timestamp,
+    /// The provider's own time of the reading, when it dated it.
+    #[serde(with = "as_millis::option", default)]
+    pub provider_at: Option<Timestamp>,
 }
 
 /// How two windows are ordered.
@@ -67,6 +74,7 @@ impl Window {
         Self {
             from: instant,
             to: instant,
+            provider_at: None,
         }
     }
 
@@ -80,6 +88,7 @@ impl Window {
         Self {
             from: exchange.sent_at,
             to: exchange.received_at.max(exchange.sent_at),
+            provider_at: None,
         }
     }
 
@@ -97,6 +106,7 @@ impl Window {
         Self {
             from: self.from.min(this.from),
             to: self.to.max(this.to),
+            provider_at: None,
         }
     }
 
@@ -109,6 +119,7 @@ impl Window {
         Self {
             from: (provider_at - CLOCK_TOLERANCE).min(received_at),
             to: provider_at.min(received_at) + CLOCK_TOLERANCE,
+            provider_at: Some(provider_at),
         }
     }
 
@@ -118,12 +129,19 @@ impl Window {
     pub fn not_before_provider_time(self, provider_at: Timestamp) -> Self {
         Self {
             from: self.from.max((provider_at - CLOCK_TOLERANCE).min(self.to)),
-            to: self.to,
+            ..self
         }
     }
 
     /// Where `self` lies relative to `other`.
     pub fn order(self, other: Window) -> Order {
+        if let (Some(mine), Some(theirs)) = (self.provider_at, other.provider_at) {
+            return match mine.cmp(&theirs) {
+                std::cmp::Ordering::Less => Order::Before,
+                std::cmp::Ordering::Equal => Order::Overlap,
+                std::cmp::Ordering::Greater => Order::After,
+            };
+        }
         if self.to < other.from {
             Order::Before
         } else if self.from > other.to {
@@ -140,6 +158,11 @@ impl Window {
         Self {
             from: self.from.max(other.from),
             to: self.to.max(other.to),
+            // The later of the two is dated by the provider only if both are.
+            provider_at: self
+                .provider_at
+                .max(other.provider_at)
+                .filter(|_| self.provider_at.is_some() && other.provider_at.is_some()),
         }
     }
 }
@@ -190,6 +213,7 @@ mod tests {
         Window {
             from: at(from),
             to: at(to),
+            provider_at: None,
         }
     }
 
@@ -219,22 +243,37 @@ mod tests {
     }
 
     #[test]
+    fn two_readings_the_provider_dated_are_ordered_by_its_clock() {
+        let first = Window::provider_dated(at(100), at(101));
+        let second = Window::provider_dated(at(101), at(130));
+        assert_eq!(second.order(first), Order::After);
+        assert_eq!(first.order(second), Order::Before);
+        assert_eq!(first.order(first), Order::Overlap);
+        // Against a poll, on our clock, the tolerance applies.
+        assert_eq!(second.order(window(99, 99)), Order::Overlap);
+    }
+
+    #[test]
     fn a_provider_dated_claim_is_widened_by_the_tolerance_and_bounded_by_arrival() {
         let tolerance = CLOCK_TOLERANCE.num_seconds();
         // On time: the tolerance both ways, ending the tolerance after arrival at most.
+        let dated = |w: Window, p: i64| Window {
+            provider_at: Some(at(p)),
+            ..w
+        };
         assert_eq!(
             Window::provider_dated(at(100), at(101)),
-            window(100 - tolerance, 100 + tolerance)
+            dated(window(100 - tolerance, 100 + tolerance), 100)
         );
         // Delivered late (a retry hours later): the claim's time, not its arrival.
         assert_eq!(
             Window::provider_dated(at(100), at(10_000)),
-            window(100 - tolerance, 100 + tolerance)
+            dated(window(100 - tolerance, 100 + tolerance), 100)
         );
         // Dated in the future: it cannot hold off later polls for long.
         assert_eq!(
             Window::provider_dated(at(10_000), at(100)),
-            window(100, 100 + tolerance)
+            dated(window(100, 100 + tolerance), 10_000)
         );
     }
 

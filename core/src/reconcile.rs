@@ -271,6 +271,7 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
     let windows = [
         SqlValue::from(next_state.window.from),
         next_state.window.to.into(),
+        next_state.window.provider_at.into(),
         aml_window_value(&next_state, |w| w.from),
         aml_window_value(&next_state, |w| w.to),
     ];
@@ -290,16 +291,16 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
     params.extend(windows);
     let mut set = format!(
         "{SCHEDULE}, last_checked_at = ?10, unfound = ?11, failures = 0, last_error = NULL, \
-         observed_at = ?12, observed_until = ?13, aml_observed_at = ?14, \
-         aml_observed_until = ?15"
+         observed_at = ?12, observed_until = ?13, observed_provider_at = ?14, \
+         aml_observed_at = ?15, aml_observed_until = ?16"
     );
     if let Effect::Changed(change) = &effect {
         let state = &change.next;
         let aml = state.aml.as_ref();
         set.push_str(
-            ", status = ?16, provider_status = ?17, sub_status = ?18, aml_status = ?19, \
-             aml_risk_level = ?20, status_at = ?21, source = ?22, updated_at = ?9, \
-             previous_status = CASE WHEN status <> ?16 THEN status ELSE previous_status END, \
+            ", status = ?17, provider_status = ?18, sub_status = ?19, aml_status = ?20, \
+             aml_risk_level = ?21, status_at = ?22, source = ?23, updated_at = ?9, \
+             previous_status = CASE WHEN status <> ?17 THEN status ELSE previous_status END, \
              version = version + 1",
         );
         params.extend([
@@ -379,7 +380,8 @@ fn aml_window_value(
 
 /// The history row of a change, chained to the guard. Drift is suspected here, when the
 /// change is written: a status change found by polling is suspected drift unless a webhook
-/// announcing its status (or any change) arrived since the status it replaces took effect,
+/// announcing its status (or any change) arrived since the status it replaces took effect
+/// (less the tolerated skew: that time may be the provider's),
 /// including webhooks that arrived while this check was in flight. Webhooks before that were
 /// about an earlier episode. The cron settles suspicions after [`DRIFT_GRACE`] (a webhook
 /// slower than the poll still counts).
@@ -406,7 +408,10 @@ fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timest
         change.previous.as_str(),
         change.next.status.as_str(),
         change.may_be_drift(source),
-        stored.status_at.unwrap_or_else(epoch),
+        // The status's own time may come from the provider's clock.
+        stored
+            .status_at
+            .map_or_else(epoch, |at| at - crate::observation::CLOCK_TOLERANCE),
         ANY_CHANGE,
         SUSPECTED_DRIFT,
         NO_DRIFT

@@ -202,6 +202,7 @@ mod tests {
         Window {
             from: at(from),
             to: at(to),
+            provider_at: None,
         }
     }
 

@@ -10,8 +10,8 @@ use kyc_core::api::query_pairs;
 use kyc_core::db::backfills::{self, Backfill};
 use kyc_core::db::notifications as outbox;
 use kyc_core::db::runs::{self, HEALTH};
-use kyc_core::db::subjects::unchecked;
-use kyc_core::db::tallies::{counts, ALL, SINCE_FOLD};
+use kyc_core::db::subjects::{retired, unchecked};
+use kyc_core::db::tallies::{counts, ALL, SINCE_FOLD, SUSPECTED};
 use kyc_core::db::{row, Row, Statement};
 use kyc_core::schedule::DEGRADED_AFTER_FAILURES;
 use kyc_core::statement;
@@ -47,10 +47,14 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
         statement!(outbox::DEAD),
         statement!(outbox::DISABLED),
         backfills::all(),
+        statement!(SUSPECTED),
     ];
-    // One count of subjects waiting for a first check per provider, after the fixed ones.
-    const WAITING: usize = 8;
+    // Per provider, after the fixed ones: subjects waiting for a first check, then retired
+    // subjects (a provider answering "no such record" for them, checked no more).
+    const WAITING: usize = 9;
+    let providers_count = Provider::all().count();
     statements.extend(Provider::all().map(|p| unchecked(p, WAITING_CAP)));
+    statements.extend(Provider::all().map(|p| retired(p, WAITING_CAP)));
     let results = d1::batch(&services.calls, services.db, &statements).await?;
     let counts = counts(&results[0], &results[1]);
     let mut subjects = Map::new();
@@ -60,6 +64,27 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
     let mut providers = Map::new();
     let mut first_checks = Map::new();
     let now = clock::now();
+    // Changes no webhook had announced when found, not settled yet (the cron settles them once
+    // late webhooks had time to arrive: DRIFT_GRACE).
+    let mut suspected = Map::new();
+    for provider in Provider::all() {
+        let n = results[8]
+            .iter()
+            .find(|r| r.get("provider").and_then(Value::as_str) == Some(provider.as_str()))
+            .and_then(|r| r.get("n"))
+            .and_then(Value::as_u64);
+        suspected.insert(provider.as_str().into(), json!(n.unwrap_or(0)));
+    }
+    let mut retired_by_provider = Map::new();
+    for (provider, rows) in
+        Provider::all().zip(results.get(WAITING + providers_count..).unwrap_or_default())
+    {
+        let n = rows
+            .first()
+            .and_then(|r| r.get("n"))
+            .and_then(Value::as_u64);
+        retired_by_provider.insert(provider.as_str().into(), json!(n.unwrap_or(0)));
+    }
     for (provider, rows) in Provider::all().zip(results.get(WAITING..).unwrap_or_default()) {
         let waiting = rows
             .first()
@@ -152,6 +177,8 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
         "webhooks": webhooks,
         "changes": changes,
         "drift": drift,
+        "drift_suspected": suspected,
+        "retired": retired_by_provider,
         "providers": providers,
         "reconcile_budget": services.config.reconcile_budget,
         "first_checks": first_checks,

@@ -10,6 +10,7 @@ use kyc_core::db::events::history;
 use kyc_core::db::subjects::{self as statements, ListFilter, SubjectRow};
 use kyc_core::headers::READ_FROM;
 use kyc_core::jobs::{Job, ReconcileJob};
+use kyc_core::reconcile::{DRIFT, SUSPECTED_DRIFT};
 use kyc_core::status::KycStatus;
 use kyc_core::subject::{ExternalId, Provider, RefKind, SubjectRef};
 use kyc_core::time::{format, from_millis};
@@ -137,9 +138,10 @@ pub async fn put(
         now,
     );
     let results = d1::batch(&services.calls, services.db, &batch).await?;
-    let (created, changed, row) = statements::registered(&results)
+    let registered = statements::registered(&results)
         .map_err(|e| ApiError::from(crate::error::StoreError::Unreadable(e.to_string())))?;
-    let row = row.ok_or_else(|| {
+    let (created, changed) = (registered.created, registered.renamed);
+    let row = registered.row.ok_or_else(|| {
         ApiError::from(crate::error::StoreError::Unreadable(
             "the registered subject was not returned".into(),
         ))
@@ -150,7 +152,7 @@ pub async fn put(
             log.set("kv_error", error);
         }
     }
-    if created {
+    if created || registered.revived {
         // Learn its status now rather than at the next cron run (which would also do).
         let job = Job::Reconcile(ReconcileJob {
             provider,
@@ -163,7 +165,14 @@ pub async fn put(
             log.set("queue_error", error.to_string());
         }
     }
-    log.set("outcome", if created { "created" } else { "existing" });
+    log.set(
+        "outcome",
+        match (created, registered.revived) {
+            (true, _) => "created",
+            (false, true) => "revived",
+            (false, false) => "existing",
+        },
+    );
     Ok(Response::from_json(&row.full_view())?.with_status(if created { 201 } else { 200 }))
 }
 
@@ -213,6 +222,7 @@ struct EventRow {
     announces: Option<String>,
     provider_at: Option<i64>,
     at: i64,
+    last_at: Option<i64>,
     source: Option<String>,
     from_status: Option<String>,
     to_status: Option<String>,
@@ -227,10 +237,13 @@ struct EventView {
     announces: Option<String>,
     provider_at: Option<String>,
     at: String,
+    /// A repeat of this webhook that last asked for a check.
+    last_at: Option<String>,
     source: Option<String>,
     from_status: Option<String>,
     to_status: Option<String>,
     drift: bool,
+    drift_suspected: bool,
 }
 
 fn time(ms: i64) -> String {
@@ -287,10 +300,12 @@ pub async fn events(
             announces: r.announces,
             provider_at: r.provider_at.map(time),
             at: time(r.at),
+            last_at: r.last_at.map(time),
             source: r.source,
             from_status: r.from_status,
             to_status: r.to_status,
-            drift: r.drift != 0,
+            drift: r.drift == DRIFT,
+            drift_suspected: r.drift == SUSPECTED_DRIFT,
         })
         .collect();
     Ok(Response::from_json(

@@ -2,7 +2,7 @@
 //! (`duplicate`) and every applied change (`change`). Ids only, no PII.
 
 use super::tallies::Tally;
-use super::Statement;
+use super::{SqlValue, Statement};
 use crate::providers::WebhookEvent;
 use crate::statement;
 use crate::status::KycStatus;
@@ -11,16 +11,19 @@ use crate::time::Timestamp;
 
 /// Record an accepted webhook, as one batch (a transaction):
 ///
-/// - the event row, unless its body (`dedup_key`) was recorded before; `receipt` is unique
+/// - the event row, unless the event (`dedup_key`) was recorded before; `receipt` is unique
 ///   per request, so later statements can tell whether *this* request inserted it;
 /// - the subject, if the event names one it does not track yet (due at once), and its count;
-/// - the subject made due (`RETURNING due`) when the event is new, or when it repeats a body
-///   and, since that body last arrived, a successful check has started or another event has
-///   asked for one: providers resend identical bodies for genuinely new events (ARGOS AML:
-///   Red Flag → Cleared → Red Flag), a check still in flight may have been sent before the
-///   change the repeat announces, and a check is idempotent. Otherwise the subject is still
-///   due from the last copy, so a retry storm costs no write;
-/// - otherwise a `duplicate` row: the repeat is counted and shown in the history.
+/// - the subject made due (`RETURNING due`) when the event is new, or when it repeats one and,
+///   since that event last asked for a check, a successful check has started or another
+///   event has asked for one: providers resend identical bodies for genuinely new events
+///   (ARGOS AML: Red Flag → Cleared → Red Flag), a check still in flight may have been sent
+///   before the change the repeat announces, and a check is idempotent. Otherwise the subject
+///   is still due from the last copy, so a retry storm costs no subject write. Making a
+///   subject due revives it if it was retired;
+/// - a repeat is counted in a tally, never stored as a row: a replayed body costs one row
+///   written (the tally), two when it asks for a check (and the event row then remembers
+///   when, for the next repeat).
 pub fn record_webhook(
     provider: Provider,
     event: &WebhookEvent,
@@ -47,6 +50,9 @@ pub fn record_webhook(
     )];
     let mine = "EXISTS (SELECT 1 FROM events WHERE provider = ?1 AND dedup_key = ?4 \
          AND type = 'webhook' AND receipt = ?5)";
+    // When the event last asked for a check: its first arrival, or a repeat's since.
+    let last_asked = "(SELECT COALESCE(last_at, at) FROM events \
+         WHERE provider = ?1 AND dedup_key = ?4 AND type = 'webhook')";
     let (mut created, mut made_due) = (None, None);
     if let Some(subject) = &event.subject {
         created = Some(statements.len());
@@ -72,12 +78,9 @@ pub fn record_webhook(
         statements.push(statement!(
             format!(
                 "UPDATE subjects SET next_check_at = MIN(next_check_at, ?3), requested_at = ?3, \
-                   check_step = 0 \
+                   check_step = 0, retired_at = NULL, unfound = 0 \
                  WHERE provider = ?1 AND ref = ?2 AND changes() = 0 AND ({mine} \
-                   OR last_checked_at >= (SELECT MAX(at) FROM events \
-                     WHERE provider = ?1 AND ref = ?2 AND dedup_key = ?4) \
-                   OR requested_at > (SELECT MAX(at) FROM events \
-                     WHERE provider = ?1 AND ref = ?2 AND dedup_key = ?4)) \
+                   OR last_checked_at >= {last_asked} OR requested_at > {last_asked}) \
                  RETURNING 1 AS due"
             ),
             p,
@@ -86,22 +89,28 @@ pub fn record_webhook(
             dedup_key,
             receipt
         ));
+        // A repeat that asked for a check: the next repeat is judged from now.
+        statements.push(statement!(
+            "UPDATE events SET last_at = ?3 WHERE provider = ?1 AND dedup_key = ?2 \
+               AND type = 'webhook' AND receipt IS NOT ?4 AND changes() = 1",
+            p,
+            dedup_key,
+            now,
+            receipt
+        ));
     }
     let duplicate = statements.len();
     statements.push(statement!(
         format!(
-            "INSERT INTO events (provider, ref, type, kind, dedup_key, announces, provider_at, at) \
-             SELECT ?1, ?2, 'duplicate', ?3, ?4, ?6, ?7, ?8 WHERE NOT {mine} \
-             RETURNING 1 AS duplicate"
+            "INSERT INTO tallies (name, value) SELECT ?6, 1 WHERE NOT {mine} \
+             ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING 1 AS duplicate"
         ),
         p,
-        subject_ref,
-        event.kind.as_str(),
+        SqlValue::Null,
+        SqlValue::Null,
         dedup_key,
         receipt,
-        announces,
-        event.provider_at,
-        now
+        Tally::Duplicates(provider).name()
     ));
     WebhookRecord {
         statements,
@@ -116,7 +125,7 @@ pub fn record_webhook(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookRecord {
     pub statements: Vec<Statement>,
-    /// The body was seen before.
+    /// The event was recorded before.
     pub duplicate: usize,
     /// The subject was created (it is due).
     pub created: Option<usize>,
@@ -145,7 +154,8 @@ pub fn history(
     limit: u32,
 ) -> Statement {
     statement!(
-        "SELECT id, type, kind, announces, provider_at, at, source, from_status, to_status, drift \
+        "SELECT id, type, kind, announces, provider_at, at, last_at, source, from_status, to_status, \
+           drift \
          FROM events WHERE provider = ?1 AND ref = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
         provider.as_str(),
         subject_ref.as_str(),

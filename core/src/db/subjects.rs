@@ -33,6 +33,9 @@ pub struct SubjectRow {
     pub observed_at: Timestamp,
     #[serde(with = "as_millis::option")]
     pub observed_until: Option<Timestamp>,
+    /// The provider's own date of that reading, when it dated it (an authenticated body).
+    #[serde(with = "as_millis::option")]
+    pub observed_provider_at: Option<Timestamp>,
     /// When the AML result on record was read (`None`: with the status, or never).
     #[serde(with = "as_millis::option")]
     pub aml_observed_at: Option<Timestamp>,
@@ -73,6 +76,7 @@ pub struct SubjectRow {
 /// The columns of [`SubjectRow`], in a form `SELECT`s and `RETURNING` clauses share.
 pub const COLUMNS: &str = "provider, ref, ref_kind, external_id, status, provider_status, \
      sub_status, aml_status, aml_risk_level, status_at, observed_at, observed_until, \
+     observed_provider_at, \
      aml_observed_at, aml_observed_until, previous_status, source, created_at, updated_at, \
      last_checked_at, next_check_at, requested_at, check_step, failures, last_error, unfound, \
      retired_at, version, revision";
@@ -111,12 +115,14 @@ impl SubjectRow {
         let window = Window {
             from: self.observed_at,
             to: self.observed_until.unwrap_or(self.observed_at),
+            provider_at: self.observed_provider_at,
         };
         // Rows from before AML had its own window: it was read with the status.
         let aml_window = match (self.aml_observed_at, &self.aml_status) {
             (Some(from), _) => Window {
                 from,
                 to: self.aml_observed_until.unwrap_or(from),
+                provider_at: None,
             },
             (None, Some(_)) => window,
             (None, None) => Window::never(),
@@ -194,8 +200,8 @@ pub fn load(provider: Provider, subject_ref: &SubjectRef) -> Statement {
 
 /// Start tracking a subject, as one batch: the first statement creates it (due now), the
 /// second counts it only if it was created, and the third runs only if it was not: a new
-/// external id replaces the old (a change a reader sees: the version moves). The last
-/// statement returns the row.
+/// external id replaces the old (a change a reader sees: the version moves). The fourth
+/// revives a retired subject (due now). The last statement returns the row.
 pub fn register(
     provider: Provider,
     subject_ref: &SubjectRef,
@@ -227,21 +233,49 @@ pub fn register(
             external_id,
             now
         ),
+        revive(provider, subject_ref, now),
         load(provider, subject_ref),
     ]
 }
 
-/// What [`register`]'s batch did: (created, external id changed, the row).
-pub fn registered(
-    results: &[super::Rows],
-) -> Result<(bool, bool, Option<SubjectRow>), serde_json::Error> {
+/// A retired subject named again (registered, refreshed): due now, its count of checks
+/// without a record started over. `RETURNING revived` when it was retired.
+fn revive(provider: Provider, subject_ref: &SubjectRef, now: Timestamp) -> Statement {
+    statement!(
+        "UPDATE subjects SET retired_at = NULL, unfound = 0, \
+           next_check_at = MIN(next_check_at, ?3), requested_at = ?3, check_step = 0 \
+         WHERE provider = ?1 AND ref = ?2 AND retired_at IS NOT NULL RETURNING 1 AS revived",
+        provider.as_str(),
+        subject_ref.as_str(),
+        now
+    )
+}
+
+/// What [`register`]'s batch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    pub created: bool,
+    /// The external id changed (a change a reader sees).
+    pub renamed: bool,
+    /// It had been retired and is tracked again.
+    pub revived: bool,
+    pub row: Option<SubjectRow>,
+}
+
+/// Read [`register`]'s batch.
+pub fn registered(results: &[super::Rows]) -> Result<Registered, serde_json::Error> {
     let returned = |index: usize| results.get(index).is_some_and(|rows| !rows.is_empty());
     let row = results
-        .get(3)
+        .get(4)
         .and_then(|rows| rows.first())
         .map(super::row)
         .transpose()?;
-    Ok((returned(0), returned(2), row))
+    Ok(Registered {
+        created: returned(0),
+        renamed: returned(2),
+        revived: returned(3),
+        row,
+    })
 }
 
 /// Where in [`import`]'s batch the refs it created are returned.
@@ -357,12 +391,24 @@ pub fn unchecked(provider: Provider, cap: u32) -> Statement {
     )
 }
 
-/// Ask for a check now (refresh): due at once, from the first back-off step. Returns the row.
+/// Retired subjects of a provider, counted from their own partial index (at most `cap`):
+/// `{n}`.
+pub fn retired(provider: Provider, cap: u32) -> Statement {
+    statement!(
+        "SELECT COUNT(*) AS n FROM (SELECT 1 FROM subjects INDEXED BY subjects_retired \
+           WHERE provider = ?1 AND retired_at IS NOT NULL LIMIT ?2)",
+        provider.as_str(),
+        cap
+    )
+}
+
+/// Ask for a check now (refresh): due at once, from the first back-off step, revived if it
+/// was retired. Returns the row.
 pub fn request_check(provider: Provider, subject_ref: &SubjectRef, now: Timestamp) -> Statement {
     statement!(
         format!(
             "UPDATE subjects SET next_check_at = MIN(next_check_at, ?3), requested_at = ?3, \
-               check_step = 0 \
+               check_step = 0, retired_at = NULL, unfound = 0 \
              WHERE provider = ?1 AND ref = ?2 RETURNING {COLUMNS}"
         ),
         provider.as_str(),

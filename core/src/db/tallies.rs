@@ -9,6 +9,7 @@ use super::{Row, Statement};
 use crate::statement;
 use crate::status::KycStatus;
 use crate::subject::Provider;
+use crate::time::{TimeDelta, Timestamp};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -183,14 +184,35 @@ pub fn add_if_previous_changed(tally: Tally, delta: i64) -> Statement {
 /// Event counts since the last fold, by provider and type, with the drift among changes:
 /// rows `{provider, type, n, drift}`. `NOT INDEXED`: left to itself SQLite serves the GROUP BY
 /// from `events_by_subject` and reads the whole table; the id range reads only what is new.
+/// Changes are written as suspected drift or not ([`crate::reconcile::SUSPECTED_DRIFT`]) and
+/// counted as drift when the cron settles them ([`fold`]); `drift = 1` rows here are only
+/// those an older version wrote.
 pub const SINCE_FOLD: &str =
-    "SELECT provider, type, COUNT(*) AS n, SUM(drift) AS drift FROM events NOT INDEXED \
-     WHERE id > (SELECT value FROM tallies WHERE name = 'fold.events') GROUP BY provider, type";
+    "SELECT provider, type, COUNT(*) AS n, SUM(drift = 1) AS drift FROM events NOT INDEXED \
+     WHERE id > (SELECT value FROM tallies WHERE name = 'fold.events') \
+       AND type IN ('webhook', 'duplicate', 'change') GROUP BY provider, type";
 
-/// Fold the events since the last fold into the tallies and move the mark, as one batch (a
-/// transaction: no event can slip between the count and the mark). The first statement
-/// returns what was folded (as [`SINCE_FOLD`]).
-pub fn fold() -> Vec<Statement> {
+/// A webhook of the same subject announcing the change's status (or any change) that arrived
+/// after the change was written and no later than `?2` after it (`c` is the change).
+const LATE_ANNOUNCEMENT: &str = "EXISTS (SELECT 1 FROM events w \
+     WHERE w.provider = c.provider AND w.ref = c.ref AND w.type IN ('webhook', 'duplicate') \
+       AND w.announces IN (c.to_status, '*') \
+       AND ((w.at > c.at AND w.at <= c.at + ?2) \
+         OR (w.last_at > c.at AND w.last_at <= c.at + ?2)))";
+
+/// Suspected drift old enough to settle (`?1`: written no later than this) and already
+/// folded (so the fold never counts it).
+const SETTLING: &str = "c.drift = 2 AND c.at <= ?1 \
+     AND c.id <= (SELECT value FROM tallies WHERE name = 'fold.events')";
+
+/// Fold the events since the last fold into the tallies and move the mark, then settle the
+/// suspected drift written at least `grace` before `now`: a change no webhook announced, not
+/// even one arriving up to `grace` after the poll that found it, is drift (counted); the
+/// others are not. One batch (a transaction: no event can slip between the count and the
+/// mark). The first statement returns what was folded (as [`SINCE_FOLD`]).
+pub fn fold(now: Timestamp, grace: TimeDelta) -> Vec<Statement> {
+    let cutoff = now - grace;
+    let grace_ms = grace.num_milliseconds();
     vec![
         statement!(SINCE_FOLD),
         statement!(
@@ -201,9 +223,10 @@ pub fn fold() -> Vec<Statement> {
                  COUNT(*) AS n \
                FROM events NOT INDEXED \
                WHERE id > (SELECT value FROM tallies WHERE name = 'fold.events') \
+                 AND type IN ('webhook', 'duplicate', 'change') \
                GROUP BY type, provider \
                UNION ALL \
-               SELECT 'drift.' || provider, SUM(drift) FROM events NOT INDEXED \
+               SELECT 'drift.' || provider, SUM(drift = 1) FROM events NOT INDEXED \
                WHERE id > (SELECT value FROM tallies WHERE name = 'fold.events') AND type = 'change' \
                GROUP BY provider) \
              WHERE n > 0 GROUP BY name \
@@ -213,8 +236,31 @@ pub fn fold() -> Vec<Statement> {
             "UPDATE tallies SET value = (SELECT COALESCE(MAX(id), value) FROM events) \
              WHERE name = 'fold.events'"
         ),
+        statement!(
+            format!(
+                "INSERT INTO tallies (name, value) \
+                 SELECT 'drift.' || c.provider, COUNT(*) FROM events c \
+                 WHERE {SETTLING} AND NOT {LATE_ANNOUNCEMENT} GROUP BY c.provider \
+                 ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
+            ),
+            cutoff,
+            grace_ms
+        ),
+        statement!(
+            format!(
+                "UPDATE events AS c SET drift = CASE WHEN {LATE_ANNOUNCEMENT} THEN 0 ELSE 1 END \
+                 WHERE {SETTLING}"
+            ),
+            cutoff,
+            grace_ms
+        ),
     ]
 }
+
+/// Suspected drift not yet settled, per provider: rows `{provider, n}` (from the partial
+/// index of suspects, so it reads only them).
+pub const SUSPECTED: &str =
+    "SELECT provider, COUNT(*) AS n FROM events WHERE drift = 2 GROUP BY provider";
 
 /// Every tally: rows `{name, value}`.
 pub const ALL: &str = "SELECT name, value FROM tallies";

@@ -61,9 +61,9 @@ fn registering_twice_creates_once_and_counts_once() {
             at(0),
         ),
     );
-    let (is_new, changed, created) = super::subjects::registered(&results).unwrap();
-    assert!(is_new && !changed);
-    let created = created.unwrap();
+    let registered = super::subjects::registered(&results).unwrap();
+    assert!(registered.created && !registered.renamed && !registered.revived);
+    let created = registered.row.unwrap();
     assert_eq!(
         (
             created.status,
@@ -89,7 +89,8 @@ fn registering_twice_creates_once_and_counts_once() {
             at(5),
         ),
     );
-    let (is_new, changed, _) = super::subjects::registered(&again).unwrap();
+    let again = super::subjects::registered(&again).unwrap();
+    let (is_new, changed) = (again.created, again.renamed);
     assert!(!is_new && !changed);
     assert_eq!(
         subject(&db, Provider::named("align"), "c1")
@@ -108,7 +109,7 @@ fn registering_twice_creates_once_and_counts_once() {
             at(9),
         ),
     );
-    assert!(super::subjects::registered(&renamed).unwrap().1);
+    assert!(super::subjects::registered(&renamed).unwrap().renamed);
     let updated = subject(&db, Provider::named("align"), "c1").unwrap();
     assert_eq!(
         (updated.version, updated.external_id.as_deref()),
@@ -178,12 +179,19 @@ fn a_repeated_body_asks_for_a_check_only_once_a_check_started_since_it_last_arri
     assert_eq!(deliver(&db, &red, "red flag", at(5)), (true, false, true));
     let due = subject(&db, Provider::named("argos"), "u1").unwrap();
     assert_eq!((due.next_check_at, due.requested_at), (at(5), Some(at(5))));
+    // Another copy before any check since: counted, nothing else written.
+    assert_eq!(deliver(&db, &red, "red flag", at(6)), (true, false, false));
+    // Repeats are counted, never stored as rows.
     assert_eq!(
         sql(
             &db,
             "SELECT COUNT(*) AS n FROM events WHERE type = 'duplicate'"
         ),
-        2
+        0
+    );
+    assert_eq!(
+        tallies(&db)[&Tally::Duplicates(Provider::named("argos")).name()],
+        3
     );
     assert_eq!(
         sql(
@@ -363,7 +371,7 @@ fn pruning_deletes_old_folded_events_in_bounded_batches() {
     // Nothing is pruned before it is folded into the tallies.
     run(&db, &prune(at(100_000), 10));
     assert_eq!(events(&db), 25);
-    batch(&db, &fold());
+    batch(&db, &fold(at(0), crate::reconcile::DRIFT_GRACE));
     run(&db, &prune(at(20_000), 10));
     assert_eq!(events(&db), 15, "at most a batch per run");
     run(&db, &prune(at(20_000), 10));
@@ -388,7 +396,7 @@ fn ids_keep_growing_without_autoincrement_because_the_newest_event_stays() {
             at(i * 1000),
         );
     }
-    batch(&db, &fold());
+    batch(&db, &fold(at(0), crate::reconcile::DRIFT_GRACE));
     run(&db, &prune(at(1_000_000), 100));
     let ids = |db: &Connection| {
         run(
@@ -440,7 +448,7 @@ fn pruning_reads_a_range_of_ids_never_the_table() {
 #[test]
 fn the_fold_reads_only_the_events_since_the_last_fold() {
     let db = database();
-    for statement in fold().iter().take(2) {
+    for statement in fold(at(0), crate::reconcile::DRIFT_GRACE).iter().take(2) {
         let plan = query_plan(&db, statement).join("; ");
         assert!(
             plan.contains("SEARCH events USING INTEGER PRIMARY KEY (rowid>?)"),
@@ -457,6 +465,16 @@ fn the_fold_counts_every_event_once() {
     deliver(&db, &event, "a", at(0));
     deliver(&db, &event, "a", at(1));
     deliver(&db, &event, "b", at(2));
+    // Rows an older version wrote: a duplicate row, and a change counted as drift at once.
+    run(
+        &db,
+        &Statement::new(
+            "INSERT INTO events (provider, ref, type, at, dedup_key) \
+               VALUES ('argos', 'u1', 'duplicate', 2, 'a'); \
+             ",
+            vec![],
+        ),
+    );
     run(
         &db,
         &Statement::new(
@@ -466,7 +484,7 @@ fn the_fold_counts_every_event_once() {
             vec![],
         ),
     );
-    let folded = batch(&db, &fold());
+    let folded = batch(&db, &fold(at(0), crate::reconcile::DRIFT_GRACE));
     assert_eq!(
         folded[0].len(),
         3,
@@ -475,13 +493,133 @@ fn the_fold_counts_every_event_once() {
     );
     let t = tallies(&db);
     assert_eq!(t[&Tally::Accepted(Provider::named("argos")).name()], 2);
-    assert_eq!(t[&Tally::Duplicates(Provider::named("argos")).name()], 1);
+    // One repeat counted at its arrival, one row from before.
+    assert_eq!(t[&Tally::Duplicates(Provider::named("argos")).name()], 2);
     assert_eq!(t[&Tally::Changes(Provider::named("argos")).name()], 2);
     assert_eq!(t[&Tally::Drift(Provider::named("argos")).name()], 1);
     // Folding again adds nothing.
-    let again = batch(&db, &fold());
+    let again = batch(&db, &fold(at(0), crate::reconcile::DRIFT_GRACE));
     assert!(again[0].is_empty());
     assert_eq!(tallies(&db), t);
+}
+
+/// A change row as a reconcile plan writes it: suspected drift or not.
+fn change_row(db: &Connection, id: &str, to: KycStatus, drift: i64, written: Timestamp) {
+    run(
+        db,
+        &crate::statement!(
+            "INSERT INTO events (provider, ref, type, at, source, from_status, to_status, drift) \
+             VALUES ('argos', ?1, 'change', ?2, 'poll', 'pending', ?3, ?4)",
+            id,
+            written,
+            to.as_str(),
+            drift
+        ),
+    );
+}
+
+#[test]
+fn suspected_drift_is_settled_once_late_webhooks_had_time_to_arrive() {
+    use crate::reconcile::{DRIFT_GRACE, NO_DRIFT, SUSPECTED_DRIFT};
+    let db = database();
+    let minute = 60_000;
+    // Three changes found by polling at 0 that no webhook had announced yet.
+    for id in ["slow", "missed", "other"] {
+        change_row(&db, id, KycStatus::Approved, SUSPECTED_DRIFT, at(0));
+    }
+    change_row(&db, "announced", KycStatus::Approved, NO_DRIFT, at(0));
+    // The webhook of `slow` arrives 4 minutes after the poll; `other` gets one about another
+    // status; `missed` none at all.
+    deliver(
+        &db,
+        &webhook("slow", KycStatus::Approved),
+        "s",
+        at(4 * minute),
+    );
+    deliver(
+        &db,
+        &webhook("other", KycStatus::Rejected),
+        "o",
+        at(4 * minute),
+    );
+    let drift = |db: &Connection| {
+        tallies(db)
+            .get(&Tally::Drift(Provider::named("argos")).name())
+            .copied()
+            .unwrap_or(0)
+    };
+    // Within the grace, nothing is settled.
+    batch(&db, &fold(at(5 * minute), DRIFT_GRACE));
+    assert_eq!(drift(&db), 0);
+    assert_eq!(
+        sql(&db, "SELECT COUNT(*) AS n FROM events WHERE drift = 2"),
+        3
+    );
+    // After it: the missed ones are drift, the slow one is not; each settled once.
+    let later = at(DRIFT_GRACE.num_milliseconds() + minute);
+    batch(&db, &fold(later, DRIFT_GRACE));
+    assert_eq!(drift(&db), 2);
+    let settled = |id: &str| {
+        run(
+            &db,
+            &crate::statement!(
+                "SELECT drift FROM events WHERE ref = ?1 AND type = 'change'",
+                id
+            ),
+        )[0]["drift"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(
+        [settled("slow"), settled("missed"), settled("other")],
+        [0, 1, 1]
+    );
+    batch(&db, &fold(later, DRIFT_GRACE));
+    assert_eq!(drift(&db), 2, "settled once");
+}
+
+#[test]
+fn settling_drift_reads_only_the_suspects() {
+    let db = database();
+    let statements = fold(at(0), crate::reconcile::DRIFT_GRACE);
+    for statement in &statements[3..] {
+        let plan = query_plan(&db, statement).join("; ");
+        assert!(plan.contains("events_drift_suspected"), "{plan}");
+        assert!(!plan.contains("SCAN events"), "{plan}");
+    }
+}
+
+#[test]
+fn no_migration_makes_event_ids_restart_below_the_folds_mark() {
+    // Before 0007 events used AUTOINCREMENT, and pruning could empty the table; 0007 copied
+    // them into a plain-rowid table. Emptied, ids restarted at 1, under the fold's mark: those
+    // events were never counted.
+    let db = Connection::open_in_memory().unwrap();
+    let migrations = super::sqlite::MIGRATIONS;
+    for migration in &migrations[..6] {
+        db.execute_batch(migration).unwrap();
+    }
+    db.execute_batch(
+        "INSERT INTO events (provider, type, at) VALUES ('argos', 'webhook', 1), ('argos', 'webhook', 2); \
+         UPDATE tallies SET value = 2 WHERE name = 'fold.events'; \
+         DELETE FROM events;",
+    )
+    .unwrap();
+    for migration in &migrations[6..] {
+        db.execute_batch(migration).unwrap();
+    }
+    deliver(&db, &webhook("u1", KycStatus::Pending), "new", at(0));
+    let newest = sql(
+        &db,
+        "SELECT MAX(id) AS n FROM events WHERE type = 'webhook'",
+    );
+    assert!(newest > 2, "a new event's id {newest} is above the mark");
+    batch(&db, &fold(at(0), crate::reconcile::DRIFT_GRACE));
+    assert_eq!(
+        tallies(&db)[&Tally::Accepted(Provider::named("argos")).name()],
+        1,
+        "and it is counted"
+    );
 }
 
 #[test]

@@ -401,8 +401,10 @@ impl<'p> Run<'p> {
                 };
                 self.report.row = Some(row);
                 let recheck = plan.recheck_at.map(|at| {
+                    // The contested part may be AML: the fresh check reads it too.
                     let job = Job::Reconcile(ReconcileJob {
                         trusted: None,
+                        aml: true,
                         ..self.job.clone()
                     });
                     (job, delay_seconds(at, now))

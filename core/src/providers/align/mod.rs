@@ -75,14 +75,15 @@ impl ProviderProtocol for Align {
         let entity_id = wire
             .entity_id
             .ok_or_else(|| IngressError::Malformed("entity_id is missing".into()))?;
-        // A timestamp later than its arrival cannot be true (the window of a trusted body
-        // accounts for the provider's clock: `Window::provider_dated`).
-        let provider_at = wire
+        // On our clock a timestamp later than its arrival cannot be true, so the one recorded
+        // is capped; the trusted body keeps Align's own, which orders it against Align's
+        // other bodies (`Window::provider_dated`).
+        let created_at = wire
             .created_at
             .as_ref()
             .and_then(Value::as_str)
-            .and_then(parse_rfc3339)
-            .map(|at| at.min(received_at));
+            .and_then(parse_rfc3339);
+        let provider_at = created_at.map(|at| at.min(received_at));
         let event = |subject, kind: String, announces, trusted| WebhookEvent {
             subject,
             kind,
@@ -131,12 +132,12 @@ impl ProviderProtocol for Align {
             ));
         }
         let reading = read_kycs(customer.kycs.as_ref()).map_err(IngressError::Malformed)?;
-        let trusted = provider_at.map(|at| Observation {
+        let trusted = created_at.map(|at| Observation {
             status: reading.status,
             provider_status: reading.provider_status.clone(),
             sub_status: reading.sub_status.clone(),
             aml: None,
-            status_at: Some(at),
+            status_at: Some(at.min(received_at)),
             window: Window::provider_dated(at, received_at),
             source: Source::Webhook,
             no_record: false,
@@ -515,7 +516,8 @@ pub(crate) mod tests {
                 KycStatus::Pending,
                 Window {
                     from: sent_at,
-                    to: now()
+                    to: now(),
+                    provider_at: None,
                 },
                 Source::Poll
             )

@@ -653,7 +653,8 @@ fn a_decision_made_while_a_slow_request_was_in_flight_narrows_its_window() {
         check.conclude().unwrap().window,
         Window {
             from: at("2026-10-06T09:00:00Z") - CLOCK_TOLERANCE,
-            to: slow.received_at
+            to: slow.received_at,
+            provider_at: None,
         }
     );
 }

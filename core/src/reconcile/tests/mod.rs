@@ -1,6 +1,7 @@
-//! Reconcile plans on SQLite with the real migrations: the scenarios of issue 7 as explicit
-//! schedules, then every interleaving of small worlds and seeded random schedules of larger
-//! ones, each checked against the model's oracles (see `world.rs`).
+//! The reconcile loop on SQLite with the real migrations, against a model of the network
+//! and the platform (see `world.rs`): the schedules that broke it as named regression tests,
+//! then every interleaving of small worlds and seeded random schedules of larger ones, each
+//! checked against the provider's truth.
 
 mod races;
 mod world;
@@ -8,169 +9,207 @@ mod world;
 use crate::db::sqlite;
 use crate::status::KycStatus::{self, *};
 use rusqlite::Connection;
-use world::{Setup, World};
+use world::{Change, Kind, Setup, State, World};
 
-/// Runs `schedule` (actor indexes in order; actors spawned by the provider get the next
-/// indexes) and checks the final invariants. Returns the world for further asserts.
-fn replay(setup: &Setup, schedule: &[usize]) -> (Connection, World) {
-    let db = sqlite::database();
-    let mut world = World::new(&db, setup);
-    for &actor in schedule {
-        assert!(
-            world.runnable().contains(&actor),
-            "actor {actor} cannot step now\n{}",
-            world.steps.join("\n")
-        );
-        world.step(&db, actor);
+fn state(status: KycStatus) -> State {
+    State { status, aml: None }
+}
+
+fn change(status: KycStatus, delivered: bool) -> Change {
+    Change {
+        status,
+        aml: None,
+        delivered,
     }
-    assert!(world.runnable().is_empty(), "schedule left work undone");
-    world.check_final(&db);
-    (db, world)
 }
 
-fn subject(db: &Connection) -> crate::db::subjects::SubjectRow {
-    let rows = sqlite::run(
-        db,
-        &crate::db::subjects::load(
-            crate::subject::Provider::named("align"),
-            &crate::subject::SubjectRef::parse("subject-1").unwrap(),
-        ),
-    );
-    crate::db::row(&rows[0]).unwrap()
+/// Drains what is left and checks the final invariants.
+fn finish(db: &Connection, world: &mut World) {
+    world.drain(db);
+    world.check_final(db);
 }
 
 #[test]
-fn scenario_1_a_slow_stale_answer_never_outranks_a_newer_one() {
-    // Job 0 sends its poll (provider says rejected), the provider flips to approved, job 1
-    // polls and writes approved; job 0's slow answer arrives last and must lose.
+fn crossed_reads_of_two_checks_in_flight_are_rechecked_not_ordered_by_send_time() {
+    // Issue 17's black-box case: two refreshes of one Align customer in flight while the
+    // provider flips from rejected to approved. Job 0 is sent first but read after the flip;
+    // job 1 is sent later but read before it. Ordering by send time kept "rejected" (for a
+    // week: a decided status); their windows overlap, so a fresh check decides.
     let setup = Setup {
-        polls: 2,
-        changes: vec![(Approved, false)],
-        initial: Some(Rejected),
+        initial: state(Rejected),
+        changes: vec![change(Approved, false)],
+        jobs: 2,
         ..Setup::default()
     };
-    // actors: 0, 1 polls; 2 provider.
-    let (db, world) = replay(&setup, &[0, 0, 2, 1, 1, 1, 1, 1, 0, 0, 0]);
-    let stored = subject(&db);
-    assert_eq!(stored.status, Approved, "{}", world.steps.join("\n"));
-    assert!(!world
-        .steps
-        .iter()
-        .any(|s| s.contains("(drift)") && s.contains("rejected")));
-}
-
-#[test]
-fn scenario_2_a_stale_apply_never_lands_after_a_newer_confirm() {
-    // Job 2 records pending. Jobs 0 and 1 both read that row. The provider flips to approved
-    // (job 0 reads it) and back to pending (job 1 reads it, later, and confirms: observed_at
-    // moves, the version does not). Job 0's older approved must not land: its guard loses,
-    // it re-reads and finds its reading stale.
-    let setup = Setup {
-        polls: 3,
-        changes: vec![(Approved, false), (Pending, false)],
-        initial: Some(Pending),
-        ..Setup::default()
-    };
-    // actors: 0, 1, 2 polls; 3 provider.
-    let (db, world) = replay(&setup, &[2, 2, 2, 2, 2, 0, 1, 3, 0, 3, 1, 1, 0, 0, 0]);
+    let db = sqlite::database();
+    let mut world = World::new(&db, &setup);
+    // actors: 0 provider, 1 and 2 jobs.
+    world.advance(&db, 1, "sends a request");
+    world.advance(&db, 2, "sends a request");
+    world.advance(&db, 2, "provider reads");
+    world.advance(&db, 0, "provider ->");
+    world.advance(&db, 1, "provider reads");
+    world.advance(&db, 2, "finished");
+    assert_eq!(world.stored(&db).status, Rejected);
+    world.advance(&db, 1, "finished");
     let steps = world.steps.join("\n");
-    assert_eq!(subject(&db).status, Pending, "{steps}");
-    assert!(steps.contains("0: guard lost"), "{steps}");
-    assert!(steps.contains("0: stale, nothing written"), "{steps}");
-}
-
-#[test]
-fn scenario_3_kv_never_keeps_an_older_version() {
-    // Two changes written in order; their KV puts land in the opposite order. The older put
-    // is found outdated by its verification and removed: readers fall back to D1.
-    let setup = Setup {
-        polls: 2,
-        changes: vec![(Approved, true)],
-        initial: Some(Pending),
-        ..Setup::default()
-    };
-    // 0 learns pending (v2) but its put waits; provider flips; 1 learns approved (v3) and
-    // puts; then 0 puts v2 and verifies.
-    let (_, world) = replay(&setup, &[0, 0, 0, 2, 3, 1, 1, 1, 1, 1, 0, 0]);
-    let steps = world.steps.join("\n");
-    assert!(steps.contains("kv v2 outdated, deleted"), "{steps}");
-}
-
-#[test]
-fn scenario_4_a_webhook_recorded_while_the_poll_is_in_flight_is_not_drift() {
-    let setup = Setup {
-        polls: 2,
-        changes: vec![(Approved, true)],
-        initial: Some(Pending),
-        ..Setup::default()
-    };
-    // 0 learns pending. Provider flips; 1 loads and polls approved; the webhook arrives
-    // while 1 is in flight; 1 writes: announced, not drift.
-    let (_, world) = replay(&setup, &[0, 0, 0, 0, 0, 2, 1, 1, 3, 1, 1, 1]);
-    let steps = world.steps.join("\n");
-    assert!(steps.contains("1: wrote"), "{steps}");
-    assert!(!steps.contains("(drift)"), "{steps}");
-    // Without the webhook, the same change is drift.
-    let dropped = Setup {
-        changes: vec![(Approved, false)],
-        ..setup
-    };
-    let (_, world) = replay(&dropped, &[0, 0, 0, 0, 0, 2, 1, 1, 1, 1, 1]);
-    assert!(world.steps.iter().any(|s| s.contains("(drift)")));
-}
-
-#[test]
-fn scenario_5_a_repeated_body_after_a_check_asks_for_another() {
-    // Red Flag → Cleared → Red Flag: the third body repeats the first byte for byte.
-    let setup = Setup {
-        polls: 2,
-        changes: vec![(Rejected, true), (Approved, true), (Rejected, true)],
-        initial: Some(Pending),
-        ..Setup::default()
-    };
-    // actors: 0,1 polls; 2 provider; webhooks spawn as 3, 4, 5.
-    // rejected + webhook 3; poll 0 checks; approved + webhook 4; poll 1 checks; rejected
-    // again + webhook 5 (identical to 3's body): must make the subject due.
-    let (_, world) = replay(&setup, &[2, 3, 0, 0, 0, 0, 0, 2, 4, 1, 1, 1, 1, 1, 2, 5]);
-    let steps = world.steps.join("\n");
-    assert!(steps.ends_with("5: webhook rejected (made due)"), "{steps}");
-}
-
-#[test]
-fn scenario_5_a_retry_storm_before_any_check_writes_once() {
-    let setup = Setup {
-        polls: 1,
-        changes: vec![(Rejected, true), (Approved, false), (Rejected, true)],
-        initial: Some(Pending),
-        ..Setup::default()
-    };
-    // The same body twice with no check between: the second costs no subject write.
-    let (_, world) = replay(&setup, &[1, 2, 1, 1, 3, 0, 0, 0, 0, 0]);
-    let steps = world.steps.join("\n");
-    assert!(steps.contains("3: webhook rejected\n"), "{steps}");
-}
-
-#[test]
-fn scenario_6_a_request_during_a_check_keeps_the_subject_due() {
-    let setup = Setup {
-        polls: 1,
-        refreshes: 1,
-        initial: Some(Pending),
-        ..Setup::default()
-    };
-    // 0 sends its poll; a refresh arrives; 0 writes: the subject must stay due.
-    let (db, world) = replay(&setup, &[0, 0, 1, 0, 0, 0]);
-    let stored = subject(&db);
-    assert!(
-        stored.next_check_at <= world::at(3),
-        "next check {} after the refresh\n{}",
-        stored.next_check_at,
+    assert!(steps.contains("1: finished Some(\"contested\")"), "{steps}");
+    assert!(steps.contains("queues a re-check"), "{steps}");
+    finish(&db, &mut world);
+    assert_eq!(
+        world.stored(&db).status,
+        Approved,
+        "{}",
         world.steps.join("\n")
     );
 }
 
+#[test]
+fn a_slow_stale_answer_never_outranks_a_newer_one() {
+    // Job 0 is read before the flip and answered last, after job 1 (sent after the flip)
+    // wrote approved: the windows do not overlap, and the old answer is dropped.
+    let setup = Setup {
+        initial: state(Rejected),
+        changes: vec![change(Approved, false)],
+        jobs: 2,
+        ..Setup::default()
+    };
+    let db = sqlite::database();
+    let mut world = World::new(&db, &setup);
+    world.advance(&db, 1, "provider reads");
+    world.advance(&db, 0, "provider ->");
+    world.advance(&db, 2, "finished");
+    world.advance(&db, 1, "finished");
+    finish(&db, &mut world);
+    assert_eq!(world.stored(&db).status, Approved);
+}
+
+#[test]
+fn a_provider_clock_behind_ours_cannot_let_an_older_poll_outrank_a_newer_body() {
+    // The flip is dated 30 s behind our clock. A poll read before the flip but sent after the
+    // body's date: ordered by stamps, the poll (later stamp) beat the body and the app was
+    // told approved → pending → approved. The body's window covers the tolerated skew, so
+    // the two are re-checked instead.
+    let setup = Setup {
+        initial: state(Pending),
+        changes: vec![change(Approved, true)],
+        jobs: 1,
+        trusted: true,
+        skew: -30,
+        ..Setup::default()
+    };
+    let db = sqlite::database();
+    let mut world = World::new(&db, &setup);
+    // actors: 0 provider, 1 job; the webhook is 2 and its job 3.
+    world.advance(&db, 1, "sends a request");
+    world.advance(&db, 1, "provider reads");
+    world.advance(&db, 0, "provider ->");
+    world.advance(&db, 2, "webhook");
+    world.advance(&db, 3, "finished");
+    assert_eq!(world.stored(&db).status, Approved);
+    world.advance(&db, 1, "finished");
+    assert_eq!(
+        world.stored(&db).status,
+        Approved,
+        "{}",
+        world.steps.join("\n")
+    );
+    finish(&db, &mut world);
+    assert_eq!(world.stored(&db).status, Approved);
+}
+
+#[test]
+fn an_argos_check_stamps_aml_with_the_aml_listing_and_the_status_with_the_kyc_listing() {
+    // A check of an approved ARGOS user reads its KYC page, then its AML page, seconds apart.
+    // Each part is stamped by its own request: the status by the KYC page (read early), AML
+    // by the AML page (read later), never both by one.
+    let setup = Setup {
+        kind: Kind::Argos,
+        initial: State {
+            status: Approved,
+            aml: Some("Red Flag"),
+        },
+        changes: vec![Change {
+            status: Rejected,
+            aml: Some("Cleared"),
+            delivered: true,
+        }],
+        jobs: 2,
+        ..Setup::default()
+    };
+    let db = sqlite::database();
+    let mut world = World::new(&db, &setup);
+    // actors: 0 provider, 1 and 2 jobs. Job 1 learns approved (no AML asked yet).
+    world.advance(&db, 1, "finished");
+    // Job 2 asks both: KYC at one moment, AML a few steps later.
+    world.advance(&db, 2, "answer arrives");
+    world.advance(&db, 2, "answer arrives");
+    world.advance(&db, 2, "finished");
+    let stored = world.stored(&db);
+    assert_eq!(stored.aml_status.as_deref(), Some("Red Flag"));
+    let status_until = stored.observed_until.unwrap();
+    let aml_from = stored.aml_observed_at.unwrap();
+    assert!(
+        aml_from >= status_until && aml_from > stored.observed_at,
+        "AML's window starts at {aml_from}, when the status's (from {}) has ended ({status_until})",
+        stored.observed_at
+    );
+    finish(&db, &mut world);
+    let stored = world.stored(&db);
+    assert_eq!(
+        (stored.status, stored.aml_status.as_deref()),
+        (Rejected, Some("Cleared")),
+        "the AML webhook's check read the AML listing again"
+    );
+}
+
+#[test]
+fn a_refused_kv_put_is_repaired_within_seconds_not_at_the_ttl() {
+    let setup = Setup {
+        initial: state(Pending),
+        changes: vec![change(Approved, true)],
+        kv_refusals: 2,
+        projected: true,
+        ..Setup::default()
+    };
+    let db = sqlite::database();
+    let mut world = World::new(&db, &setup);
+    finish(&db, &mut world);
+    let steps = world.steps.join("\n");
+    assert!(steps.contains("KV put refused"), "{steps}");
+    assert!(steps.contains("queues a KV repair"), "{steps}");
+    assert_eq!(
+        world.kv_version(),
+        Some(world.stored(&db).version),
+        "{steps}"
+    );
+}
+
+#[test]
+fn an_invocation_that_dies_between_its_d1_write_and_kv_is_repaired_by_its_redelivery() {
+    let setup = Setup {
+        initial: state(Pending),
+        jobs: 1,
+        death: true,
+        projected: true,
+        ..Setup::default()
+    };
+    let db = sqlite::database();
+    let mut world = World::new(&db, &setup);
+    finish(&db, &mut world);
+    let steps = world.steps.join("\n");
+    assert!(steps.contains("the invocation dies"), "{steps}");
+    assert_eq!(world.stored(&db).status, Pending);
+    assert_eq!(
+        world.kv_version(),
+        Some(world.stored(&db).version),
+        "{steps}"
+    );
+}
+
 /// Every interleaving of the actors' steps, depth first, rolling the database back to each
-/// branch point (savepoints), so every prefix is executed once.
+/// branch point (savepoints), so every prefix is executed once. Time passes by itself when
+/// only delayed messages are left.
 fn explore_all(setup: &Setup) -> u64 {
     let db = sqlite::database();
     db.execute_batch("BEGIN").unwrap();
@@ -179,6 +218,10 @@ fn explore_all(setup: &Setup) -> u64 {
     fn explore(db: &Connection, world: &World, schedules: &mut u64) {
         let runnable = world.runnable();
         if runnable.is_empty() {
+            let mut waited = world.clone();
+            if waited.sleep() {
+                return explore(db, &waited, schedules);
+            }
             world.check_final(db);
             *schedules += 1;
             return;
@@ -197,45 +240,86 @@ fn explore_all(setup: &Setup) -> u64 {
 }
 
 #[test]
-fn every_interleaving_of_two_polls_a_flip_and_its_webhook() {
+fn every_interleaving_of_two_checks_and_a_flip_whose_webhook_is_lost() {
     let setup = Setup {
-        polls: 2,
-        changes: vec![(Approved, true)],
-        initial: Some(Pending),
+        initial: state(Rejected),
+        changes: vec![change(Approved, false)],
+        jobs: 2,
         ..Setup::default()
     };
     let schedules = explore_all(&setup);
-    eprintln!("explorer: two polls, a flip and its webhook: {schedules} schedules");
+    eprintln!("explorer: two checks, a flip, its webhook lost: {schedules} schedules");
     assert!(schedules > 10_000, "{schedules}");
 }
 
 #[test]
-fn every_interleaving_of_a_poll_a_failing_poll_a_flip_a_dropped_webhook_and_a_refresh() {
+fn every_interleaving_of_a_check_and_the_trusted_body_of_a_flip_from_a_skewed_clock() {
     let setup = Setup {
-        polls: 1,
-        failing_polls: 1,
-        changes: vec![(Approved, false)],
-        refreshes: 1,
-        initial: Some(Pending),
+        initial: state(Pending),
+        changes: vec![change(Approved, true)],
+        jobs: 1,
+        trusted: true,
+        skew: -20,
         ..Setup::default()
     };
     let schedules = explore_all(&setup);
-    eprintln!("explorer: poll, failing poll, dropped flip, refresh: {schedules} schedules");
+    eprintln!("explorer: a check and a trusted body 20 s behind: {schedules} schedules");
     assert!(schedules > 1_000, "{schedules}");
 }
 
 #[test]
-fn every_interleaving_of_a_poll_and_the_trusted_body_of_a_flip() {
+fn every_interleaving_of_an_argos_check_and_an_aml_flip() {
     let setup = Setup {
-        polls: 1,
-        changes: vec![(Approved, true)],
-        trusted: true,
-        initial: Some(Pending),
+        kind: Kind::Argos,
+        initial: State {
+            status: Approved,
+            aml: Some("Red Flag"),
+        },
+        changes: vec![Change {
+            status: Approved,
+            aml: Some("Cleared"),
+            delivered: true,
+        }],
+        jobs: 1,
         ..Setup::default()
     };
     let schedules = explore_all(&setup);
-    eprintln!("explorer: poll and the trusted body of a flip: {schedules} schedules");
+    eprintln!("explorer: an ARGOS check (KYC then AML) and an AML flip: {schedules} schedules");
     assert!(schedules > 1_000, "{schedules}");
+}
+
+#[test]
+fn every_interleaving_of_a_check_a_flip_and_a_refused_kv_write() {
+    let setup = Setup {
+        initial: state(Pending),
+        changes: vec![change(Approved, false)],
+        jobs: 1,
+        kv_refusals: 1,
+        projected: true,
+        ..Setup::default()
+    };
+    let schedules = explore_all(&setup);
+    eprintln!(
+        "explorer: a check, a lost flip, a refused KV write: {schedules} schedules"
+    );
+    assert!(schedules > 1_000, "{schedules}");
+}
+
+#[test]
+fn every_interleaving_of_an_invocation_dying_after_its_write_and_a_flip() {
+    let setup = Setup {
+        initial: state(Pending),
+        changes: vec![change(Approved, true)],
+        jobs: 1,
+        death: true,
+        projected: true,
+        ..Setup::default()
+    };
+    let schedules = explore_all(&setup);
+    eprintln!(
+        "explorer: an invocation dying after its D1 write, a flip and its webhook: {schedules} schedules"
+    );
+    assert!(schedules > 100, "{schedules}");
 }
 
 /// splitmix64: seeded, so a failing schedule can be replayed from its seed.
@@ -249,37 +333,61 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
 }
 
 #[test]
-fn ten_thousand_seeded_schedules_of_three_jobs_webhooks_refreshes_and_bodies() {
+fn ten_thousand_seeded_schedules_of_jobs_webhooks_bodies_crons_kv_refusals_and_deaths() {
     let seed = std::env::var("EXPLORER_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20_261_129_u64);
+        .unwrap_or(20_261_204_u64);
     let runs: u64 = std::env::var("EXPLORER_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
     let db = sqlite::database();
-    let statuses = [Pending, Approved, Rejected, ResubmissionRequired, Approved];
+    let amls = [None, Some("Red Flag"), Some("Cleared")];
     let mut rng = Rng(seed);
     for run in 0..runs {
-        let changes: Vec<(KycStatus, bool)> = (0..1 + rng.next() % 3)
-            .map(|_| {
-                (
-                    statuses[(rng.next() % statuses.len() as u64) as usize],
-                    !rng.next().is_multiple_of(3),
-                )
+        let kind = if rng.below(2) == 0 {
+            Kind::Align
+        } else {
+            Kind::Argos
+        };
+        // What each provider can say (ARGOS knows no resubmission; Align no incomplete).
+        let statuses = match kind {
+            Kind::Align => [Pending, Approved, Rejected, ResubmissionRequired, Approved],
+            Kind::Argos => [Pending, Approved, Rejected, Incomplete, Approved],
+        };
+        let changes: Vec<Change> = (0..1 + rng.below(3))
+            .map(|_| Change {
+                status: statuses[rng.below(statuses.len() as u64) as usize],
+                aml: match kind {
+                    Kind::Argos => amls[rng.below(3) as usize],
+                    Kind::Align => None,
+                },
+                delivered: rng.below(3) != 0,
             })
             .collect();
         let setup = Setup {
-            polls: 2 + (rng.next() % 2) as usize,
-            failing_polls: (rng.next() % 2) as usize,
+            kind,
+            initial: State {
+                status: statuses[rng.below(3) as usize],
+                aml: None,
+            },
             changes,
-            trusted: rng.next().is_multiple_of(2),
-            refreshes: (rng.next() % 2) as usize,
-            initial: Some(statuses[(rng.next() % 3) as usize]),
+            jobs: 1 + rng.below(2) as usize,
+            crons: rng.below(2) as usize,
+            refreshes: rng.below(2) as usize,
+            trusted: kind == Kind::Align && rng.below(2) == 0,
+            skew: rng.below(81) as i64 - 40,
+            kv_refusals: rng.below(3) as u32,
+            death: rng.below(4) == 0,
+            projected: rng.below(2) == 0,
         };
         db.execute_batch("BEGIN").unwrap();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -287,9 +395,12 @@ fn ten_thousand_seeded_schedules_of_three_jobs_webhooks_refreshes_and_bodies() {
             loop {
                 let runnable = world.runnable();
                 if runnable.is_empty() {
+                    if world.sleep() {
+                        continue;
+                    }
                     break;
                 }
-                let actor = runnable[(rng.next() % runnable.len() as u64) as usize];
+                let actor = runnable[rng.below(runnable.len() as u64) as usize];
                 world.step(&db, actor);
             }
             world.check_final(&db);
@@ -326,7 +437,7 @@ mod outbox {
             &db,
             &register(Provider::named("argos"), &r, RefKind::User, None, at(0)),
         );
-        let mut row: SubjectRow = crate::db::row(&results[3][0]).unwrap();
+        let mut row: SubjectRow = crate::db::row(&results[4][0]).unwrap();
         row.status = status;
         row.provider_status = Some(status.as_str().into());
         row.aml_status = aml.map(str::to_owned);

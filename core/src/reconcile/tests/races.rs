@@ -279,3 +279,161 @@ fn a_stale_backfill_run_never_advances_a_restarted_walk() {
         (State::Running, Some("2025-01-01"), 0)
     );
 }
+
+fn failure(status: u16, retry_after: Option<i64>, sent: Timestamp) -> Outcome {
+    Outcome::Failed {
+        failure: CheckFailure::Outbound(OutboundError::Http {
+            status,
+            retry_after: retry_after.map(chrono::TimeDelta::seconds),
+        }),
+        sent_at: sent,
+    }
+}
+
+fn paused_until(db: &Connection) -> Option<i64> {
+    run(
+        db,
+        &Statement::new("SELECT paused_until FROM provider_health", vec![]),
+    )
+    .first()
+    .and_then(|h| h["paused_until"].as_i64())
+}
+
+/// A check sent before another got a 429 answers after it: its success says nothing about
+/// whether the provider still wants us to wait, so the pause stands. A success sent after the
+/// 429 ends it.
+#[test]
+fn a_success_sent_before_a_429_does_not_end_its_pause() {
+    let db = database();
+    let p = Provider::named("align");
+    for id in ["c1", "c2"] {
+        batch(&db, &register(p, &r(id), RefKind::User, None, at(0)));
+    }
+    // c1's check is sent at 10; c2's at 11 gets a 429 (recorded at 12), then c1's answer.
+    write(
+        &db,
+        p,
+        "c2",
+        subject(&db, p, "c2"),
+        &failure(429, Some(600), at(11)),
+        at(12),
+    );
+    assert!(paused_until(&db).is_some(), "paused");
+    write(
+        &db,
+        p,
+        "c1",
+        subject(&db, p, "c1"),
+        &reading(KycStatus::Pending, None, at(10)),
+        at(13),
+    );
+    assert!(
+        paused_until(&db).is_some(),
+        "a success sent before the 429 kept it paused"
+    );
+    write(
+        &db,
+        p,
+        "c1",
+        subject(&db, p, "c1"),
+        &reading(KycStatus::Pending, None, at(20)),
+        at(21),
+    );
+    assert_eq!(
+        paused_until(&db),
+        None,
+        "a success sent after it ends the pause"
+    );
+}
+
+/// A webhook announced the change, then a check sent after it still read the old status (the
+/// provider's API lagged its webhook), then a later check found the change: the webhook came
+/// after the old status took effect, so the change was announced, not missed.
+#[test]
+fn a_webhook_before_a_lagging_check_still_announces_its_change() {
+    let db = database();
+    let p = Provider::named("argos");
+    batch(&db, &register(p, &r("u1"), RefKind::User, None, at(0)));
+    write(
+        &db,
+        p,
+        "u1",
+        subject(&db, p, "u1"),
+        &reading(KycStatus::Pending, None, at(1)),
+        at(2),
+    );
+    let approved = WebhookEvent {
+        announces: Announcement::Status(KycStatus::Approved),
+        about_aml: false,
+        ..aml_webhook()
+    };
+    let record = record_webhook(p, &approved, "approved body", "r-10", at(10));
+    batch(&db, &record.statements);
+    // The lagging check, sent at 11, reads pending still.
+    write(
+        &db,
+        p,
+        "u1",
+        subject(&db, p, "u1"),
+        &reading(KycStatus::Pending, None, at(11)),
+        at(12),
+    );
+    let Written::Won { drift, .. } = write(
+        &db,
+        p,
+        "u1",
+        subject(&db, p, "u1"),
+        &reading(KycStatus::Approved, None, at(20)),
+        at(21),
+    ) else {
+        panic!("the change is written");
+    };
+    assert!(!drift, "announced by the webhook at 10");
+}
+
+/// A check a webhook asked for that fails for the subject (the provider does not know it yet)
+/// is retried on the short back-off; the same failure of a routine check waits the slow cadence.
+#[test]
+fn a_failed_check_someone_asked_for_is_retried_soon() {
+    let db = database();
+    let p = Provider::named("align");
+    batch(&db, &register(p, &r("asked"), RefKind::User, None, at(0)));
+    write(
+        &db,
+        p,
+        "asked",
+        subject(&db, p, "asked"),
+        &failure(404, None, at(1)),
+        at(2),
+    );
+    let asked = subject(&db, p, "asked");
+    assert!(
+        asked.next_check_at <= at(2) + chrono::TimeDelta::minutes(2),
+        "retried within minutes: {}",
+        asked.next_check_at
+    );
+    // Once a check succeeded, nobody is waiting: a 404 then waits the slow cadence.
+    batch(&db, &register(p, &r("routine"), RefKind::User, None, at(0)));
+    write(
+        &db,
+        p,
+        "routine",
+        subject(&db, p, "routine"),
+        &reading(KycStatus::Pending, None, at(1)),
+        at(2),
+    );
+    write(
+        &db,
+        p,
+        "routine",
+        subject(&db, p, "routine"),
+        &failure(404, None, at(3)),
+        at(4),
+    );
+    let routine = subject(&db, p, "routine");
+    assert!(
+        routine.next_check_at >= at(4) + chrono::TimeDelta::days(6),
+        "weekly: {}",
+        routine.next_check_at
+    );
+}
