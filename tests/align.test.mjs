@@ -129,10 +129,14 @@ describe("Align webhooks", () => {
     const pending = kycsUpdated(id, { status: "pending", createdAt: new Date(t - 5000) });
     assert.equal((await stack.alignWebhook(approved)).status, 200);
     assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "approved")), true);
+    const jobs = () => stack.logLines("job").filter((j) => j.job === "reconcile" && j.ref === id);
+    assert.equal(jobs().length, 1, "the approved body's job applied it without asking");
     assert.equal((await stack.alignWebhook(pending)).status, 200);
-    // Wait until the late body's job ran (it tries the API, which fails), then check.
-    await eventually(async () => (await stack.stats()).providers.align.last_error === "HTTP 500");
-    await new Promise((r) => setTimeout(r, 1500));
+    // The late body is older than the record (by Align's own clock): its job does not apply
+    // it, asks the API instead, which fails. Wait for that job's line, then check.
+    const late = await eventually(() => jobs().find((j) => j.check_error === "HTTP 500"));
+    assert.ok(late, "the late body's job ran and asked the API");
+    assert.equal(late.outcome, "check failed");
     assert.equal(await statusOf(stack, id), "approved");
     stack.standIn.failNext(0);
   });

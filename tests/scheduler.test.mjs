@@ -260,7 +260,7 @@ describe("refresh and back-off", () => {
     const approved = "backoff-approved";
     let stack;
 
-    test("after a change 5 min, after an unchanged check of a pending subject 15 min, approved 7 days", async () => {
+    test("after a change 5 min, after an unchanged check of a pending subject 15 min; a decision after 1 h, then a day", async () => {
       stack = await startStack();
       await register(stack, [pending], PENDING);
       await register(stack, [approved], APPROVED);
@@ -269,7 +269,7 @@ describe("refresh and back-off", () => {
       let p = await row(stack, pending);
       let a = await row(stack, approved);
       assertDelay(p.last_checked_at, p.next_check_at, 5 * MINUTE, "pending, just changed");
-      assertDelay(a.last_checked_at, a.next_check_at, 7 * DAY, "approved");
+      assertDelay(a.last_checked_at, a.next_check_at, 60 * MINUTE, "approved: flips come soon after a decision");
 
       // The cron takes the pending subject when due; its check finds nothing new.
       const time = Date.parse(p.next_check_at) + SECOND;
@@ -284,12 +284,12 @@ describe("refresh and back-off", () => {
       assertDelay(p.last_checked_at, p.next_check_at, 15 * MINUTE, "pending, unchanged");
       assert.equal(p.version, 2, "an unchanged check is not a change");
 
-      // An unchanged check of an approved subject keeps it weekly.
+      // An unchanged check of an approved subject moves it a step further: the next day.
       assert.equal((await stack.api("POST", `/v1/subjects/align/${approved}/refresh`)).status, 202);
       const before = a.last_checked_at;
       assert.ok(await eventually(async () => (await row(stack, approved)).last_checked_at !== before));
       a = await row(stack, approved);
-      assertDelay(a.last_checked_at, a.next_check_at, 7 * DAY, "approved, unchanged");
+      assertDelay(a.last_checked_at, a.next_check_at, DAY, "approved, unchanged");
     });
 
     test("GET serves the status from KV and the schedule only from D1 (consistency=strong)", async () => {
