@@ -35,6 +35,11 @@ if [[ "$(read_var ARGOS_API_KEY)" == sandbox_* ]]; then
   vars+=(--var "ARGOS_API_BASE:$sandbox" --var "ARGOS_ALLOWED_IPS:127.0.0.1")
   served+=(ARGOS)
 fi
+# The sandbox's truth moves as fast as you type: every cron run re-checks every subject, so a
+# dropped webhook is found by the next run, not in an hour (deployed cadences: README).
+if [[ ${#served[@]} -gt 0 ]]; then
+  vars+=(--var "RECHECK_STEPS_SECONDS:1" --var "TERMINAL_RECHECK_SECONDS:1")
+fi
 if [[ -z "$(read_var APP_WEBHOOK_URL)" && -n "$(read_var APP_WEBHOOK_SECRET)" ]]; then
   vars+=(--var "APP_WEBHOOK_URL:$sandbox/_sandbox/sink")
 fi
