@@ -55,10 +55,18 @@ fn review<'a>(status: &'a str, answer: Option<&'a str>, reject: Option<&'a str>)
     }
 }
 
+/// `reviewStatus`, `reviewAnswer`, `reviewRejectType`, and the status they map to.
+type MappingRow = (
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<KycStatus>,
+);
+
 #[test]
 fn the_review_mapping_of_product_md() {
     use KycStatus::*;
-    let table: [(&str, Option<&str>, Option<&str>, Option<KycStatus>); 16] = [
+    let table: [MappingRow; 16] = [
         ("init", None, None, Some(NotStarted)),
         ("pending", None, None, Some(Pending)),
         ("queued", None, None, Some(Pending)),
