@@ -59,6 +59,18 @@ async function eventsOf(stack, ref) {
   return res.json.events;
 }
 
+/** Waits until D1 has stopped changing (earlier tests' checks and notifications done). */
+async function quiet(stack) {
+  let last = await stack.fingerprint();
+  for (let i = 0; i < 100; i++) {
+    await sleep(400);
+    const now = await stack.fingerprint();
+    if (now === last) return;
+    last = now;
+  }
+  assert.fail("D1 never went quiet");
+}
+
 async function accepted(res, { event, ref, queued = true } = {}) {
   assert.equal(res.status, 200, res.text);
   assert.equal(res.json.ok, true);
@@ -88,6 +100,7 @@ describe("Sumsub webhooks and checks", () => {
     const ref = "ext-refused:0001";
     stack.standIn.setSumsub(ref, { reviewStatus: "completed", reviewAnswer: "GREEN" });
     const raw = JSON.stringify(reviewed(ref, "GREEN"));
+    await quiet(stack);
     const before = await stack.fingerprint();
     const cases = [
       ["no digest", await stack.sumsubWebhook(raw, { digest: null })],
@@ -128,6 +141,7 @@ describe("Sumsub webhooks and checks", () => {
   });
 
   test("a body over the limit is 413, an authenticated non-Sumsub body 400, both writing nothing", async () => {
+    await quiet(stack);
     const before = await stack.fingerprint();
     const big = JSON.stringify(hook("applicantPending", "ext-big-0003", { padding: "x".repeat(300 * 1024) }));
     const tooLarge = await stack.sumsubWebhook(big);
@@ -296,27 +310,49 @@ describe("Sumsub webhooks and checks", () => {
       assert.ok(!logs.includes(value), `${field} in the logs`);
     }
   });
+});
 
+describe("Sumsub rate limit", () => {
   test("429 with Retry-After pauses Sumsub checks until it has passed", async () => {
-    const ref = "ext-429-0010";
-    stack.standIn.setSumsub(ref, { reviewStatus: "pending" });
-    stack.standIn.failNext(1, { status: 429, retryAfter: 600, provider: "sumsub" });
-    const asked = Date.now();
-    await accepted(await stack.sumsubWebhook(hook("applicantPending", ref)), { ref });
-    const paused = await eventually(async () => (await stack.stats()).providers.sumsub.paused_until);
-    assert.ok(paused, "paused_until is set");
-    assert.ok(Date.parse(paused) >= asked + 600 * SECOND, paused);
-    assert.equal((await stack.stats()).providers.sumsub.last_error, "HTTP 429");
-    assert.equal((await stack.subject("sumsub", ref)).json.status, "unknown", "a failure learns nothing");
-    // While paused the cron asks Sumsub nothing.
-    stack.standIn.resetCounts();
-    await stack.cron(Date.now() + 60 * SECOND);
-    assert.ok((await stack.stats()).last_cron_run.skipped.includes("sumsub:paused"));
-    await sleep(1000);
-    assert.equal(fetches(stack, ref).length, 0, "no call while paused");
-    // After it, the subject is checked.
-    await stack.cron(Date.parse(paused) + SECOND);
-    await reaches(stack, ref, "pending");
+    // A fresh stack: the cron runs above moved that one's clock days ahead.
+    const stack = await startStack({ sumsub: true });
+    try {
+      // A subject that comes due while Sumsub is paused.
+      const other = "ext-429-other";
+      stack.standIn.setSumsub(other, { reviewStatus: "pending" });
+      assert.equal((await stack.api("PUT", `/v1/subjects/sumsub/${other}`, { body: {} })).status, 201);
+      await reaches(stack, other, "pending");
+
+      const ref = "ext-429-0010";
+      stack.standIn.setSumsub(ref, { reviewStatus: "pending" });
+      stack.standIn.failNext(1, { status: 429, retryAfter: 600, provider: "sumsub" });
+      const asked = Date.now();
+      await accepted(await stack.sumsubWebhook(hook("applicantPending", ref)), { ref });
+      const paused = await eventually(async () => (await stack.stats()).providers.sumsub.paused_until);
+      assert.ok(paused, "paused_until is set");
+      const pausedUntil = Date.parse(paused);
+      assert.ok(pausedUntil >= asked + 600 * SECOND, paused);
+      assert.equal((await stack.stats()).providers.sumsub.last_error, "HTTP 429");
+      assert.equal((await stack.subject("sumsub", ref)).json.status, "unknown", "a failure learns nothing");
+
+      // The other subject is due (~5 min after its check) while Sumsub is paused: nothing is asked.
+      const due = Date.parse((await stack.row("sumsub", other)).next_check_at) + SECOND;
+      assert.ok(due < pausedUntil, "due within the pause");
+      stack.standIn.resetCounts();
+      await stack.cron(due);
+      const run = (await stack.stats()).last_cron_run;
+      assert.deepEqual(run.skipped, ["sumsub:paused"], JSON.stringify(run));
+      assert.equal(run.enqueued, 0);
+      await sleep(1000);
+      assert.equal(stack.standIn.requests().length, 0, "no Sumsub call while paused");
+
+      // Once Retry-After has passed, both are checked.
+      await stack.cron(pausedUntil + SECOND);
+      await reaches(stack, ref, "pending");
+      assert.ok(fetches(stack, other).length >= 1);
+    } finally {
+      await stack.stop();
+    }
   });
 });
 
