@@ -59,14 +59,24 @@ async function eventsOf(stack, ref) {
   return res.json.events;
 }
 
-/** Waits until D1 has stopped changing (earlier tests' checks and notifications done). */
+/**
+ * Waits until earlier tests' work is done: no notification pending and D1 unchanged for 2.5 s
+ * (the queue batches for up to a second at each hop).
+ */
 async function quiet(stack) {
+  const deadline = Date.now() + 40_000;
   let last = await stack.fingerprint();
-  for (let i = 0; i < 100; i++) {
-    await sleep(400);
+  let stableSince = Date.now();
+  while (Date.now() < deadline) {
+    await sleep(250);
     const now = await stack.fingerprint();
-    if (now === last) return;
-    last = now;
+    const [{ n }] = await stack.sql("SELECT COUNT(*) AS n FROM notifications WHERE state = 'pending'");
+    if (now !== last || n > 0) {
+      last = now;
+      stableSince = Date.now();
+    } else if (Date.now() - stableSince >= 2500) {
+      return;
+    }
   }
   assert.fail("D1 never went quiet");
 }
