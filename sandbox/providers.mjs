@@ -1,15 +1,18 @@
-// A stand-in for the two provider APIs the worker calls, on 127.0.0.1: the local sandbox
+// A stand-in for the provider APIs the worker calls, on 127.0.0.1: the local sandbox
 // `make dev` runs (sandbox/server.mjs) and the end-to-end tests' provider.
 //   Align  GET /v0/customers/{customer_id}, GET /v0/customers  header `Authorization: <key>` (raw)
 //   ARGOS  GET /v3/submission?userid=U|submission_id=S|start_date=D&end_date=D
 //          &request_type=kyc|aml[&nextpage_id=…&nextpage_date=…] header `x-api-key: <key>`
-// Point the worker's ALIGN_API_BASE / ARGOS_API_BASE at `url`. Callers program the state,
+//   Sumsub GET /resources/applicants/-;externalUserId={ref}/one, signed requests
+//          (providers/sumsub.mjs)
+// Point the worker's ALIGN_API_BASE / ARGOS_API_BASE / SUMSUB_API_BASE at `url`. Callers program the state,
 // inject faults and latency, and read per-path request logs.
 //
 // Every answer is computed from the state *when the request arrived*, then sent after the
 // configured delay: a slow answer carries what the provider read when it was asked, as a real
 // provider's would.
 import { createServer } from "node:http";
+import { sumsubApi } from "./providers/sumsub.mjs";
 
 /** An ARGOS timestamp: UTC "YYYY-MM-DD-HH-MM-SS-ZZZ" (ZZZ = milliseconds). */
 export function argosTime(ms) {
@@ -35,7 +38,7 @@ const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > 
 
 /**
  * Starts the stand-in. Options: latencyMs (delay before every response, default 0), alignKey,
- * argosKey (the credentials it accepts), argosPageSize (submissions per page, default 50),
+ * argosKey, sumsubAppToken, sumsubSecretKey (the credentials it accepts), argosPageSize (submissions per page, default 50),
  * port (default: any free one), control (an async (req, url, body) → [status, json] handler
  * for every path under /_sandbox/, which is never a provider request).
  * Returns:
@@ -49,10 +52,16 @@ const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > 
  *                             (submission_id, email, created_at, updated_at, kyc_result_at,
  *                             kyc: {result: "approved"}, data: {full_name, date_of_birth, ...});
  *                             its aml_result (when given) is served to request_type=aml only
+ *   setSumsub(ref, review, {pii})
+ *                             sets a Sumsub applicant's review ({reviewStatus, reviewAnswer,
+ *                             reviewRejectType, reviewDate}); its answer carries PII in
+ *                             info/fixedInfo (`pii` plants values)
+ *   removeSumsub(ref)         the applicant is unknown again (404)
+ *   sumsubSignatureFailures() Sumsub requests refused as `Invalid signature`
  *   failNext(n, {status, retryAfter, provider})
  *                             the next n matching requests get `status` (default 500);
  *                             `retryAfter` (seconds) adds a Retry-After header; `provider`
- *                             ("align" | "argos") limits it to one API
+ *                             ("align" | "argos" | "sumsub") limits it to one API
  *   setFaultRate(rate, {status, retryAfter, provider, seed})
  *                             after failNext is used up, each matching request fails with
  *                             probability `rate` (0 turns it off), drawn from a PRNG seeded with
@@ -69,8 +78,9 @@ const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > 
  *   arrivals()                [{ method, path, query, arrivedAt }] in arrival order
  *   resetCounts()
  */
-export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPageSize, port = 0, control } = {}) {
+export async function startStandIn({ latencyMs = 0, alignKey, argosKey, sumsubAppToken, sumsubSecretKey, argosPageSize, port = 0, control } = {}) {
   argosPageSize ??= 50;
+  const sumsub = sumsubApi({ appToken: sumsubAppToken, secretKey: sumsubSecretKey });
   const customers = new Map();
   const submissions = new Map();
   let latency = latencyMs;
@@ -162,17 +172,19 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPag
     return [200, { items: [...customers.keys()].map((id) => align(req, id)[1]) }];
   }
 
-  function answer(req, url) {
+  function answer(req, url, body) {
     const customer = url.pathname.match(/^\/v0\/customers\/([^/]+)$/);
     const list = url.pathname === "/v0/customers";
-    const provider = customer || list ? "align" : url.pathname === "/v3/submission" ? "argos" : null;
+    const provider =
+      customer || list ? "align" : url.pathname === "/v3/submission" ? "argos" : sumsub.matches(url.pathname) ? "sumsub" : null;
     if (!provider) return [404, { message: "Not Found" }];
-    if (req.method !== "GET") return [405, { message: "Method Not Allowed" }];
+    if (req.method !== "GET" && provider !== "sumsub") return [405, { message: "Method Not Allowed" }];
     const fault = takeFault(provider);
     if (fault) {
       const headers = fault.retryAfter === undefined ? {} : { "retry-after": String(fault.retryAfter) };
       return [fault.status, { message: "injected fault" }, headers];
     }
+    if (provider === "sumsub") return sumsub.answer(req, req.url, body);
     if (list) return alignList(req);
     return provider === "align" ? align(req, decodeURIComponent(customer[1])) : argos(req, url.searchParams);
   }
@@ -207,10 +219,11 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPag
         arrivedAt,
       });
     });
-    // Drain the body first so keep-alive connections stay usable.
-    req.resume();
+    // Read the body first (Sumsub signs it) so keep-alive connections stay usable.
+    const chunks = [];
+    req.on("data", (chunk) => chunks.push(chunk));
     req.on("end", () => {
-      const [status, body, headers = {}] = answer(req, url);
+      const [status, body, headers = {}] = answer(req, url, Buffer.concat(chunks).toString("utf8"));
       const delay = takeDelay(url.pathname);
       delay.then?.();
       setTimeout(() => {
@@ -267,6 +280,15 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPag
           },
         })),
       );
+    },
+    setSumsub(ref, review, options) {
+      sumsub.setApplicant(ref, review, options);
+    },
+    removeSumsub(ref) {
+      sumsub.removeApplicant(ref);
+    },
+    sumsubSignatureFailures() {
+      return sumsub.signatureFailures();
     },
     failNext(count, { status = 500, retryAfter, provider } = {}) {
       pending = { count, status, retryAfter, provider };

@@ -9,8 +9,8 @@ import { once } from "node:events";
 import http from "node:http";
 import net from "node:net";
 import { randomBytes } from "node:crypto";
-import { alignSignature } from "../sandbox/sign.mjs";
-import { ALIGN_KEY, API_TOKEN, ARGOS_TOKEN, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { alignSignature, sumsubDigest } from "../sandbox/sign.mjs";
+import { ALIGN_KEY, API_TOKEN, ARGOS_TOKEN, SUMSUB_WEBHOOK_SECRET, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
 
 /** DEFAULT_MAX_BODY_BYTES (core/src/config.rs): the stacks here keep the default. */
 const LIMIT = 256 * 1024;
@@ -170,10 +170,10 @@ async function rawSocket(url, head) {
 }
 
 /** Shared by every block: a stack, and the checks each case ends with. */
-function hostileStack() {
+function hostileStack(options = {}) {
   const ctx = {};
   before(async () => {
-    ctx.stack = await startStack();
+    ctx.stack = await startStack(options);
   });
   after(() => ctx.stack.stop());
 
@@ -718,5 +718,73 @@ describe("a flood of forged signatures", () => {
     assert.equal(events.filter((e) => e.type === "webhook").length, 1, "the genuine webhook was recorded");
     assert.equal((await stack.subject("align", ref)).json.status, "approved");
     await ctx.assertHealthy();
+  });
+});
+
+describe("hostile Sumsub input", () => {
+  const ctx = hostileStack({ sumsub: true });
+  const PATH = "/webhooks/sumsub";
+  /** Headers of a Sumsub webhook digested over `raw` (node:crypto) with `alg`. */
+  const digested = (raw, alg = "HMAC_SHA256_HEX", extra = {}) => ({
+    ...JSON_TYPE,
+    "x-payload-digest": sumsubDigest(SUMSUB_WEBHOOK_SECRET, raw, alg),
+    "x-payload-digest-alg": alg,
+    ...extra,
+  });
+  const event = (ref, extra = "") =>
+    `{"type":"applicantReviewed","externalUserId":"${ref}","correlationId":"c-${ref}","sandboxMode":true,"reviewStatus":"completed"${extra}}`;
+
+  test("empty, oversized, non-UTF-8, deeply nested and form bodies: exact refusals, nothing written", async () => {
+    const { stack } = ctx;
+    const ref = "hostile-sumsub-1";
+    const over = exactly(LIMIT + 1, JSON.parse(event(ref)));
+    const latin1 = Buffer.concat([Buffer.from(event(ref, ',"note":"').slice(0, -1)), Buffer.from([0xe9]), Buffer.from('"}')]);
+    const deep = event(ref, `,"ignored":${"[".repeat(10_000)}${"]".repeat(10_000)}`);
+    await ctx.writesNothing(async () => {
+      assertError(await stack.post(PATH, "", digested("")), 400, "bad_request");
+      assertError(await stack.post(PATH, "", JSON_TYPE), 401, "unauthorized");
+      assertError(await stack.post(PATH, over, digested(over)), 413, "payload_too_large");
+      const chunked = await stream(stack.url, { path: PATH, headers: digested(over, "HMAC_SHA256_HEX", { "transfer-encoding": "chunked" }), total: LIMIT + 1 });
+      assertError(chunked, 413, "payload_too_large");
+      assertError(await stack.post(PATH, latin1, digested(latin1)), 400, "bad_request");
+      assertError(await stack.post(PATH, deep, digested(deep, "HMAC_SHA512_HEX")), 400, "bad_request");
+      const body = event(ref);
+      assertError(await stack.post(PATH, body, digested(body, "HMAC_SHA256_HEX", { "content-type": "application/x-www-form-urlencoded" })), 415, "unsupported_media_type");
+      await ctx.untracked("sumsub", ref);
+    });
+  });
+
+  test("repeated, swapped or mislabelled digests and algorithms are 401", async () => {
+    const { stack } = ctx;
+    const ref = "hostile-sumsub-2";
+    const body = event(ref);
+    const sig = sumsubDigest(SUMSUB_WEBHOOK_SECRET, body);
+    await ctx.writesNothing(async () => {
+      const joined = new Headers({ ...JSON_TYPE, "x-payload-digest-alg": "HMAC_SHA256_HEX" });
+      joined.append("x-payload-digest", sig);
+      joined.append("x-payload-digest", sig);
+      assertError(await stack.post(PATH, body, joined), 401, "unauthorized");
+      const algs = new Headers({ ...JSON_TYPE, "x-payload-digest": sig });
+      algs.append("x-payload-digest-alg", "HMAC_SHA256_HEX");
+      algs.append("x-payload-digest-alg", "HMAC_SHA256_HEX");
+      assertError(await stack.post(PATH, body, algs), 401, "unauthorized");
+      for (const alg of ["HMAC_MD5_HEX", "hmac-sha256", "HMAC_SHA256_BASE64", "none"]) {
+        assertError(await stack.post(PATH, body, { ...JSON_TYPE, "x-payload-digest": sig, "x-payload-digest-alg": alg }), 401, "unauthorized");
+      }
+      // A genuine digest of another body.
+      const other = event("hostile-sumsub-3");
+      assertError(await stack.post(PATH, other, { ...JSON_TYPE, "x-payload-digest": sig }), 401, "unauthorized");
+      await ctx.untracked("sumsub", ref);
+    });
+  });
+
+  test("SQL metacharacters or a path in externalUserId, correctly digested: 400, nothing written", async () => {
+    const { stack } = ctx;
+    await ctx.writesNothing(async () => {
+      for (const ref of [...SQL, "../../v1/stats", "a/b", "x".repeat(129)]) {
+        const body = JSON.stringify({ type: "applicantPending", externalUserId: ref, correlationId: "c", sandboxMode: true });
+        assertError(await stack.post(PATH, body, digested(body)), 400, "bad_request");
+      }
+    });
   });
 });

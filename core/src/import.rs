@@ -245,11 +245,16 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
+        // Every registered provider, in registry order.
+        let registered = Provider::all()
+            .map(Provider::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
         assert_eq!(
             reasons,
             [
                 "not a JSON object",
-                "provider must be one of align, argos",
+                &format!("provider must be one of {registered}"),
                 "ref may contain only letters, digits and - _ . : @ + ~",
                 "unknown field `email`",
                 "missing field `ref`",

@@ -98,8 +98,8 @@ pub fn assert_observation(observation: &Observation) {
         assert_bounded_word("sub_status", word);
     }
     if let Some(aml) = &observation.aml {
-        assert_bounded_word("aml.status", &aml.status);
-        if let Some(level) = &aml.risk_level {
+        assert_bounded_word("aml.status", &aml.aml.status);
+        if let Some(level) = &aml.aml.risk_level {
             assert_bounded_word("aml.risk_level", level);
         }
     }
@@ -121,11 +121,14 @@ pub fn assert_event(event: &WebhookEvent, received_at: Timestamp) {
     }
     if let Some(trusted) = &event.trusted {
         assert_observation(trusted);
-        assert!(
-            trusted.observed_at <= received_at,
-            "trusted reading observed at {} after arrival {received_at}",
-            trusted.observed_at
-        );
+        // Readings are windows now: what a trusted body claims never takes effect after it
+        // arrived.
+        if let Some(at) = trusted.status_at {
+            assert!(
+                at <= received_at,
+                "trusted reading takes effect at {at}, after arrival {received_at}"
+            );
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod align;
 pub mod argos;
+pub mod sumsub;
 
 use crate::config::{ConfigError, Vars};
 #[cfg(doc)]
@@ -19,7 +20,11 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::fmt;
 
 /// Every provider kyc-edge speaks to. Adding one is its module plus its line here.
-pub static REGISTRY: [Registration; 2] = [align::REGISTRATION, argos::REGISTRATION];
+pub static REGISTRY: [Registration; 3] = [
+    align::REGISTRATION,
+    argos::REGISTRATION,
+    sumsub::REGISTRATION,
+];
 
 /// What the rest of kyc-edge needs to know about a provider before it is configured.
 pub struct Registration {
