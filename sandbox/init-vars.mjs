@@ -18,6 +18,8 @@ API_TOKEN=dev_${hex(16)}
 ALIGN_API_KEY=sandbox_align_${hex(16)}
 ARGOS_API_KEY=sandbox_argos_${hex(16)}
 ARGOS_WEBHOOK_TOKEN=${hex(16)}
+PERSONA_API_KEY=sandbox_persona_${hex(16)}
+PERSONA_WEBHOOK_SECRET=wbhsec_${hex(16)}
 APP_WEBHOOK_SECRET=whsec_${randomBytes(32).toString("base64")}
 `;
 writeFileSync(path, file, { mode: 0o600 });

@@ -10,6 +10,7 @@
 // configured delay: a slow answer carries what the provider read when it was asked, as a real
 // provider's would.
 import { createServer } from "node:http";
+import { createPersona } from "./providers/persona.mjs";
 
 /** An ARGOS timestamp: UTC "YYYY-MM-DD-HH-MM-SS-ZZZ" (ZZZ = milliseconds). */
 export function argosTime(ms) {
@@ -49,10 +50,12 @@ const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > 
  *                             (submission_id, email, created_at, updated_at, kyc_result_at,
  *                             kyc: {result: "approved"}, data: {full_name, date_of_birth, ...});
  *                             its aml_result (when given) is served to request_type=aml only
- *   failNext(n, {status, retryAfter, provider})
+ *   persona                   the Persona stand-in (sandbox/providers/persona.mjs)
+ *   failNext(n, {status, retryAfter, provider, headers})
  *                             the next n matching requests get `status` (default 500);
- *                             `retryAfter` (seconds) adds a Retry-After header; `provider`
- *                             ("align" | "argos") limits it to one API
+ *                             `retryAfter` (seconds) adds a Retry-After header, `headers`
+ *                             any others; `provider` ("align" | "argos" | "persona") limits
+ *                             it to one API
  *   setFaultRate(rate, {status, retryAfter, provider, seed})
  *                             after failNext is used up, each matching request fails with
  *                             probability `rate` (0 turns it off), drawn from a PRNG seeded with
@@ -69,8 +72,10 @@ const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > 
  *   arrivals()                [{ method, path, query, arrivedAt }] in arrival order
  *   resetCounts()
  */
-export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPageSize, port = 0, control } = {}) {
+export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPageSize, personaKey, personaPageSize, port = 0, control } = {}) {
   argosPageSize ??= 50;
+  // Persona (sandbox/providers/persona.mjs): `persona` on the returned object programs it.
+  const persona = createPersona({ key: personaKey, pageSize: personaPageSize });
   const customers = new Map();
   const submissions = new Map();
   let latency = latencyMs;
@@ -165,14 +170,16 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPag
   function answer(req, url) {
     const customer = url.pathname.match(/^\/v0\/customers\/([^/]+)$/);
     const list = url.pathname === "/v0/customers";
-    const provider = customer || list ? "align" : url.pathname === "/v3/submission" ? "argos" : null;
+    const provider =
+      customer || list ? "align" : url.pathname === "/v3/submission" ? "argos" : persona.handles(url.pathname) ? "persona" : null;
     if (!provider) return [404, { message: "Not Found" }];
     if (req.method !== "GET") return [405, { message: "Method Not Allowed" }];
     const fault = takeFault(provider);
     if (fault) {
       const headers = fault.retryAfter === undefined ? {} : { "retry-after": String(fault.retryAfter) };
-      return [fault.status, { message: "injected fault" }, headers];
+      return [fault.status, { message: "injected fault" }, { ...headers, ...fault.headers }];
     }
+    if (provider === "persona") return persona.answer(req, url);
     if (list) return alignList(req);
     return provider === "align" ? align(req, decodeURIComponent(customer[1])) : argos(req, url.searchParams);
   }
@@ -268,8 +275,9 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPag
         })),
       );
     },
-    failNext(count, { status = 500, retryAfter, provider } = {}) {
-      pending = { count, status, retryAfter, provider };
+    persona,
+    failNext(count, { status = 500, retryAfter, provider, headers } = {}) {
+      pending = { count, status, retryAfter, provider, headers };
     },
     setFaultRate(rate, { status = 500, retryAfter, provider, seed = 1 } = {}) {
       random = { rate, status, retryAfter, provider, next: prng(seed) };

@@ -1,5 +1,5 @@
 // The local sandbox `make dev` runs beside the worker, on loopback only and never part of a
-// deployment: both providers' APIs (providers.mjs, the stand-in the end-to-end tests use), a
+// deployment: the providers' APIs (providers.mjs, the stand-in the end-to-end tests use), a
 // control API that moves their truth and sends correctly signed webhooks (`make trigger`), and
 // the application's notification endpoint, which checks every notification with the official
 // Standard Webhooks library.
@@ -22,6 +22,7 @@ import { parseArgs } from "node:util";
 import { Webhook } from "standardwebhooks";
 import { argosTime, startStandIn } from "./providers.mjs";
 import { alignSignature, argosEncrypt } from "./sign.mjs";
+import { personaEvent, personaSignature } from "./providers/persona.mjs";
 
 /** Align's words for each status a user can trigger (kycs.status and sub_status). */
 export const ALIGN_STATUSES = {
@@ -38,6 +39,15 @@ export const ARGOS_STATUSES = {
   pending: { kyc: {}, pending: true, trigger: "submit" },
   approved: { kyc: { result: "approved" }, trigger: "approved" },
   rejected: { kyc: { result: "rejected" }, trigger: "rejected" },
+};
+
+/** Persona: the inquiry status for each status, and the event its webhook carries. */
+export const PERSONA_STATUSES = {
+  not_started: { status: "created", event: "inquiry.created" },
+  incomplete: { status: "pending", event: "inquiry.started" },
+  pending: { status: "needs_review", event: "inquiry.marked-for-review" },
+  approved: { status: "approved", event: "inquiry.approved" },
+  rejected: { status: "declined", event: "inquiry.declined" },
 };
 
 /** KEY=VALUE lines; `#` starts a comment line; surrounding quotes are dropped. */
@@ -60,6 +70,7 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
   const sandboxed = {
     align: isSandboxKey(vars.ALIGN_API_KEY),
     argos: isSandboxKey(vars.ARGOS_API_KEY) && Boolean(vars.ARGOS_WEBHOOK_TOKEN),
+    persona: isSandboxKey(vars.PERSONA_API_KEY) && Boolean(vars.PERSONA_WEBHOOK_SECRET),
   };
   const verifiers = (vars.APP_WEBHOOK_SECRET ?? "")
     .split(/\s+/)
@@ -76,6 +87,10 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
     if (provider === "align") {
       headers["x-hmac-signature"] = alignSignature(vars.ALIGN_API_KEY, raw);
       path = "/webhooks/align";
+    } else if (provider === "persona") {
+      // Signed at sending: a replay is signed afresh, as Persona may do for its retries.
+      headers["persona-signature"] = personaSignature(vars.PERSONA_WEBHOOK_SECRET, raw);
+      path = "/webhooks/persona";
     } else {
       path = `/webhooks/argos/${vars.ARGOS_WEBHOOK_TOKEN}`;
     }
@@ -120,7 +135,7 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
   }
 
   async function trigger({ provider, ref, status, drop = false, replay = false }) {
-    if (!["align", "argos"].includes(provider)) return [400, { error: "provider must be align or argos" }];
+    if (!["align", "argos", "persona"].includes(provider)) return [400, { error: "provider must be align, argos or persona" }];
     if (!sandboxed[provider]) {
       return [409, { error: `${provider} uses real keys from the vars file: the sandbox does not serve it` }];
     }
@@ -132,7 +147,7 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
       log(`replayed the last ${provider} webhook for ${ref} → ${answer.status}`);
       return [200, { provider, ref, sent: true, replayed: true, worker: answer }];
     }
-    const table = provider === "align" ? ALIGN_STATUSES : ARGOS_STATUSES;
+    const table = { align: ALIGN_STATUSES, argos: ARGOS_STATUSES, persona: PERSONA_STATUSES }[provider];
     if (!Object.hasOwn(table, status ?? "")) {
       return [400, { error: `status must be one of ${Object.keys(table).join(", ")}` }];
     }
@@ -140,6 +155,11 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
     if (provider === "align") {
       providers.setAlign(ref, ALIGN_STATUSES[status]);
       raw = alignWebhook(ref, ALIGN_STATUSES[status]);
+    } else if (provider === "persona") {
+      const { status: word, event } = PERSONA_STATUSES[status];
+      const now = Date.now();
+      const [inquiry] = providers.persona.setInquiries(ref, [{ status: word, createdAt: now, decisionedAt: ["approved", "declined"].includes(word) ? now : undefined }]);
+      raw = JSON.stringify(personaEvent(event, inquiry));
     } else {
       const { kyc, pending, trigger: name } = ARGOS_STATUSES[status];
       const submissionId = `${ref}-sandbox`;
@@ -229,6 +249,7 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
     port,
     alignKey: vars.ALIGN_API_KEY,
     argosKey: vars.ARGOS_API_KEY,
+    personaKey: vars.PERSONA_API_KEY,
     control,
   });
   return { url: providers.url, sandboxed, stop: () => providers.stop() };

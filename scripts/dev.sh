@@ -35,6 +35,10 @@ if [[ "$(read_var ARGOS_API_KEY)" == sandbox_* ]]; then
   vars+=(--var "ARGOS_API_BASE:$sandbox" --var "ARGOS_ALLOWED_IPS:127.0.0.1")
   served+=(ARGOS)
 fi
+if [[ "$(read_var PERSONA_API_KEY)" == sandbox_* ]]; then
+  vars+=(--var "PERSONA_API_BASE:$sandbox")
+  served+=(Persona)
+fi
 if [[ -z "$(read_var APP_WEBHOOK_URL)" && -n "$(read_var APP_WEBHOOK_SECRET)" ]]; then
   vars+=(--var "APP_WEBHOOK_URL:$sandbox/_sandbox/sink")
 fi
