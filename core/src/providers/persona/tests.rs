@@ -535,10 +535,13 @@ fn a_check_asks_for_the_users_inquiries_with_the_bearer_key() {
     assert!(!format!("{request:?}").contains(KEY));
 }
 
+/// Inquiries as (status, created-at), the status that stands, and its word.
+type Case<'a> = (&'a [(&'a str, &'a str)], KycStatus, &'a str);
+
 #[test]
 fn the_newest_decided_inquiry_stands_for_the_user() {
     let u = "u";
-    let cases: [(&[(&str, &str)], KycStatus, &str); 6] = [
+    let cases: [Case<'_>; 6] = [
         // Newest first, as Persona lists them.
         (
             &[
