@@ -21,6 +21,8 @@ ARGOS_WEBHOOK_TOKEN=${hex(16)}
 SUMSUB_APP_TOKEN=sbx:sandbox_${hex(16)}
 SUMSUB_SECRET_KEY=sandbox_sumsub_${hex(16)}
 SUMSUB_WEBHOOK_SECRET=${hex(16)}
+PERSONA_API_KEY=sandbox_persona_${hex(16)}
+PERSONA_WEBHOOK_SECRET=wbhsec_${hex(16)}
 APP_WEBHOOK_SECRET=whsec_${randomBytes(32).toString("base64")}
 `;
 writeFileSync(path, file, { mode: 0o600 });

@@ -13,6 +13,7 @@
 // provider's would.
 import { createServer } from "node:http";
 import { sumsubApi } from "./providers/sumsub.mjs";
+import { createPersona } from "./providers/persona.mjs";
 
 /** An ARGOS timestamp: UTC "YYYY-MM-DD-HH-MM-SS-ZZZ" (ZZZ = milliseconds). */
 export function argosTime(ms) {
@@ -58,10 +59,12 @@ const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > 
  *                             info/fixedInfo (`pii` plants values)
  *   removeSumsub(ref)         the applicant is unknown again (404)
  *   sumsubSignatureFailures() Sumsub requests refused as `Invalid signature`
- *   failNext(n, {status, retryAfter, provider})
+ *   persona                   the Persona stand-in (sandbox/providers/persona.mjs)
+ *   failNext(n, {status, retryAfter, provider, headers})
  *                             the next n matching requests get `status` (default 500);
- *                             `retryAfter` (seconds) adds a Retry-After header; `provider`
- *                             ("align" | "argos" | "sumsub") limits it to one API
+ *                             `retryAfter` (seconds) adds a Retry-After header, `headers`
+ *                             any others; `provider` ("align" | "argos" | "sumsub" | "persona") limits
+ *                             it to one API
  *   setFaultRate(rate, {status, retryAfter, provider, seed})
  *                             after failNext is used up, each matching request fails with
  *                             probability `rate` (0 turns it off), drawn from a PRNG seeded with
@@ -78,9 +81,11 @@ const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > 
  *   arrivals()                [{ method, path, query, arrivedAt }] in arrival order
  *   resetCounts()
  */
-export async function startStandIn({ latencyMs = 0, alignKey, argosKey, sumsubAppToken, sumsubSecretKey, argosPageSize, port = 0, control } = {}) {
+export async function startStandIn({ latencyMs = 0, alignKey, argosKey, sumsubAppToken, sumsubSecretKey, argosPageSize, personaKey, personaPageSize, port = 0, control } = {}) {
   argosPageSize ??= 50;
   const sumsub = sumsubApi({ appToken: sumsubAppToken, secretKey: sumsubSecretKey });
+  // Persona (sandbox/providers/persona.mjs): `persona` on the returned object programs it.
+  const persona = createPersona({ key: personaKey, pageSize: personaPageSize });
   const customers = new Map();
   const submissions = new Map();
   let latency = latencyMs;
@@ -176,15 +181,16 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, sumsubAp
     const customer = url.pathname.match(/^\/v0\/customers\/([^/]+)$/);
     const list = url.pathname === "/v0/customers";
     const provider =
-      customer || list ? "align" : url.pathname === "/v3/submission" ? "argos" : sumsub.matches(url.pathname) ? "sumsub" : null;
+      customer || list ? "align" : url.pathname === "/v3/submission" ? "argos" : sumsub.matches(url.pathname) ? "sumsub" : persona.handles(url.pathname) ? "persona" : null;
     if (!provider) return [404, { message: "Not Found" }];
     if (req.method !== "GET" && provider !== "sumsub") return [405, { message: "Method Not Allowed" }];
     const fault = takeFault(provider);
     if (fault) {
       const headers = fault.retryAfter === undefined ? {} : { "retry-after": String(fault.retryAfter) };
-      return [fault.status, { message: "injected fault" }, headers];
+      return [fault.status, { message: "injected fault" }, { ...headers, ...fault.headers }];
     }
     if (provider === "sumsub") return sumsub.answer(req, req.url, body);
+    if (provider === "persona") return persona.answer(req, url);
     if (list) return alignList(req);
     return provider === "align" ? align(req, decodeURIComponent(customer[1])) : argos(req, url.searchParams);
   }
@@ -290,8 +296,9 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, sumsubAp
     sumsubSignatureFailures() {
       return sumsub.signatureFailures();
     },
-    failNext(count, { status = 500, retryAfter, provider } = {}) {
-      pending = { count, status, retryAfter, provider };
+    persona,
+    failNext(count, { status = 500, retryAfter, provider, headers } = {}) {
+      pending = { count, status, retryAfter, provider, headers };
     },
     setFaultRate(rate, { status = 500, retryAfter, provider, seed = 1 } = {}) {
       random = { rate, status, retryAfter, provider, next: prng(seed) };

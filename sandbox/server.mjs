@@ -25,6 +25,7 @@ import { Webhook } from "standardwebhooks";
 import { argosTime, startStandIn } from "./providers.mjs";
 import { sumsubTime } from "./providers/sumsub.mjs";
 import { alignSignature, argosEncrypt, sumsubDigest } from "./sign.mjs";
+import { personaEvent, personaSignature } from "./providers/persona.mjs";
 
 /** Align's words for each status a user can trigger (kycs.status and sub_status). */
 export const ALIGN_STATUSES = {
@@ -55,6 +56,15 @@ export const SUMSUB_STATUSES = {
   },
 };
 
+/** Persona: the inquiry status for each status, and the event its webhook carries. */
+export const PERSONA_STATUSES = {
+  not_started: { status: "created", event: "inquiry.created" },
+  incomplete: { status: "pending", event: "inquiry.started" },
+  pending: { status: "needs_review", event: "inquiry.marked-for-review" },
+  approved: { status: "approved", event: "inquiry.approved" },
+  rejected: { status: "declined", event: "inquiry.declined" },
+};
+
 /** KEY=VALUE lines; `#` starts a comment line; surrounding quotes are dropped. */
 export function readVars(path) {
   const vars = {};
@@ -80,6 +90,7 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
       vars.SUMSUB_APP_TOKEN.startsWith("sbx:sandbox_") &&
       Boolean(vars.SUMSUB_SECRET_KEY) &&
       Boolean(vars.SUMSUB_WEBHOOK_SECRET),
+    persona: isSandboxKey(vars.PERSONA_API_KEY) && Boolean(vars.PERSONA_WEBHOOK_SECRET),
   };
   const verifiers = (vars.APP_WEBHOOK_SECRET ?? "")
     .split(/\s+/)
@@ -100,6 +111,10 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
       headers["x-payload-digest"] = sumsubDigest(vars.SUMSUB_WEBHOOK_SECRET, raw, "HMAC_SHA256_HEX");
       headers["x-payload-digest-alg"] = "HMAC_SHA256_HEX";
       path = "/webhooks/sumsub";
+    } else if (provider === "persona") {
+      // Signed at sending: a replay is signed afresh, as Persona may do for its retries.
+      headers["persona-signature"] = personaSignature(vars.PERSONA_WEBHOOK_SECRET, raw);
+      path = "/webhooks/persona";
     } else {
       path = `/webhooks/argos/${vars.ARGOS_WEBHOOK_TOKEN}`;
     }
@@ -162,7 +177,7 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
   }
 
   async function trigger({ provider, ref, status, drop = false, replay = false }) {
-    if (!["align", "argos", "sumsub"].includes(provider)) return [400, { error: "provider must be align, argos or sumsub" }];
+    if (!["align", "argos", "sumsub", "persona"].includes(provider)) return [400, { error: "provider must be align, argos, sumsub or persona" }];
     if (!sandboxed[provider]) {
       return [409, { error: `${provider} uses real keys from the vars file: the sandbox does not serve it` }];
     }
@@ -174,7 +189,7 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
       log(`replayed the last ${provider} webhook for ${ref} → ${answer.status}`);
       return [200, { provider, ref, sent: true, replayed: true, worker: answer }];
     }
-    const table = { align: ALIGN_STATUSES, argos: ARGOS_STATUSES, sumsub: SUMSUB_STATUSES }[provider];
+    const table = { align: ALIGN_STATUSES, argos: ARGOS_STATUSES, sumsub: SUMSUB_STATUSES, persona: PERSONA_STATUSES }[provider];
     if (!Object.hasOwn(table, status ?? "")) {
       return [400, { error: `status must be one of ${Object.keys(table).join(", ")}` }];
     }
@@ -186,6 +201,11 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
       const { review, type } = SUMSUB_STATUSES[status];
       providers.setSumsub(ref, review);
       raw = sumsubWebhook(ref, type, review);
+    } else if (provider === "persona") {
+      const { status: word, event } = PERSONA_STATUSES[status];
+      const now = Date.now();
+      const [inquiry] = providers.persona.setInquiries(ref, [{ status: word, createdAt: now, decisionedAt: ["approved", "declined"].includes(word) ? now : undefined }]);
+      raw = JSON.stringify(personaEvent(event, inquiry));
     } else {
       const { kyc, pending, trigger: name } = ARGOS_STATUSES[status];
       const submissionId = `${ref}-sandbox`;
@@ -277,6 +297,7 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
     argosKey: vars.ARGOS_API_KEY,
     sumsubAppToken: vars.SUMSUB_APP_TOKEN,
     sumsubSecretKey: vars.SUMSUB_SECRET_KEY,
+    personaKey: vars.PERSONA_API_KEY,
     control,
   });
   return { url: providers.url, sandboxed, stop: () => providers.stop() };

@@ -39,6 +39,10 @@ if [[ "$(read_var SUMSUB_APP_TOKEN)" == sbx:sandbox_* ]]; then
   vars+=(--var "SUMSUB_API_BASE:$sandbox")
   served+=(Sumsub)
 fi
+if [[ "$(read_var PERSONA_API_KEY)" == sandbox_* ]]; then
+  vars+=(--var "PERSONA_API_BASE:$sandbox")
+  served+=(Persona)
+fi
 # The sandbox's truth moves as fast as you type: every cron run re-checks every subject, so a
 # dropped webhook is found by the next run, not in an hour (deployed cadences: README).
 if [[ ${#served[@]} -gt 0 ]]; then

@@ -8,9 +8,10 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import http from "node:http";
 import net from "node:net";
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { alignSignature, sumsubDigest } from "../sandbox/sign.mjs";
-import { ALIGN_KEY, API_TOKEN, ARGOS_TOKEN, SUMSUB_WEBHOOK_SECRET, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { ALIGN_KEY, API_TOKEN, ARGOS_TOKEN, PERSONA_SECRET, SUMSUB_WEBHOOK_SECRET, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { personaEvent, personaSignature } from "../sandbox/providers/persona.mjs";
 
 /** DEFAULT_MAX_BODY_BYTES (core/src/config.rs): the stacks here keep the default. */
 const LIMIT = 256 * 1024;
@@ -485,6 +486,73 @@ describe("hostile bodies", () => {
     assert.equal(padded.json.ref, ref);
     await ctx.settle("align", ref);
     await ctx.assertHealthy();
+  });
+});
+
+describe("hostile Persona webhooks", () => {
+  const ctx = hostileStack({ persona: true });
+  const PATH = "/webhooks/persona";
+  /** Headers of a Persona webhook signed over `raw` (a string or bytes) now (node:crypto). */
+  const personaSigned = (raw, extra = {}) => {
+    const t = Math.floor(Date.now() / 1000);
+    const v1 = createHmac("sha256", PERSONA_SECRET).update(`${t}.`).update(raw).digest("hex");
+    return { ...JSON_TYPE, "persona-signature": `t=${t},v1=${v1}`, ...extra };
+  };
+  const inquiry = (ref, status = "approved") => ({ type: "inquiry", id: "inq_hostile", attributes: { status, "reference-id": ref } });
+
+  test("empty, non-UTF-8 and deeply nested bodies: 400 when signed, 401 when not, nothing written", async () => {
+    const { stack } = ctx;
+    const latin1 = Buffer.concat([Buffer.from('{"data":{"type":"event","attributes":{"name":"inquiry.approved","x":"Jos'), Buffer.from([0xe9]), Buffer.from('"}}}')]);
+    const deep = `{"data":{"type":"event","attributes":{"name":"inquiry.approved","x":${"[".repeat(10_000)}${"]".repeat(10_000)}}}}`;
+    await ctx.writesNothing(async () => {
+      for (const body of ["", "null", "[]", '{"data":"evt"}', latin1, deep]) {
+        assertError(await stack.post(PATH, body, personaSigned(body)), 400, "bad_request");
+        assertError(await stack.post(PATH, body, JSON_TYPE), 401, "unauthorized");
+      }
+    });
+  });
+
+  test("hostile signature headers: many sets, repeated, absurd t, stray bytes: 401, nothing written", async () => {
+    const { stack } = ctx;
+    const raw = JSON.stringify(personaEvent("inquiry.approved", inquiry("hostile-persona-1")));
+    const good = personaSignature(PERSONA_SECRET, raw);
+    const t = good.slice(2, good.indexOf(","));
+    const v1 = good.slice(good.indexOf("v1=") + 3);
+    const cases = [
+      Array(100).fill(good).join(" "),
+      // Many unknown schemes, and a v1 one digit off.
+      `t=${t},${"v2=x,".repeat(500)}v1=${v1[0] === "0" ? "1" : "0"}${v1.slice(1)}`,
+      `t=${"9".repeat(30)},v1=${v1}`,
+      `t=${t},v1=${v1};`,
+      "t=,v1=",
+      "=,=",
+      "t=1e3,v1=NaN",
+    ];
+    await ctx.writesNothing(async () => {
+      for (const signature of cases) {
+        assertError(await stack.post(PATH, raw, { ...JSON_TYPE, "persona-signature": signature }), 401, "unauthorized");
+      }
+      // A repeated header reaches the worker joined with ", ".
+      const joined = new Headers(JSON_TYPE);
+      joined.append("persona-signature", good);
+      joined.append("persona-signature", good);
+      assertError(await stack.post(PATH, raw, joined), 401, "unauthorized");
+      // A valid signature over another body.
+      assertError(await stack.post(PATH, raw.replace("approved", "declined"), { ...JSON_TYPE, "persona-signature": good }), 401, "unauthorized");
+      await ctx.untracked("persona", "hostile-persona-1");
+    });
+  });
+
+  test("hostile reference-ids, correctly signed: 400 without quoting them, nothing written", async () => {
+    const { stack } = ctx;
+    await ctx.writesNothing(async () => {
+      for (const ref of ["a/b", "x".repeat(129), "' OR 1=1 --", "a\u0000b", 42, { id: "x" }]) {
+        const raw = JSON.stringify(personaEvent("inquiry.approved", inquiry(ref)));
+        const res = await stack.post(PATH, raw, personaSigned(raw));
+        assertError(res, 400, "bad_request");
+        if (typeof ref === "string" && ref.length > 3) assert.ok(!res.text.includes(ref), res.text);
+      }
+    });
   });
 });
 

@@ -245,16 +245,18 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        // Every registered provider, in registry order.
-        let registered = Provider::all()
-            .map(Provider::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let providers = format!(
+            "provider must be one of {}",
+            Provider::all()
+                .map(Provider::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         assert_eq!(
             reasons,
             [
                 "not a JSON object",
-                &format!("provider must be one of {registered}"),
+                providers.as_str(),
                 "ref may contain only letters, digits and - _ . : @ + ~",
                 "unknown field `email`",
                 "missing field `ref`",

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { applyMigrations, startWorker } from "./worker.mjs";
 import { startStandIn } from "../../sandbox/providers.mjs";
 import { alignSignature, sumsubDigest } from "../../sandbox/sign.mjs";
+import { personaSignature } from "../../sandbox/providers/persona.mjs";
 
 export const API_TOKEN = "test-api-token-5b1d";
 export const ALIGN_KEY = "sk_test_align_e2e_91c2";
@@ -26,15 +27,18 @@ export function sumsubVars(url) {
     SUMSUB_API_BASE: url,
   };
 }
+export const PERSONA_KEY = "persona_sandbox_e2e_key_3c7a";
+export const PERSONA_SECRET = "wbhsec_e2e_persona_8d21";
 
 /**
  * Starts a stand-in provider API and the worker pointed at it. `vars` override the defaults
  * (all providers enabled, no address allow-list, short provider timeout); `argosPageSize`
- * sets how many submissions a stand-in ARGOS page holds; `worker` passes { scriptPath,
- * compatibilityFlags, migrationsDir } on to startWorker and applyMigrations. `sumsub: true` enables
- * Sumsub too (off by default: enabling a provider changes how budgets are split).
+ * sets how many submissions a stand-in ARGOS page holds (`personaPageSize`: inquiries a Persona
+ * page holds, default 10); `worker` passes { scriptPath, compatibilityFlags, migrationsDir } on
+ * to startWorker and applyMigrations. `sumsub: true` and `persona: true` enable those providers
+ * too (off by default: enabling a provider changes how budgets are split).
  */
-export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPageSize, sumsub = false, worker: workerOptions = {} } = {}) {
+export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPageSize, personaPageSize, sumsub = false, persona = false, worker: workerOptions = {} } = {}) {
   const dir = persistDir ?? (await mkdtemp(join(tmpdir(), "kyc-edge-e2e-")));
   await applyMigrations(dir, workerOptions);
   const standIn = await startStandIn({
@@ -44,6 +48,8 @@ export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPa
     sumsubAppToken: SUMSUB_APP_TOKEN,
     sumsubSecretKey: SUMSUB_SECRET_KEY,
     argosPageSize,
+    personaKey: PERSONA_KEY,
+    personaPageSize,
   });
   const worker = await startWorker({
     ...workerOptions,
@@ -56,6 +62,8 @@ export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPa
       ARGOS_WEBHOOK_TOKEN: ARGOS_TOKEN,
       ARGOS_API_BASE: standIn.url,
       ARGOS_ALLOWED_IPS: "",
+      // Persona only when asked (`persona: true`): the other suites keep their provider count.
+      ...(persona ? { PERSONA_API_KEY: PERSONA_KEY, PERSONA_WEBHOOK_SECRET: PERSONA_SECRET, PERSONA_API_BASE: standIn.url } : {}),
       PROVIDER_TIMEOUT_MS: "3000",
       // The stand-in is on loopback: allowed only in a local run.
       LOCAL_DEV: "true",
@@ -167,6 +175,15 @@ export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPa
       if (value !== null) headers["x-payload-digest"] = value;
       if (alg !== null) headers["x-payload-digest-alg"] = alg;
       return stack.post("/webhooks/sumsub", raw, headers);
+    },
+    /** A Persona webhook signed with node:crypto at `t` (now), unless `signature` is given. */
+    personaWebhook(body, { signature, secret = PERSONA_SECRET, t, ip } = {}) {
+      const raw = typeof body === "string" ? body : JSON.stringify(body);
+      const headers = { "content-type": "application/json" };
+      const sig = signature === undefined ? personaSignature(secret, raw, t) : signature;
+      if (sig !== null) headers["persona-signature"] = sig;
+      if (ip) headers["cf-connecting-ip"] = ip;
+      return stack.post("/webhooks/persona", raw, headers);
     },
     /** Runs the cron handler as if scheduled at `time` (ms). */
     async cron(time = Date.now()) {

@@ -97,9 +97,9 @@ pub fn assert_observation(observation: &Observation) {
     if let Some(word) = &observation.sub_status {
         assert_bounded_word("sub_status", word);
     }
-    if let Some(aml) = &observation.aml {
-        assert_bounded_word("aml.status", &aml.aml.status);
-        if let Some(level) = &aml.aml.risk_level {
+    if let Some(reading) = &observation.aml {
+        assert_bounded_word("aml.status", &reading.aml.status);
+        if let Some(level) = &reading.aml.risk_level {
             assert_bounded_word("aml.risk_level", level);
         }
     }
@@ -121,14 +121,11 @@ pub fn assert_event(event: &WebhookEvent, received_at: Timestamp) {
     }
     if let Some(trusted) = &event.trusted {
         assert_observation(trusted);
-        // Readings are windows now: what a trusted body claims never takes effect after it
-        // arrived.
-        if let Some(at) = trusted.status_at {
-            assert!(
-                at <= received_at,
-                "trusted reading takes effect at {at}, after arrival {received_at}"
-            );
-        }
+        assert!(
+            trusted.window.from <= received_at,
+            "trusted reading's window starts at {} after arrival {received_at}",
+            trusted.window.from
+        );
     }
 }
 

@@ -11,8 +11,8 @@ mod submissions;
 mod webhook;
 
 use super::{
-    AnswerError, CheckTarget, InboundWebhook, IngressError, ListPage, ListWalk, ProviderProtocol,
-    Registration, StatusCheck, StatusRequest, WebhookEvent,
+    check_client_ip, AnswerError, CheckTarget, InboundWebhook, IngressError, ListPage, ListWalk,
+    ProviderProtocol, Registration, StatusCheck, StatusRequest, WebhookEvent,
 };
 use crate::config::{to_u32, ConfigError, Vars};
 use crate::secret::Secret;
@@ -138,25 +138,7 @@ impl ProviderProtocol for Argos {
         if !self.webhook_token.matches(webhook.path_token.unwrap_or("")) {
             return Err(IngressError::Unauthenticated("invalid webhook token"));
         }
-        if self.allowed_ips.is_empty() {
-            return Ok(());
-        }
-        let client = webhook
-            .client_ip
-            .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
-            .ok_or(IngressError::Forbidden(
-                "client address is missing or not an IP address",
-            ))?;
-        // Canonical forms, so `::ffff:52.78.194.237` matches `52.78.194.237`.
-        let allowed = self
-            .allowed_ips
-            .iter()
-            .any(|ip| ip.to_canonical() == client.to_canonical());
-        if allowed {
-            Ok(())
-        } else {
-            Err(IngressError::Forbidden("client address is not allowed"))
-        }
+        check_client_ip(&self.allowed_ips, webhook.client_ip)
     }
 
     fn parse_webhook(
