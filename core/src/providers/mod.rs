@@ -7,8 +7,8 @@
 
 pub mod align;
 pub mod argos;
-pub mod sumsub;
 pub mod persona;
+pub mod sumsub;
 
 use crate::config::{ConfigError, Vars};
 #[cfg(doc)]
