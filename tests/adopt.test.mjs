@@ -98,7 +98,7 @@ describe("bulk import", () => {
     }
     // Two bad lines among them: refused alone, with their reasons.
     rows.splice(10, 0, "x,has space,align,u");
-    rows.splice(20, 0, "y,ok-provider-missing,sumsub,u");
+    rows.splice(20, 0, "y,ok-provider-missing,onfido,u");
     await writeFile(file, `${rows.join("\n")}\n`);
   });
   after(async () => {
