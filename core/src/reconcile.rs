@@ -381,7 +381,8 @@ fn aml_window_value(
 /// The history row of a change, chained to the guard. Drift is suspected here, when the
 /// change is written: a status change found by polling is suspected drift unless a webhook
 /// announcing its status (or any change) arrived since the status it replaces took effect
-/// (less the tolerated skew for one naming the status), including webhooks that arrived while this check was in flight. Webhooks before that were
+/// (less the tolerated skew for one naming the status, when that time is the provider's),
+/// including webhooks that arrived while this check was in flight. Webhooks before that were
 /// about an earlier episode. The cron settles suspicions after [`DRIFT_GRACE`] (a webhook
 /// slower than the poll still counts).
 fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timestamp) -> Statement {
@@ -392,6 +393,15 @@ fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timest
         (false, false) => "detail",
     };
     let status_since = stored.status_at.unwrap_or_else(epoch);
+    // A status a poll found took effect no earlier than that poll was sent, on our clock, and a
+    // webhook about any later change arrives after it. A status an authenticated body dated
+    // is on the provider's clock, which may run ahead of ours: a later change's webhook may
+    // arrive up to the tolerated skew before that time.
+    let named_since = if stored.source == Some(Source::Webhook) {
+        status_since - crate::observation::CLOCK_TOLERANCE
+    } else {
+        status_since
+    };
     statement!(
         "INSERT INTO events (provider, ref, type, kind, at, source, from_status, to_status, drift) \
          SELECT ?1, ?2, 'change', ?3, ?4, ?5, ?6, ?7, \
@@ -410,9 +420,7 @@ fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timest
         change.previous.as_str(),
         change.next.status.as_str(),
         change.may_be_drift(source),
-        // A webhook naming the new status counts from when the status on record took effect,
-        // less the tolerated skew (that time may be the provider's, ahead of ours).
-        status_since - crate::observation::CLOCK_TOLERANCE,
+        named_since,
         ANY_CHANGE,
         SUSPECTED_DRIFT,
         NO_DRIFT,

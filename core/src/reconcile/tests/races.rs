@@ -391,6 +391,46 @@ fn a_webhook_before_a_lagging_check_still_announces_its_change() {
     assert!(!drift, "announced by the webhook at 10");
 }
 
+/// The world of the convergence test: the provider went pending → rejected → pending within
+/// seconds, and both webhooks of those changes were lost. The webhook of the first pending,
+/// seconds before, announced an earlier episode: it must not hide the lost one's drift.
+#[test]
+fn a_webhook_of_an_earlier_episode_does_not_announce_a_return_to_its_status() {
+    let db = database();
+    let p = Provider::named("align");
+    batch(&db, &register(p, &r("u1"), RefKind::User, None, at(0)));
+    let pending = WebhookEvent {
+        announces: Announcement::Status(KycStatus::Pending),
+        about_aml: false,
+        ..aml_webhook()
+    };
+    let record = record_webhook(p, &pending, "pending body", "r-7", at(7));
+    batch(&db, &record.statements);
+    let mut drifts = vec![];
+    for (status, sent) in [
+        (KycStatus::Pending, 8),
+        (KycStatus::Rejected, 20),
+        (KycStatus::Pending, 32),
+    ] {
+        let Written::Won { drift, .. } = write(
+            &db,
+            p,
+            "u1",
+            subject(&db, p, "u1"),
+            &reading(status, None, at(sent)),
+            at(sent + 1),
+        ) else {
+            panic!("the change to {status:?} is written");
+        };
+        drifts.push(drift);
+    }
+    assert_eq!(
+        drifts,
+        [false, true, true],
+        "announced; lost; lost (the pending webhook at 7 was about the first pending)"
+    );
+}
+
 /// A check a webhook asked for that fails for the subject (the provider does not know it yet)
 /// is retried on the short back-off; the same failure of a routine check waits the slow cadence.
 #[test]
