@@ -378,6 +378,12 @@ fn aml_window_value(
         .map_or(SqlValue::Null, |_| bound(state.aml_window).into())
 }
 
+/// When a recorded webhook last announced something: its first arrival, or its latest repeat
+/// when the body is undated. A dated body repeated is the same event, about the same change
+/// (a provider's retry, a replay); an undated one may be a new event in the same bytes.
+pub(crate) const ANNOUNCED_AT: &str =
+    "CASE WHEN w.provider_at IS NULL THEN COALESCE(w.last_at, w.at) ELSE w.at END";
+
 /// The history row of a change, chained to the guard. Drift is suspected here, when the
 /// change is written: a status change found by polling is suspected drift unless a webhook
 /// announcing its status (or any change) arrived since the status it replaces took effect
@@ -403,15 +409,15 @@ fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timest
         status_since
     };
     statement!(
-        "INSERT INTO events (provider, ref, type, kind, at, source, from_status, to_status, drift) \
+        format!("INSERT INTO events (provider, ref, type, kind, at, source, from_status, to_status, drift) \
          SELECT ?1, ?2, 'change', ?3, ?4, ?5, ?6, ?7, \
            CASE WHEN ?8 AND NOT EXISTS ( \
              SELECT 1 FROM events w WHERE w.provider = ?1 AND w.ref = ?2 \
                AND w.type IN ('webhook', 'duplicate') \
-               AND ((w.announces = ?7 AND COALESCE(w.last_at, w.at) >= ?9) \
-                 OR (w.announces = ?10 AND COALESCE(w.last_at, w.at) >= ?13))) \
+               AND ((w.announces = ?7 AND {ANNOUNCED_AT} >= ?9) \
+                 OR (w.announces = ?10 AND {ANNOUNCED_AT} >= ?13))) \
              THEN ?11 ELSE ?12 END \
-         WHERE changes() = 1 RETURNING drift",
+         WHERE changes() = 1 RETURNING drift"),
         stored.provider.as_str(),
         stored.subject_ref.as_str(),
         fields,

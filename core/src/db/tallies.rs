@@ -193,12 +193,13 @@ pub const SINCE_FOLD: &str =
        AND type IN ('webhook', 'duplicate', 'change') GROUP BY provider, type";
 
 /// A webhook of the same subject announcing the change's status (or any change) that arrived
-/// after the change was written and no later than `?2` after it (`c` is the change).
+/// after the change was written and no later than `?2` after it (`c` is the change); a repeat
+/// counts only for an undated body (see [`crate::reconcile::ANNOUNCED_AT`]).
 const LATE_ANNOUNCEMENT: &str = "EXISTS (SELECT 1 FROM events w \
      WHERE w.provider = c.provider AND w.ref = c.ref AND w.type IN ('webhook', 'duplicate') \
        AND w.announces IN (c.to_status, '*') \
        AND ((w.at > c.at AND w.at <= c.at + ?2) \
-         OR (w.last_at > c.at AND w.last_at <= c.at + ?2)))";
+         OR (w.provider_at IS NULL AND w.last_at > c.at AND w.last_at <= c.at + ?2)))";
 
 /// Suspected drift old enough to settle (`?1`: written no later than this) and already
 /// folded (so the fold never counts it).

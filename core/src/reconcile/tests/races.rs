@@ -431,6 +431,43 @@ fn a_webhook_of_an_earlier_episode_does_not_announce_a_return_to_its_status() {
     );
 }
 
+/// A provider's retry of a dated "something changed" body, seconds after the change it was
+/// about was found, is that change's webhook again: it announces nothing later.
+#[test]
+fn a_repeated_dated_webhook_does_not_announce_a_later_change() {
+    let db = database();
+    let p = Provider::named("align");
+    batch(&db, &register(p, &r("u1"), RefKind::User, None, at(0)));
+    let changed = WebhookEvent {
+        announces: Announcement::AnyChange,
+        about_aml: false,
+        provider_at: Some(at(6)),
+        ..aml_webhook()
+    };
+    let mut drifts = vec![];
+    for (arrived, status, sent) in [(7, KycStatus::Pending, 8), (16, KycStatus::Approved, 29)] {
+        let receipt = format!("r-{arrived}");
+        let record = record_webhook(p, &changed, "changed body", &receipt, at(arrived));
+        batch(&db, &record.statements);
+        let Written::Won { drift, .. } = write(
+            &db,
+            p,
+            "u1",
+            subject(&db, p, "u1"),
+            &reading(status, None, at(sent)),
+            at(sent + 1),
+        ) else {
+            panic!("the change to {status:?} is written");
+        };
+        drifts.push(drift);
+    }
+    assert_eq!(
+        drifts,
+        [false, true],
+        "announced at 7; the repeat at 16 was the same event"
+    );
+}
+
 /// A check a webhook asked for that fails for the subject (the provider does not know it yet)
 /// is retried on the short back-off; the same failure of a routine check waits the slow cadence.
 #[test]
