@@ -181,6 +181,12 @@ pub trait ProviderProtocol: fmt::Debug {
     /// Fail closed: anything not proven authentic is an error.
     fn authenticate(&self, webhook: &InboundWebhook<'_>) -> Result<(), IngressError>;
 
+    /// Webhooks about subjects that were never registered (`PUT`, import, backfill) are
+    /// acknowledged and ignored instead of tracked (ARGOS's `ARGOS_REQUIRE_REGISTERED`).
+    fn requires_registered(&self) -> bool {
+        false
+    }
+
     /// Parse an authenticated body. `received_at` bounds provider timestamps: a claim dated
     /// in the future must not outrank the polls that follow it.
     fn parse_webhook(
