@@ -8,14 +8,16 @@ import { applyMigrations, startWorker } from "./worker.mjs";
 import { startStandIn } from "../../sandbox/providers.mjs";
 import { alignSignature } from "../../sandbox/sign.mjs";
 
-export const API_TOKEN = "test-api-token-5b1d";
+// Bearer tokens are at least 32 characters (shorter ones are a configuration error).
+export const API_TOKEN = "test-api-token-5b1d-0123456789abcdef";
+export const READ_TOKEN = "test-read-token-77e0-0123456789abcdef";
 export const ALIGN_KEY = "sk_test_align_e2e_91c2";
 export const ARGOS_KEY = "argos_e2e_api_key_7d3f";
-export const ARGOS_TOKEN = "argos-hook-token-e2e-40aa";
+export const ARGOS_TOKEN = "argos-hook-token-e2e-40aa-0123456789ab";
 
 /**
  * Starts a stand-in provider API and the worker pointed at it. `vars` override the defaults
- * (all providers enabled, no address allow-list, short provider timeout); `argosPageSize`
+ * (all providers enabled, address allow-list explicitly off, short provider timeout); `argosPageSize`
  * sets how many submissions a stand-in ARGOS page holds; `worker` passes { scriptPath,
  * compatibilityFlags, migrationsDir } on to startWorker and applyMigrations.
  */
@@ -28,12 +30,14 @@ export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPa
     persistDir: dir,
     vars: {
       API_TOKEN,
+      API_READ_TOKEN: READ_TOKEN,
       ALIGN_API_KEY: ALIGN_KEY,
       ALIGN_API_BASE: standIn.url,
       ARGOS_API_KEY: ARGOS_KEY,
       ARGOS_WEBHOOK_TOKEN: ARGOS_TOKEN,
       ARGOS_API_BASE: standIn.url,
-      ARGOS_ALLOWED_IPS: "",
+      // Explicitly off (an empty list is a configuration error).
+      ARGOS_ALLOWED_IPS: "any",
       PROVIDER_TIMEOUT_MS: "3000",
       // The stand-in is on loopback: allowed only in a local run.
       LOCAL_DEV: "true",
