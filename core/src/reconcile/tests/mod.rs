@@ -299,9 +299,7 @@ fn every_interleaving_of_a_check_a_flip_and_a_refused_kv_write() {
         ..Setup::default()
     };
     let schedules = explore_all(&setup);
-    eprintln!(
-        "explorer: a check, a lost flip, a refused KV write: {schedules} schedules"
-    );
+    eprintln!("explorer: a check, a lost flip, a refused KV write: {schedules} schedules");
     assert!(schedules > 1_000, "{schedules}");
 }
 
