@@ -25,7 +25,7 @@ bench: build
 soak: build
 	node bench/soak.mjs
 
-# Against `make dev`'s sandbox: make trigger PROVIDER=align REF=cust-1 STATUS=approved [DROP=1] [REPLAY=1]
+# Against `make dev`'s sandbox: make trigger PROVIDER=align|argos|sumsub REF=cust-1 STATUS=approved [DROP=1] [REPLAY=1]
 PROVIDER ?= align
 trigger:
 	@node scripts/trigger.mjs --provider "$(PROVIDER)" --ref "$(REF)" --status "$(STATUS)" --drop "$(DROP)" --replay "$(REPLAY)"

@@ -6,8 +6,9 @@
 // process's utime+stime over the phase (it includes local D1/KV/Queue simulation, so it is an
 // upper bound of the worker's own), also given as a multiple of a /healthz request's.
 import { setTimeout as sleep } from "node:timers/promises";
-import { ALIGN_KEY, kycsUpdated } from "../tests/support/kit.mjs";
-import { alignSignature } from "../sandbox/sign.mjs";
+import { ALIGN_KEY, SUMSUB_WEBHOOK_SECRET, kycsUpdated } from "../tests/support/kit.mjs";
+import { alignSignature, sumsubDigest } from "../sandbox/sign.mjs";
+import { sumsubTime } from "../sandbox/providers/sumsub.mjs";
 import { add, per, pool, spent, startMetered, workerdCpuMs } from "./metered.mjs";
 
 const HOLD_SECONDS = 8;
@@ -27,6 +28,7 @@ export const OPERATIONS = [
   ["check_changed", "cron-driven check, answer changed"],
   ["cron_idle", "cron run with nothing due (per run)"],
   ["read_subject", "GET /v1/subjects/{p}/{ref} (KV)"],
+  ["sumsub_webhook", "Sumsub webhook, new subject, end to end (digest, signed fetch, change)"],
 ];
 
 async function send(stack, raw, key) {
@@ -45,6 +47,8 @@ async function send(stack, raw, key) {
 export async function measureCosts({ checkout, n, width, progress = () => {}, sqlProfile }) {
   const stack = await startMetered({
     checkout,
+    // Sumsub is enabled for its own row; a build without it answers 404 there (not measured).
+    sumsub: true,
     vars: { WORKERS_PLAN: "paid", RECONCILE_BUDGET: "10000" },
   });
   const costs = {};
@@ -168,6 +172,31 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
         statuses.push(r.status);
       })),
     );
+    // A Sumsub webhook end to end: digest check, event row, the signed applicant fetch, the
+    // change with its outbox row and KV projection.
+    const sumsubIds = ids.map((id) => `sumsub-${id}`);
+    for (const id of sumsubIds) stack.standIn.setSumsub(id, { reviewStatus: "completed", reviewAnswer: "GREEN" });
+    const sumsubStatuses = [];
+    await phase("sumsub_webhook", () =>
+      pool(sumsubIds, width, async (id) => {
+        const raw = JSON.stringify({
+          correlationId: `req-${id}`,
+          externalUserId: id,
+          type: "applicantReviewed",
+          sandboxMode: true,
+          reviewStatus: "completed",
+          reviewResult: { reviewAnswer: "GREEN" },
+          createdAtMs: sumsubTime(Date.now(), { millis: true }),
+        });
+        const res = await stack.post("/webhooks/sumsub", raw, {
+          "content-type": "application/json",
+          "x-payload-digest": sumsubDigest(SUMSUB_WEBHOOK_SECRET, raw),
+          "x-payload-digest-alg": "HMAC_SHA256_HEX",
+        });
+        sumsubStatuses.push(res.status);
+      }),
+    );
+    if (sumsubStatuses.some((s) => s !== 200)) delete costs.sumsub_webhook;
     const unexpected = statuses.filter((s) => s !== 200 && s !== 401);
     if (unexpected.length) throw new Error(`unexpected statuses during the cost phases: ${[...new Set(unexpected)]}`);
     for (const op of Object.keys(costs)) costs[op].cpu_x_healthz = costs[op].cpu_ms / costs.healthz.cpu_ms;

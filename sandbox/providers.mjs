@@ -1,15 +1,19 @@
-// A stand-in for the two provider APIs the worker calls, on 127.0.0.1: the local sandbox
+// A stand-in for the provider APIs the worker calls, on 127.0.0.1: the local sandbox
 // `make dev` runs (sandbox/server.mjs) and the end-to-end tests' provider.
 //   Align  GET /v0/customers/{customer_id}, GET /v0/customers  header `Authorization: <key>` (raw)
 //   ARGOS  GET /v3/submission?userid=U|submission_id=S|start_date=D&end_date=D
 //          &request_type=kyc|aml[&nextpage_id=…&nextpage_date=…] header `x-api-key: <key>`
-// Point the worker's ALIGN_API_BASE / ARGOS_API_BASE at `url`. Callers program the state,
+//   Sumsub GET /resources/applicants/-;externalUserId={ref}/one, signed requests
+//          (providers/sumsub.mjs)
+// Point the worker's ALIGN_API_BASE / ARGOS_API_BASE / SUMSUB_API_BASE at `url`. Callers program the state,
 // inject faults and latency, and read per-path request logs.
 //
 // Every answer is computed from the state *when the request arrived*, then sent after the
 // configured delay: a slow answer carries what the provider read when it was asked, as a real
 // provider's would.
 import { createServer } from "node:http";
+import { sumsubApi } from "./providers/sumsub.mjs";
+import { createPersona } from "./providers/persona.mjs";
 
 /** An ARGOS timestamp: UTC "YYYY-MM-DD-HH-MM-SS-ZZZ" (ZZZ = milliseconds). */
 export function argosTime(ms) {
@@ -35,7 +39,7 @@ const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > 
 
 /**
  * Starts the stand-in. Options: latencyMs (delay before every response, default 0), alignKey,
- * argosKey (the credentials it accepts), argosPageSize (submissions per page, default 50),
+ * argosKey, sumsubAppToken, sumsubSecretKey (the credentials it accepts), argosPageSize (submissions per page, default 50),
  * port (default: any free one), control (an async (req, url, body) → [status, json] handler
  * for every path under /_sandbox/, which is never a provider request).
  * Returns:
@@ -49,10 +53,18 @@ const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > 
  *                             (submission_id, email, created_at, updated_at, kyc_result_at,
  *                             kyc: {result: "approved"}, data: {full_name, date_of_birth, ...});
  *                             its aml_result (when given) is served to request_type=aml only
- *   failNext(n, {status, retryAfter, provider})
+ *   setSumsub(ref, review, {pii})
+ *                             sets a Sumsub applicant's review ({reviewStatus, reviewAnswer,
+ *                             reviewRejectType, reviewDate}); its answer carries PII in
+ *                             info/fixedInfo (`pii` plants values)
+ *   removeSumsub(ref)         the applicant is unknown again (404)
+ *   sumsubSignatureFailures() Sumsub requests refused as `Invalid signature`
+ *   persona                   the Persona stand-in (sandbox/providers/persona.mjs)
+ *   failNext(n, {status, retryAfter, provider, headers})
  *                             the next n matching requests get `status` (default 500);
- *                             `retryAfter` (seconds) adds a Retry-After header; `provider`
- *                             ("align" | "argos") limits it to one API
+ *                             `retryAfter` (seconds) adds a Retry-After header, `headers`
+ *                             any others; `provider` ("align" | "argos" | "sumsub" | "persona") limits
+ *                             it to one API
  *   setFaultRate(rate, {status, retryAfter, provider, seed})
  *                             after failNext is used up, each matching request fails with
  *                             probability `rate` (0 turns it off), drawn from a PRNG seeded with
@@ -72,8 +84,11 @@ const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > 
  *   arrivals()                [{ method, path, query, arrivedAt }] in arrival order
  *   resetCounts()
  */
-export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPageSize, port = 0, control } = {}) {
+export async function startStandIn({ latencyMs = 0, alignKey, argosKey, sumsubAppToken, sumsubSecretKey, argosPageSize, personaKey, personaPageSize, port = 0, control } = {}) {
   argosPageSize ??= 50;
+  const sumsub = sumsubApi({ appToken: sumsubAppToken, secretKey: sumsubSecretKey });
+  // Persona (sandbox/providers/persona.mjs): `persona` on the returned object programs it.
+  const persona = createPersona({ key: personaKey, pageSize: personaPageSize });
   const customers = new Map();
   const submissions = new Map();
   let latency = latencyMs;
@@ -166,12 +181,13 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPag
     return [200, { items: [...customers.keys()].map((id) => align(req, id)[1]) }];
   }
 
-  function answer(req, url) {
+  function answer(req, url, body) {
     const customer = url.pathname.match(/^\/v0\/customers\/([^/]+)$/);
     const list = url.pathname === "/v0/customers";
-    const provider = customer || list ? "align" : url.pathname === "/v3/submission" ? "argos" : null;
+    const provider =
+      customer || list ? "align" : url.pathname === "/v3/submission" ? "argos" : sumsub.matches(url.pathname) ? "sumsub" : persona.handles(url.pathname) ? "persona" : null;
     if (!provider) return [404, { message: "Not Found" }];
-    if (req.method !== "GET") return [405, { message: "Method Not Allowed" }];
+    if (req.method !== "GET" && provider !== "sumsub") return [405, { message: "Method Not Allowed" }];
     if (raw && raw.count > 0 && (!raw.provider || raw.provider === provider)) {
       raw.count -= 1;
       return [raw.status, raw.body ?? "", raw.headers ?? {}, true];
@@ -179,8 +195,10 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPag
     const fault = takeFault(provider);
     if (fault) {
       const headers = fault.retryAfter === undefined ? {} : { "retry-after": String(fault.retryAfter) };
-      return [fault.status, { message: "injected fault" }, headers];
+      return [fault.status, { message: "injected fault" }, { ...headers, ...fault.headers }];
     }
+    if (provider === "sumsub") return sumsub.answer(req, req.url, body);
+    if (provider === "persona") return persona.answer(req, url);
     if (list) return alignList(req);
     return provider === "align" ? align(req, decodeURIComponent(customer[1])) : argos(req, url.searchParams);
   }
@@ -215,10 +233,11 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPag
         arrivedAt,
       });
     });
-    // Drain the body first so keep-alive connections stay usable.
-    req.resume();
+    // Read the body first (Sumsub signs it) so keep-alive connections stay usable.
+    const chunks = [];
+    req.on("data", (chunk) => chunks.push(chunk));
     req.on("end", () => {
-      const [status, body, headers = {}, asIs = false] = answer(req, url);
+      const [status, body, headers = {}, asIs = false] = answer(req, url, Buffer.concat(chunks).toString("utf8"));
       const delay = takeDelay(url.pathname);
       delay.then?.();
       setTimeout(() => {
@@ -276,8 +295,18 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, argosPag
         })),
       );
     },
-    failNext(count, { status = 500, retryAfter, provider } = {}) {
-      pending = { count, status, retryAfter, provider };
+    setSumsub(ref, review, options) {
+      sumsub.setApplicant(ref, review, options);
+    },
+    removeSumsub(ref) {
+      sumsub.removeApplicant(ref);
+    },
+    sumsubSignatureFailures() {
+      return sumsub.signatureFailures();
+    },
+    persona,
+    failNext(count, { status = 500, retryAfter, provider, headers } = {}) {
+      pending = { count, status, retryAfter, provider, headers };
     },
     setFaultRate(rate, { status = 500, retryAfter, provider, seed = 1 } = {}) {
       random = { rate, status, retryAfter, provider, next: prng(seed) };

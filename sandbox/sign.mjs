@@ -13,3 +13,11 @@ export function argosEncrypt(apiKey, plaintext) {
   const cipher = createCipheriv("aes-256-ecb", key, null);
   return Buffer.concat([cipher.update(plaintext), cipher.final()]).toString("base64");
 }
+
+/** Sumsub's webhook digest names (`X-Payload-Digest-Alg`) and node:crypto's hash for each. */
+export const SUMSUB_DIGEST_ALGS = { HMAC_SHA256_HEX: "sha256", HMAC_SHA512_HEX: "sha512", HMAC_SHA1_HEX: "sha1" };
+
+/** Sumsub webhook digest: hex HMAC of the raw body under the webhook secret. */
+export function sumsubDigest(secret, rawBody, alg = "HMAC_SHA256_HEX") {
+  return createHmac(SUMSUB_DIGEST_ALGS[alg], secret).update(rawBody).digest("hex");
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make dev`: the worker on loopback (wrangler dev, workerd, local D1/KV/Queue) and, beside it,
-# the local sandbox (sandbox/server.mjs): both providers' APIs, `make trigger`, and an endpoint
+# the local sandbox (sandbox/server.mjs): the providers' APIs, `make trigger`, and an endpoint
 # that receives and verifies the worker's notifications. Migrations are applied first.
 #   PORT          the worker's port (default 8787)
 #   SANDBOX_PORT  the sandbox's port (default 8788)
@@ -34,6 +34,19 @@ fi
 if [[ "$(read_var ARGOS_API_KEY)" == sandbox_* ]]; then
   vars+=(--var "ARGOS_API_BASE:$sandbox" --var "ARGOS_ALLOWED_IPS:127.0.0.1")
   served+=(ARGOS)
+fi
+if [[ "$(read_var SUMSUB_APP_TOKEN)" == sbx:sandbox_* ]]; then
+  vars+=(--var "SUMSUB_API_BASE:$sandbox")
+  served+=(Sumsub)
+fi
+if [[ "$(read_var PERSONA_API_KEY)" == sandbox_* ]]; then
+  vars+=(--var "PERSONA_API_BASE:$sandbox")
+  served+=(Persona)
+fi
+# The sandbox's truth moves as fast as you type: every cron run re-checks every subject, so a
+# dropped webhook is found by the next run, not in an hour (deployed cadences: README).
+if [[ ${#served[@]} -gt 0 ]]; then
+  vars+=(--var "RECHECK_STEPS_SECONDS:1" --var "TERMINAL_RECHECK_SECONDS:1")
 fi
 if [[ -z "$(read_var APP_WEBHOOK_URL)" && -n "$(read_var APP_WEBHOOK_SECRET)" ]]; then
   vars+=(--var "APP_WEBHOOK_URL:$sandbox/_sandbox/sink")

@@ -33,7 +33,7 @@ const fail = (message) => {
   process.exit(1);
 };
 const [file] = positionals;
-if (!file) fail("usage: node scripts/import.mjs FILE.csv|FILE.ndjson [--url URL] [--provider align|argos]");
+if (!file) fail("usage: node scripts/import.mjs FILE.csv|FILE.ndjson [--url URL] [--provider align|argos|sumsub]");
 const token = process.env.API_TOKEN;
 if (!token) fail("set API_TOKEN (the worker's bearer token)");
 const batchSize = Math.min(1000, Math.max(1, Number(values.batch) || 1000));

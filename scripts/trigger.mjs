@@ -4,6 +4,9 @@
 //   make trigger PROVIDER=align REF=cust-1 STATUS=approved   move the truth, send the webhook
 //   make trigger PROVIDER=align REF=cust-1 STATUS=rejected DROP=1   move it, send nothing
 //   make trigger PROVIDER=align REF=cust-1 REPLAY=1          send the last body again
+//   make trigger PROVIDER=sumsub REF=user-1 STATUS=resubmission_required
+//                 (Sumsub: not_started, pending, approved, rejected, resubmission_required)
+//   make trigger PROVIDER=persona REF=user-1 STATUS=approved  an inquiry, signed Persona-Signature
 //
 // SANDBOX_URL (default http://127.0.0.1:8788) is where `make dev` runs the sandbox.
 import { parseArgs } from "node:util";

@@ -8,10 +8,10 @@ use crate::calls::{Call, Calls};
 use crate::clock;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
-use kyc_core::headers::{CONTENT_LENGTH, RETRY_AFTER};
+use kyc_core::headers::{CONTENT_LENGTH, RATELIMIT_RESET, RETRY_AFTER};
 use kyc_core::outbound::{is_redirect, location_for_record, CappedBody, OutboundError};
 use kyc_core::providers::StatusRequest;
-use kyc_core::schedule::parse_retry_after;
+use kyc_core::schedule::{parse_ratelimit_reset, parse_retry_after};
 use kyc_core::time::TimeDelta;
 use std::future::Future;
 use std::time::Duration;
@@ -182,11 +182,11 @@ where
     }
 }
 
+/// `Retry-After`, else the IETF `RateLimit-Reset` (seconds until the quota refills).
 fn retry_after(response: &Response) -> Option<TimeDelta> {
-    response
-        .headers()
-        .get(RETRY_AFTER)
-        .ok()
-        .flatten()
-        .and_then(|value| parse_retry_after(&value, clock::now()))
+    let header = |name| response.headers().get(name).ok().flatten();
+    let now = clock::now();
+    header(RETRY_AFTER)
+        .and_then(|value| parse_retry_after(&value, now))
+        .or_else(|| header(RATELIMIT_RESET).and_then(|value| parse_ratelimit_reset(&value, now)))
 }

@@ -6,8 +6,9 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { startApp } from "./support/app.mjs";
-import { alignSignature } from "../sandbox/sign.mjs";
-import { ALIGN_KEY, API_TOKEN, ARGOS_KEY, ARGOS_TOKEN, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { alignSignature, sumsubDigest } from "../sandbox/sign.mjs";
+import { ALIGN_KEY, API_TOKEN, ARGOS_KEY, ARGOS_TOKEN, PERSONA_SECRET, SUMSUB_WEBHOOK_SECRET, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { personaEvent, personaSignature } from "../sandbox/providers/persona.mjs";
 import { check, document, DOCUMENT_PATH, operations, templateOf } from "./support/openapi.mjs";
 
 const SECRET = "whsec_R4mMtD8u9t0mMX3bqm1Q7ugO8hbRdeuCqkzFgVDBo4E=";
@@ -54,7 +55,7 @@ describe("the API against its document", () => {
 
   before(async () => {
     app = await startApp({ secrets: [SECRET] });
-    stack = await startStack({ vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: SECRET, NOTIFY_MAX_AGE_SECONDS: "1" } });
+    stack = await startStack({ sumsub: true, persona: true, vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: SECRET, NOTIFY_MAX_AGE_SECONDS: "1" } });
   });
   after(async () => {
     await stack.stop();
@@ -107,6 +108,24 @@ describe("the API against its document", () => {
     });
     assert.equal(argos.status, 200, argos.text);
     assert.equal((await call("POST", "/webhooks/argos/wrong", { token: null, body: {} })).status, 401);
+    stack.standIn.setSumsub("user_api_02", { reviewStatus: "pending" });
+    const sumsubBody = JSON.stringify({ type: "applicantPending", externalUserId: "user_api_02", correlationId: "req-api-02", sandboxMode: true });
+    const sumsub = await call("POST", "/webhooks/sumsub", {
+      token: null,
+      body: sumsubBody,
+      headers: { "x-payload-digest": sumsubDigest(SUMSUB_WEBHOOK_SECRET, sumsubBody), "x-payload-digest-alg": "HMAC_SHA256_HEX" },
+    });
+    assert.equal(sumsub.status, 200, sumsub.text);
+    assert.equal((await call("POST", "/webhooks/sumsub", { token: null, body: sumsubBody, headers: { "x-payload-digest": "00" } })).status, 401);
+    const [inquiry] = stack.standIn.persona.setInquiries("user_api_persona", [{ status: "approved" }]);
+    const personaBody = JSON.stringify(personaEvent("inquiry.approved", inquiry));
+    const persona = await call("POST", "/webhooks/persona", {
+      token: null,
+      body: personaBody,
+      headers: { "persona-signature": personaSignature(PERSONA_SECRET, personaBody) },
+    });
+    assert.equal(persona.status, 200, persona.text);
+    assert.equal((await call("POST", "/webhooks/persona", { token: null, body: personaBody })).status, 401);
 
     // Subjects.
     assert.ok(await eventually(async () => (await stack.row("align", id)).status === "pending"));

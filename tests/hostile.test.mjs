@@ -8,9 +8,10 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import http from "node:http";
 import net from "node:net";
-import { randomBytes } from "node:crypto";
-import { alignSignature } from "../sandbox/sign.mjs";
-import { ALIGN_KEY, API_TOKEN, ARGOS_TOKEN, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { createHmac, randomBytes } from "node:crypto";
+import { alignSignature, sumsubDigest } from "../sandbox/sign.mjs";
+import { ALIGN_KEY, API_TOKEN, ARGOS_TOKEN, PERSONA_SECRET, SUMSUB_WEBHOOK_SECRET, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { personaEvent, personaSignature } from "../sandbox/providers/persona.mjs";
 
 /** DEFAULT_MAX_BODY_BYTES (core/src/config.rs): the stacks here keep the default. */
 const LIMIT = 256 * 1024;
@@ -170,10 +171,10 @@ async function rawSocket(url, head) {
 }
 
 /** Shared by every block: a stack, and the checks each case ends with. */
-function hostileStack() {
+function hostileStack(options = {}) {
   const ctx = {};
   before(async () => {
-    ctx.stack = await startStack();
+    ctx.stack = await startStack(options);
   });
   after(() => ctx.stack.stop());
 
@@ -488,6 +489,73 @@ describe("hostile bodies", () => {
   });
 });
 
+describe("hostile Persona webhooks", () => {
+  const ctx = hostileStack({ persona: true });
+  const PATH = "/webhooks/persona";
+  /** Headers of a Persona webhook signed over `raw` (a string or bytes) now (node:crypto). */
+  const personaSigned = (raw, extra = {}) => {
+    const t = Math.floor(Date.now() / 1000);
+    const v1 = createHmac("sha256", PERSONA_SECRET).update(`${t}.`).update(raw).digest("hex");
+    return { ...JSON_TYPE, "persona-signature": `t=${t},v1=${v1}`, ...extra };
+  };
+  const inquiry = (ref, status = "approved") => ({ type: "inquiry", id: "inq_hostile", attributes: { status, "reference-id": ref } });
+
+  test("empty, non-UTF-8 and deeply nested bodies: 400 when signed, 401 when not, nothing written", async () => {
+    const { stack } = ctx;
+    const latin1 = Buffer.concat([Buffer.from('{"data":{"type":"event","attributes":{"name":"inquiry.approved","x":"Jos'), Buffer.from([0xe9]), Buffer.from('"}}}')]);
+    const deep = `{"data":{"type":"event","attributes":{"name":"inquiry.approved","x":${"[".repeat(10_000)}${"]".repeat(10_000)}}}}`;
+    await ctx.writesNothing(async () => {
+      for (const body of ["", "null", "[]", '{"data":"evt"}', latin1, deep]) {
+        assertError(await stack.post(PATH, body, personaSigned(body)), 400, "bad_request");
+        assertError(await stack.post(PATH, body, JSON_TYPE), 401, "unauthorized");
+      }
+    });
+  });
+
+  test("hostile signature headers: many sets, repeated, absurd t, stray bytes: 401, nothing written", async () => {
+    const { stack } = ctx;
+    const raw = JSON.stringify(personaEvent("inquiry.approved", inquiry("hostile-persona-1")));
+    const good = personaSignature(PERSONA_SECRET, raw);
+    const t = good.slice(2, good.indexOf(","));
+    const v1 = good.slice(good.indexOf("v1=") + 3);
+    const cases = [
+      Array(100).fill(good).join(" "),
+      // Many unknown schemes, and a v1 one digit off.
+      `t=${t},${"v2=x,".repeat(500)}v1=${v1[0] === "0" ? "1" : "0"}${v1.slice(1)}`,
+      `t=${"9".repeat(30)},v1=${v1}`,
+      `t=${t},v1=${v1};`,
+      "t=,v1=",
+      "=,=",
+      "t=1e3,v1=NaN",
+    ];
+    await ctx.writesNothing(async () => {
+      for (const signature of cases) {
+        assertError(await stack.post(PATH, raw, { ...JSON_TYPE, "persona-signature": signature }), 401, "unauthorized");
+      }
+      // A repeated header reaches the worker joined with ", ".
+      const joined = new Headers(JSON_TYPE);
+      joined.append("persona-signature", good);
+      joined.append("persona-signature", good);
+      assertError(await stack.post(PATH, raw, joined), 401, "unauthorized");
+      // A valid signature over another body.
+      assertError(await stack.post(PATH, raw.replace("approved", "declined"), { ...JSON_TYPE, "persona-signature": good }), 401, "unauthorized");
+      await ctx.untracked("persona", "hostile-persona-1");
+    });
+  });
+
+  test("hostile reference-ids, correctly signed: 400 without quoting them, nothing written", async () => {
+    const { stack } = ctx;
+    await ctx.writesNothing(async () => {
+      for (const ref of ["a/b", "x".repeat(129), "' OR 1=1 --", "a\u0000b", 42, { id: "x" }]) {
+        const raw = JSON.stringify(personaEvent("inquiry.approved", inquiry(ref)));
+        const res = await stack.post(PATH, raw, personaSigned(raw));
+        assertError(res, 400, "bad_request");
+        if (typeof ref === "string" && ref.length > 3) assert.ok(!res.text.includes(ref), res.text);
+      }
+    });
+  });
+});
+
 /** SQL metacharacters, each on its own and together. */
 const SQL = ["' OR 1=1 --", '"; DROP TABLE subjects; --', "%", "\\", "' OR '1'='1' /*", "%' OR ref LIKE '%"];
 const q = encodeURIComponent;
@@ -718,5 +786,73 @@ describe("a flood of forged signatures", () => {
     assert.equal(events.filter((e) => e.type === "webhook").length, 1, "the genuine webhook was recorded");
     assert.equal((await stack.subject("align", ref)).json.status, "approved");
     await ctx.assertHealthy();
+  });
+});
+
+describe("hostile Sumsub input", () => {
+  const ctx = hostileStack({ sumsub: true });
+  const PATH = "/webhooks/sumsub";
+  /** Headers of a Sumsub webhook digested over `raw` (node:crypto) with `alg`. */
+  const digested = (raw, alg = "HMAC_SHA256_HEX", extra = {}) => ({
+    ...JSON_TYPE,
+    "x-payload-digest": sumsubDigest(SUMSUB_WEBHOOK_SECRET, raw, alg),
+    "x-payload-digest-alg": alg,
+    ...extra,
+  });
+  const event = (ref, extra = "") =>
+    `{"type":"applicantReviewed","externalUserId":"${ref}","correlationId":"c-${ref}","sandboxMode":true,"reviewStatus":"completed"${extra}}`;
+
+  test("empty, oversized, non-UTF-8, deeply nested and form bodies: exact refusals, nothing written", async () => {
+    const { stack } = ctx;
+    const ref = "hostile-sumsub-1";
+    const over = exactly(LIMIT + 1, JSON.parse(event(ref)));
+    const latin1 = Buffer.concat([Buffer.from(event(ref, ',"note":"').slice(0, -1)), Buffer.from([0xe9]), Buffer.from('"}')]);
+    const deep = event(ref, `,"ignored":${"[".repeat(10_000)}${"]".repeat(10_000)}`);
+    await ctx.writesNothing(async () => {
+      assertError(await stack.post(PATH, "", digested("")), 400, "bad_request");
+      assertError(await stack.post(PATH, "", JSON_TYPE), 401, "unauthorized");
+      assertError(await stack.post(PATH, over, digested(over)), 413, "payload_too_large");
+      const chunked = await stream(stack.url, { path: PATH, headers: digested(over, "HMAC_SHA256_HEX", { "transfer-encoding": "chunked" }), total: LIMIT + 1 });
+      assertError(chunked, 413, "payload_too_large");
+      assertError(await stack.post(PATH, latin1, digested(latin1)), 400, "bad_request");
+      assertError(await stack.post(PATH, deep, digested(deep, "HMAC_SHA512_HEX")), 400, "bad_request");
+      const body = event(ref);
+      assertError(await stack.post(PATH, body, digested(body, "HMAC_SHA256_HEX", { "content-type": "application/x-www-form-urlencoded" })), 415, "unsupported_media_type");
+      await ctx.untracked("sumsub", ref);
+    });
+  });
+
+  test("repeated, swapped or mislabelled digests and algorithms are 401", async () => {
+    const { stack } = ctx;
+    const ref = "hostile-sumsub-2";
+    const body = event(ref);
+    const sig = sumsubDigest(SUMSUB_WEBHOOK_SECRET, body);
+    await ctx.writesNothing(async () => {
+      const joined = new Headers({ ...JSON_TYPE, "x-payload-digest-alg": "HMAC_SHA256_HEX" });
+      joined.append("x-payload-digest", sig);
+      joined.append("x-payload-digest", sig);
+      assertError(await stack.post(PATH, body, joined), 401, "unauthorized");
+      const algs = new Headers({ ...JSON_TYPE, "x-payload-digest": sig });
+      algs.append("x-payload-digest-alg", "HMAC_SHA256_HEX");
+      algs.append("x-payload-digest-alg", "HMAC_SHA256_HEX");
+      assertError(await stack.post(PATH, body, algs), 401, "unauthorized");
+      for (const alg of ["HMAC_MD5_HEX", "hmac-sha256", "HMAC_SHA256_BASE64", "none"]) {
+        assertError(await stack.post(PATH, body, { ...JSON_TYPE, "x-payload-digest": sig, "x-payload-digest-alg": alg }), 401, "unauthorized");
+      }
+      // A genuine digest of another body.
+      const other = event("hostile-sumsub-3");
+      assertError(await stack.post(PATH, other, { ...JSON_TYPE, "x-payload-digest": sig }), 401, "unauthorized");
+      await ctx.untracked("sumsub", ref);
+    });
+  });
+
+  test("SQL metacharacters or a path in externalUserId, correctly digested: 400, nothing written", async () => {
+    const { stack } = ctx;
+    await ctx.writesNothing(async () => {
+      for (const ref of [...SQL, "../../v1/stats", "a/b", "x".repeat(129)]) {
+        const body = JSON.stringify({ type: "applicantPending", externalUserId: ref, correlationId: "c", sandboxMode: true });
+        assertError(await stack.post(PATH, body, digested(body)), 400, "bad_request");
+      }
+    });
   });
 });

@@ -89,7 +89,7 @@ function run(script, exports) {
     execFile(
       "bash",
       ["-euo", "pipefail", "-c", adapted],
-      { cwd: ROOT, env: { ...process.env, SANDBOX_URL: `http://127.0.0.1:${sandboxPort}` }, timeout: 60_000 },
+      { cwd: ROOT, env: { ...process.env, SANDBOX_URL: `http://127.0.0.1:${sandboxPort}` }, timeout: 120_000 },
       (error, stdout, stderr) => resolve({ code: error ? (error.code ?? 1) : 0, stdout, stderr }),
     );
   });

@@ -7,6 +7,9 @@ pub const CF_CONNECTING_IP: &str = "cf-connecting-ip";
 pub const AUTHORIZATION: &str = "authorization";
 /// Seconds (or an HTTP date) a rate-limited provider asks us to wait.
 pub const RETRY_AFTER: &str = "retry-after";
+/// The IETF RateLimit header fields' reset: seconds until the quota refills. Read on a
+/// non-2xx answer without a `Retry-After`.
+pub const RATELIMIT_RESET: &str = "ratelimit-reset";
 /// A request's id: echoed when the caller sent a usable one, else generated; in every
 /// answer and in the request's log line.
 pub const REQUEST_ID: &str = "x-request-id";

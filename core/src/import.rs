@@ -245,11 +245,18 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
+        let providers = format!(
+            "provider must be one of {}",
+            Provider::all()
+                .map(Provider::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         assert_eq!(
             reasons,
             [
                 "not a JSON object",
-                "provider must be one of align, argos",
+                providers.as_str(),
                 "ref may contain only letters, digits and - _ . : @ + ~",
                 "unknown field `email`",
                 "missing field `ref`",

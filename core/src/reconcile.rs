@@ -381,8 +381,7 @@ fn aml_window_value(
 /// The history row of a change, chained to the guard. Drift is suspected here, when the
 /// change is written: a status change found by polling is suspected drift unless a webhook
 /// announcing its status (or any change) arrived since the status it replaces took effect
-/// (less the tolerated skew: that time may be the provider's),
-/// including webhooks that arrived while this check was in flight. Webhooks before that were
+/// (less the tolerated skew for one naming the status), including webhooks that arrived while this check was in flight. Webhooks before that were
 /// about an earlier episode. The cron settles suspicions after [`DRIFT_GRACE`] (a webhook
 /// slower than the poll still counts).
 fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timestamp) -> Statement {
@@ -392,13 +391,16 @@ fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timest
         (false, true) => "aml",
         (false, false) => "detail",
     };
+    let status_since = stored.status_at.unwrap_or_else(epoch);
     statement!(
         "INSERT INTO events (provider, ref, type, kind, at, source, from_status, to_status, drift) \
          SELECT ?1, ?2, 'change', ?3, ?4, ?5, ?6, ?7, \
            CASE WHEN ?8 AND NOT EXISTS ( \
              SELECT 1 FROM events w WHERE w.provider = ?1 AND w.ref = ?2 \
-               AND w.type IN ('webhook', 'duplicate') AND COALESCE(w.last_at, w.at) >= ?9 \
-               AND w.announces IN (?7, ?10)) THEN ?11 ELSE ?12 END \
+               AND w.type IN ('webhook', 'duplicate') \
+               AND ((w.announces = ?7 AND COALESCE(w.last_at, w.at) >= ?9) \
+                 OR (w.announces = ?10 AND COALESCE(w.last_at, w.at) >= ?13))) \
+             THEN ?11 ELSE ?12 END \
          WHERE changes() = 1 RETURNING drift",
         stored.provider.as_str(),
         stored.subject_ref.as_str(),
@@ -408,13 +410,16 @@ fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timest
         change.previous.as_str(),
         change.next.status.as_str(),
         change.may_be_drift(source),
-        // The status's own time may come from the provider's clock.
-        stored
-            .status_at
-            .map_or_else(epoch, |at| at - crate::observation::CLOCK_TOLERANCE),
+        // A webhook naming the new status counts from when the status on record took effect,
+        // less the tolerated skew (that time may be the provider's, ahead of ours).
+        status_since - crate::observation::CLOCK_TOLERANCE,
         ANY_CHANGE,
         SUSPECTED_DRIFT,
-        NO_DRIFT
+        NO_DRIFT,
+        // "Something changed" names no status: only one that arrived after the status on
+        // record took effect can be about this change. With the skew margin, the webhook of
+        // the previous change, seconds earlier, would pass for this one's.
+        status_since
     )
 }
 

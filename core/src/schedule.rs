@@ -170,6 +170,22 @@ pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<TimeDelta> {
     parse_http_date(value).map(|at| (at - now).max(TimeDelta::zero()))
 }
 
+/// How long a `RateLimit-Reset` value asks us to wait: delta-seconds as the IETF draft says;
+/// a value too large to be a delta (past 2001 as Unix seconds) is read as the Unix time of
+/// the reset, as some APIs send it. Anything else is unreadable.
+pub fn parse_ratelimit_reset(value: &str, now: Timestamp) -> Option<TimeDelta> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > 12 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seconds = value.parse::<i64>().ok()?;
+    if seconds >= 1_000_000_000 {
+        let at = crate::time::from_millis(seconds.checked_mul(1000)?)?;
+        return Some((at - now).max(TimeDelta::zero()));
+    }
+    TimeDelta::try_seconds(seconds)
+}
+
 /// A provider whose checks failed this many times in a row is shown as degraded.
 pub const DEGRADED_AFTER_FAILURES: u32 = 3;
 
@@ -381,6 +397,35 @@ mod tests {
             "a date in the past means now"
         );
         assert_eq!(parse_retry_after("soon", now()), None);
+    }
+
+    #[test]
+    fn ratelimit_reset_is_a_delta_or_a_unix_time() {
+        assert_eq!(
+            parse_ratelimit_reset("42", now()),
+            Some(TimeDelta::seconds(42))
+        );
+        assert_eq!(parse_ratelimit_reset(" 0 ", now()), Some(TimeDelta::zero()));
+        let unix = now().timestamp() + 90;
+        assert_eq!(
+            parse_ratelimit_reset(&unix.to_string(), now()),
+            Some(TimeDelta::seconds(90))
+        );
+        assert_eq!(
+            parse_ratelimit_reset("1000000000", now()),
+            Some(TimeDelta::zero()),
+            "a reset in the past means now"
+        );
+        for bad in [
+            "",
+            "-5",
+            "1.5",
+            "soon",
+            "9999999999999",
+            "Sun, 06 Nov 1994 08:50:37 GMT",
+        ] {
+            assert_eq!(parse_ratelimit_reset(bad, now()), None, "{bad:?}");
+        }
     }
 
     #[test]

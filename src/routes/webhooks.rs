@@ -63,7 +63,7 @@ pub async fn receive(
     };
     let now = clock::now();
     let event = match protocol
-        .authenticate(&inbound)
+        .authenticate_at(&inbound, now)
         .and_then(|()| protocol.parse_webhook(&body, now))
     {
         Ok(event) => event,

@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { applyMigrations, startWorker } from "./worker.mjs";
 import { startStandIn } from "../../sandbox/providers.mjs";
-import { alignSignature } from "../../sandbox/sign.mjs";
+import { alignSignature, sumsubDigest } from "../../sandbox/sign.mjs";
+import { personaSignature } from "../../sandbox/providers/persona.mjs";
 
 // Bearer tokens are at least 32 characters (shorter ones are a configuration error).
 export const API_TOKEN = "test-api-token-5b1d-0123456789abcdef";
@@ -14,17 +15,44 @@ export const READ_TOKEN = "test-read-token-77e0-0123456789abcdef";
 export const ALIGN_KEY = "sk_test_align_e2e_91c2";
 export const ARGOS_KEY = "argos_e2e_api_key_7d3f";
 export const ARGOS_TOKEN = "argos-hook-token-e2e-40aa-0123456789ab";
+// A sandbox app token (`sbx:` prefix): webhooks with `sandboxMode: false` are from elsewhere.
+export const SUMSUB_APP_TOKEN = "sbx:e2eAppToken7Qm2xVd9LkP3.e2eAppTokenSecretPart0aZ4";
+export const SUMSUB_SECRET_KEY = "e2e_sumsub_secret_key_5c8d";
+export const SUMSUB_WEBHOOK_SECRET = "e2e_sumsub_webhook_secret_b71e";
+
+/** The worker variables that enable Sumsub against the stand-in at `url`. */
+export function sumsubVars(url) {
+  return {
+    SUMSUB_APP_TOKEN,
+    SUMSUB_SECRET_KEY,
+    SUMSUB_WEBHOOK_SECRET,
+    SUMSUB_API_BASE: url,
+  };
+}
+export const PERSONA_KEY = "persona_sandbox_e2e_key_3c7a";
+export const PERSONA_SECRET = "wbhsec_e2e_persona_8d21";
 
 /**
  * Starts a stand-in provider API and the worker pointed at it. `vars` override the defaults
  * (all providers enabled, address allow-list explicitly off, short provider timeout); `argosPageSize`
- * sets how many submissions a stand-in ARGOS page holds; `worker` passes { scriptPath,
- * compatibilityFlags, migrationsDir } on to startWorker and applyMigrations.
+ * sets how many submissions a stand-in ARGOS page holds (`personaPageSize`: inquiries a Persona
+ * page holds, default 10); `worker` passes { scriptPath, compatibilityFlags, migrationsDir } on
+ * to startWorker and applyMigrations. `sumsub: true` and `persona: true` enable those providers
+ * too (off by default: enabling a provider changes how budgets are split).
  */
-export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPageSize, worker: workerOptions = {} } = {}) {
+export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPageSize, personaPageSize, sumsub = false, persona = false, worker: workerOptions = {} } = {}) {
   const dir = persistDir ?? (await mkdtemp(join(tmpdir(), "kyc-edge-e2e-")));
   await applyMigrations(dir, workerOptions);
-  const standIn = await startStandIn({ latencyMs, alignKey: ALIGN_KEY, argosKey: ARGOS_KEY, argosPageSize });
+  const standIn = await startStandIn({
+    latencyMs,
+    alignKey: ALIGN_KEY,
+    argosKey: ARGOS_KEY,
+    sumsubAppToken: SUMSUB_APP_TOKEN,
+    sumsubSecretKey: SUMSUB_SECRET_KEY,
+    argosPageSize,
+    personaKey: PERSONA_KEY,
+    personaPageSize,
+  });
   const worker = await startWorker({
     ...workerOptions,
     persistDir: dir,
@@ -38,9 +66,12 @@ export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPa
       ARGOS_API_BASE: standIn.url,
       // Explicitly off (an empty list is a configuration error).
       ARGOS_ALLOWED_IPS: "any",
+      // Persona only when asked (`persona: true`): the other suites keep their provider count.
+      ...(persona ? { PERSONA_API_KEY: PERSONA_KEY, PERSONA_WEBHOOK_SECRET: PERSONA_SECRET, PERSONA_API_BASE: standIn.url } : {}),
       PROVIDER_TIMEOUT_MS: "3000",
       // The stand-in is on loopback: allowed only in a local run.
       LOCAL_DEV: "true",
+      ...(sumsub ? sumsubVars(standIn.url) : {}),
       ...vars,
     },
   });
@@ -136,6 +167,27 @@ export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPa
       const headers = { "content-type": "application/json" };
       if (ip) headers["cf-connecting-ip"] = ip;
       return stack.post(`/webhooks/argos/${token}`, raw, headers);
+    },
+    /**
+     * A Sumsub webhook with its X-Payload-Digest computed independently (node:crypto), under
+     * `alg` (sent as X-Payload-Digest-Alg unless null); `digest` replaces it (null: none).
+     */
+    sumsubWebhook(body, { alg = "HMAC_SHA256_HEX", digest, secret = SUMSUB_WEBHOOK_SECRET, headers: extra = {} } = {}) {
+      const raw = typeof body === "string" ? body : JSON.stringify(body);
+      const headers = { "content-type": "application/json", ...extra };
+      const value = digest === undefined ? sumsubDigest(secret, raw, alg ?? "HMAC_SHA256_HEX") : digest;
+      if (value !== null) headers["x-payload-digest"] = value;
+      if (alg !== null) headers["x-payload-digest-alg"] = alg;
+      return stack.post("/webhooks/sumsub", raw, headers);
+    },
+    /** A Persona webhook signed with node:crypto at `t` (now), unless `signature` is given. */
+    personaWebhook(body, { signature, secret = PERSONA_SECRET, t, ip } = {}) {
+      const raw = typeof body === "string" ? body : JSON.stringify(body);
+      const headers = { "content-type": "application/json" };
+      const sig = signature === undefined ? personaSignature(secret, raw, t) : signature;
+      if (sig !== null) headers["persona-signature"] = sig;
+      if (ip) headers["cf-connecting-ip"] = ip;
+      return stack.post("/webhooks/persona", raw, headers);
     },
     /** Runs the cron handler as if scheduled at `time` (ms). */
     async cron(time = Date.now()) {

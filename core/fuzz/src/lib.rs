@@ -97,9 +97,9 @@ pub fn assert_observation(observation: &Observation) {
     if let Some(word) = &observation.sub_status {
         assert_bounded_word("sub_status", word);
     }
-    if let Some(aml) = &observation.aml {
-        assert_bounded_word("aml.status", &aml.status);
-        if let Some(level) = &aml.risk_level {
+    if let Some(reading) = &observation.aml {
+        assert_bounded_word("aml.status", &reading.aml.status);
+        if let Some(level) = &reading.aml.risk_level {
             assert_bounded_word("aml.risk_level", level);
         }
     }
@@ -122,9 +122,9 @@ pub fn assert_event(event: &WebhookEvent, received_at: Timestamp) {
     if let Some(trusted) = &event.trusted {
         assert_observation(trusted);
         assert!(
-            trusted.observed_at <= received_at,
-            "trusted reading observed at {} after arrival {received_at}",
-            trusted.observed_at
+            trusted.window.from <= received_at,
+            "trusted reading's window starts at {} after arrival {received_at}",
+            trusted.window.from
         );
     }
 }

@@ -289,7 +289,7 @@ mod tests {
         for other in [
             "fold.events",
             "webhook.rejected.align",
-            "status.sumsub.approved",
+            "status.persona.approved",
             "x",
         ] {
             assert_eq!(Tally::parse(other), None, "{other}");

@@ -7,6 +7,8 @@
 
 pub mod align;
 pub mod argos;
+pub mod persona;
+pub mod sumsub;
 
 use crate::config::{ConfigError, Vars};
 #[cfg(doc)]
@@ -19,7 +21,12 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::fmt;
 
 /// Every provider kyc-edge speaks to. Adding one is its module plus its line here.
-pub static REGISTRY: [Registration; 2] = [align::REGISTRATION, argos::REGISTRATION];
+pub static REGISTRY: [Registration; 4] = [
+    align::REGISTRATION,
+    argos::REGISTRATION,
+    sumsub::REGISTRATION,
+    persona::REGISTRATION,
+];
 
 /// What the rest of kyc-edge needs to know about a provider before it is configured.
 pub struct Registration {
@@ -187,6 +194,16 @@ pub trait ProviderProtocol: fmt::Debug {
         false
     }
 
+    /// [`ProviderProtocol::authenticate`] knowing when the webhook arrived, for providers
+    /// whose signatures are dated (a bound on replay). The route calls this one.
+    fn authenticate_at(
+        &self,
+        webhook: &InboundWebhook<'_>,
+        _received_at: Timestamp,
+    ) -> Result<(), IngressError> {
+        self.authenticate(webhook)
+    }
+
     /// Parse an authenticated body. `received_at` bounds provider timestamps: a claim dated
     /// in the future must not outrank the polls that follow it.
     fn parse_webhook(
@@ -226,6 +243,31 @@ pub struct ListPage {
     pub skipped: usize,
     /// Where the next page starts (stored as it is); `None`: this was the last page.
     pub next: Option<String>,
+}
+
+/// An optional allow-list of sender addresses (empty: any). The address is
+/// `CF-Connecting-IP`, compared in canonical form so `::ffff:52.78.194.237` matches
+/// `52.78.194.237`.
+pub(crate) fn check_client_ip(
+    allowed: &[std::net::IpAddr],
+    client_ip: Option<&str>,
+) -> Result<(), IngressError> {
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let client = client_ip
+        .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+        .ok_or(IngressError::Forbidden(
+            "client address is missing or not an IP address",
+        ))?;
+    if allowed
+        .iter()
+        .any(|ip| ip.to_canonical() == client.to_canonical())
+    {
+        Ok(())
+    } else {
+        Err(IngressError::Forbidden("client address is not allowed"))
+    }
 }
 
 /// A provider event kind as a bounded word: event names are not free text.

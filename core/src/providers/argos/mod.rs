@@ -11,8 +11,8 @@ mod submissions;
 mod webhook;
 
 use super::{
-    AnswerError, CheckTarget, InboundWebhook, IngressError, ListPage, ListWalk, ProviderProtocol,
-    Registration, StatusCheck, StatusRequest, WebhookEvent,
+    check_client_ip, AnswerError, CheckTarget, InboundWebhook, IngressError, ListPage, ListWalk,
+    ProviderProtocol, Registration, StatusCheck, StatusRequest, WebhookEvent,
 };
 use crate::config::{to_u32, ConfigError, Vars};
 use crate::secret::Secret;
@@ -139,28 +139,6 @@ impl Argos {
         }
     }
 
-    /// The sender's address is on the allow-list (always, when the list is `any`).
-    fn check_address(&self, client_ip: Option<&str>) -> Result<(), IngressError> {
-        if self.allowed_ips.is_empty() {
-            return Ok(());
-        }
-        let client = client_ip
-            .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
-            .ok_or(IngressError::Forbidden(
-                "client address is missing or not an IP address",
-            ))?;
-        // Canonical forms, so `::ffff:52.78.194.237` matches `52.78.194.237`.
-        let allowed = self
-            .allowed_ips
-            .iter()
-            .any(|ip| ip.to_canonical() == client.to_canonical());
-        if allowed {
-            Ok(())
-        } else {
-            Err(IngressError::Forbidden("client address is not allowed"))
-        }
-    }
-
     /// Webhooks about subjects never registered (`PUT`, import, backfill) are acknowledged
     /// and ignored: the Liveform `userid` is the end user's to edit.
     pub fn requiring_registered(mut self, require: bool) -> Self {
@@ -192,7 +170,8 @@ impl ProviderProtocol for Argos {
     /// The sender's address first, when a list is set (a disallowed address learns nothing
     /// about the token), then the URL token (constant time).
     fn authenticate(&self, webhook: &InboundWebhook<'_>) -> Result<(), IngressError> {
-        self.check_address(webhook.client_ip)?;
+        // The address first: a sender that is not allowed learns nothing about the token.
+        check_client_ip(&self.allowed_ips, webhook.client_ip)?;
         if !self.webhook_token.matches(webhook.path_token.unwrap_or("")) {
             return Err(IngressError::Unauthenticated("invalid webhook token"));
         }

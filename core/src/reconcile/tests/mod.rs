@@ -289,25 +289,29 @@ fn every_interleaving_of_an_argos_check_and_an_aml_flip() {
 }
 
 #[test]
-fn every_interleaving_of_a_check_a_flip_and_a_refused_kv_write() {
+fn every_interleaving_of_a_check_a_trusted_flip_and_a_refused_kv_write() {
     let setup = Setup {
         initial: state(Pending),
-        changes: vec![change(Approved, false)],
+        changes: vec![change(Approved, true)],
+        trusted: true,
         jobs: 1,
         kv_refusals: 1,
         projected: true,
         ..Setup::default()
     };
     let schedules = explore_all(&setup);
-    eprintln!("explorer: a check, a lost flip, a refused KV write: {schedules} schedules");
+    eprintln!(
+        "explorer: a check, a flip with its trusted body, a refused KV write: {schedules} schedules"
+    );
     assert!(schedules > 1_000, "{schedules}");
 }
 
 #[test]
-fn every_interleaving_of_an_invocation_dying_after_its_write_and_a_flip() {
+fn every_interleaving_of_an_invocation_dying_after_its_write_and_a_trusted_flip() {
     let setup = Setup {
         initial: state(Pending),
         changes: vec![change(Approved, true)],
+        trusted: true,
         jobs: 1,
         death: true,
         projected: true,
