@@ -311,6 +311,9 @@ impl Config {
         if let Some(steps) = vars.seconds_list("TERMINAL_RECHECK_SECONDS")? {
             schedule.terminal_steps = steps;
         }
+        if let Some(checks) = vars.positive("RETIRE_AFTER_UNFOUND_CHECKS")? {
+            schedule.retire_after_unfound = to_u32("RETIRE_AFTER_UNFOUND_CHECKS", checks)?;
+        }
         let kv_ttl = vars.seconds("KV_TTL_SECONDS", TimeDelta::hours(1))?;
         if kv_ttl.num_seconds() < MIN_KV_TTL_SECONDS {
             return Err(ConfigError {
@@ -536,6 +539,7 @@ mod tests {
             ("RECONCILE_BUDGET", "2500"),
             ("RECHECK_STEPS_SECONDS", "60, 600"),
             ("TERMINAL_RECHECK_SECONDS", "3600"),
+            ("RETIRE_AFTER_UNFOUND_CHECKS", "3"),
             ("MAX_BODY_BYTES", "1024"),
             ("KV_TTL_SECONDS", "60"),
             ("PROVIDER_TIMEOUT_MS", "2500"),
@@ -547,6 +551,7 @@ mod tests {
             vec![TimeDelta::seconds(60), TimeDelta::seconds(600)]
         );
         assert_eq!(c.schedule.terminal_steps, vec![TimeDelta::hours(1)]);
+        assert_eq!(c.schedule.retire_after_unfound, 3);
         assert_eq!(c.max_body_bytes, 1024);
         assert_eq!(c.kv_ttl, TimeDelta::seconds(60));
         assert_eq!(c.provider_timeout, TimeDelta::milliseconds(2500));
