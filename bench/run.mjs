@@ -596,7 +596,7 @@ async function coldStart() {
       const helloReady = performance.now() - t0;
       await hello.stop();
       const t1 = performance.now();
-      const worker = await startWorker({ persistDir: dir, vars: { API_TOKEN: "cold" } });
+      const worker = await startWorker({ persistDir: dir, vars: { API_TOKEN: "cold-start-bench-token-0123456789ab" } });
       const ready = performance.now() - t1;
       try {
         const t2 = performance.now();

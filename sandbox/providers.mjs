@@ -74,6 +74,9 @@ const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > 
  *                             later than the rest, with the state they were asked about;
  *                             `then()` runs once each such answer is computed (to change the
  *                             state right after a request read it)
+ *   answerNext(n, {status, headers, body, provider})
+ *                             the next n matching requests get this raw answer (`body` a string
+ *                             sent as it is): a redirect, an oversized body
  *   setLatency(ms)
  *   counts()                  { [pathname]: requests served }, faults and auth failures included
  *   requests()                [{ method, path, query, status, arrivedAt }] of answered requests,
@@ -92,6 +95,7 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, sumsubAp
   let pending = { count: 0 };
   let random = { rate: 0 };
   let delays = { count: 0 };
+  let raw = null;
   let log = [];
   let arrivals = [];
 
@@ -184,6 +188,10 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, sumsubAp
       customer || list ? "align" : url.pathname === "/v3/submission" ? "argos" : sumsub.matches(url.pathname) ? "sumsub" : persona.handles(url.pathname) ? "persona" : null;
     if (!provider) return [404, { message: "Not Found" }];
     if (req.method !== "GET" && provider !== "sumsub") return [405, { message: "Method Not Allowed" }];
+    if (raw && raw.count > 0 && (!raw.provider || raw.provider === provider)) {
+      raw.count -= 1;
+      return [raw.status, raw.body ?? "", raw.headers ?? {}, true];
+    }
     const fault = takeFault(provider);
     if (fault) {
       const headers = fault.retryAfter === undefined ? {} : { "retry-after": String(fault.retryAfter) };
@@ -229,12 +237,12 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, sumsubAp
     const chunks = [];
     req.on("data", (chunk) => chunks.push(chunk));
     req.on("end", () => {
-      const [status, body, headers = {}] = answer(req, url, Buffer.concat(chunks).toString("utf8"));
+      const [status, body, headers = {}, asIs = false] = answer(req, url, Buffer.concat(chunks).toString("utf8"));
       const delay = takeDelay(url.pathname);
       delay.then?.();
       setTimeout(() => {
         res.writeHead(status, { "content-type": "application/json", ...headers });
-        res.end(JSON.stringify(body));
+        res.end(asIs ? body : JSON.stringify(body));
       }, latency + delay.ms);
     });
   });
@@ -305,6 +313,9 @@ export async function startStandIn({ latencyMs = 0, alignKey, argosKey, sumsubAp
     },
     delayNext(count, ms, { path, then } = {}) {
       delays = { count, ms, path, then };
+    },
+    answerNext(count, { status = 200, headers = {}, body = "", provider } = {}) {
+      raw = { count, status, headers, body, provider };
     },
     setLatency(ms) {
       latency = ms;

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the offline toolchain that builds and runs the worker (crates.io, npm and apt only;
 # no GitHub downloads). Idempotent: each step runs only when its check fails.
+# Pinned: every `cargo install` names its exact version and uses `--locked` (the crate's own
+# Cargo.lock, not whatever its dependencies' latest releases are today) unless a comment says
+# why it cannot; npm installs exactly package-lock.json (`npm ci`). tests/security.test.mjs
+# checks this file keeps to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

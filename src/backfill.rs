@@ -114,22 +114,28 @@ async fn page(
             cursor: at.page.as_deref(),
         })
         .map_err(PageError::Permanent)?;
-    let body =
-        match outbound::get(&services.calls, &request, services.config.provider_timeout).await {
-            Ok(body) => body,
-            Err(NotSent::OverBudget) => return Err(PageError::OverBudget),
-            Err(NotSent::Failed(error)) => {
-                // A refusal of the request itself (bad range, no access) will not change by
-                // retrying; rate limits, timeouts and outages will.
-                let permanent = matches!(error, OutboundError::Http { status, .. }
+    let body = match outbound::get(
+        &services.calls,
+        &request,
+        services.config.provider_timeout,
+        services.config.provider_max_list_bytes,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(NotSent::OverBudget) => return Err(PageError::OverBudget),
+        Err(NotSent::Failed(error)) => {
+            // A refusal of the request itself (bad range, no access) will not change by
+            // retrying; rate limits, timeouts and outages will.
+            let permanent = matches!(error, OutboundError::Http { status, .. }
                 if (400..500).contains(&status) && status != 408 && status != 429);
-                return Err(if permanent {
-                    PageError::Permanent(error.to_string())
-                } else {
-                    PageError::Transient(error.to_string())
-                });
-            }
-        };
+            return Err(if permanent {
+                PageError::Permanent(error.to_string())
+            } else {
+                PageError::Transient(error.to_string())
+            });
+        }
+    };
     let page = protocol
         .read_list(&body)
         .map_err(|e| PageError::Permanent(e.to_string()))?;

@@ -16,7 +16,7 @@ use kyc_core::db::{row, Rows};
 use kyc_core::jobs::{Job, ReconcileJob};
 use kyc_core::reconcile::DRIFT_GRACE;
 use kyc_core::statement;
-use kyc_core::subject::{Provider, SubjectRef};
+use kyc_core::subject::{ref_for_log, Provider, SubjectRef};
 use kyc_core::time::Timestamp;
 use serde_json::Value;
 use worker::Env;
@@ -244,7 +244,7 @@ fn read_due(rows: &Rows, claimed: &mut Vec<DueSubject>, log: &mut Line) -> u32 {
                 let key = format!(
                     "{}/{}",
                     found.get("provider").and_then(Value::as_str).unwrap_or("?"),
-                    found.get("ref").and_then(Value::as_str).unwrap_or("?")
+                    ref_for_log(found.get("ref").and_then(Value::as_str).unwrap_or("?"))
                 );
                 log.set("unreadable_row", format!("{key}: {error}"));
             }

@@ -10,8 +10,9 @@ use crate::{clock, d1, queue};
 use kyc_core::db::notifications::{self as outbox, Notification, Outcome};
 use kyc_core::jobs::Job;
 use kyc_core::notify::{
-    classify, retry_delay, Answer, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
+    classify, describe_reply, retry_delay, Answer, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
 };
+use kyc_core::subject::ref_for_log;
 use kyc_core::time::TimeDelta;
 
 /// An attempt in flight is not retried by anyone else before this: longer than the
@@ -48,7 +49,10 @@ pub async fn deliver(services: &Services<'_>, seq: i64, log: &mut Line) -> Resul
     let id = notification.id();
     log.set("id", id.as_str())
         .set("provider", notification.provider.as_str())
-        .set("ref", notification.subject_ref.as_str())
+        .set(
+            "ref",
+            ref_for_log(notification.subject_ref.as_str()).as_ref(),
+        )
         .set("attempt", notification.attempts);
     let timestamp = clock::now().timestamp();
     let body = notification.payload.as_str();
@@ -76,7 +80,7 @@ pub async fn deliver(services: &Services<'_>, seq: i64, log: &mut Line) -> Resul
     let (answer, response) = match reply {
         Ok(reply) => (
             classify(reply.status, reply.retry_after),
-            format!("HTTP {}", reply.status),
+            describe_reply(reply.status, reply.location.as_deref()),
         ),
         Err(NotSent::Failed(error)) => (Answer::Failed { retry_after: None }, error.to_string()),
         // The lease expires and the cron offers it again.

@@ -1,18 +1,24 @@
 //! Outbound calls, with a timeout: GETs to provider APIs (a non-2xx answer, a timeout and a
-//! transport failure are typed errors; a 2xx answer is its body) and POSTs of notifications
-//! (any HTTP answer is a reply).
+//! transport failure are typed errors; a 2xx answer is its body, read within a byte cap) and
+//! POSTs of notifications (any HTTP answer is a reply). Redirects are never followed: the
+//! request carries a key or a signature meant for the configured origin, so a 3xx is a failed
+//! call that names its `Location`.
 
 use crate::calls::{Call, Calls};
 use crate::clock;
 use futures_util::future::{select, Either};
-use kyc_core::headers::{RATELIMIT_RESET, RETRY_AFTER};
-use kyc_core::outbound::OutboundError;
+use futures_util::StreamExt;
+use kyc_core::headers::{CONTENT_LENGTH, RATELIMIT_RESET, RETRY_AFTER};
+use kyc_core::outbound::{is_redirect, location_for_record, CappedBody, OutboundError};
 use kyc_core::providers::StatusRequest;
 use kyc_core::schedule::{parse_ratelimit_reset, parse_retry_after};
 use kyc_core::time::TimeDelta;
 use std::future::Future;
 use std::time::Duration;
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{
+    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+    Response, ResponseBody,
+};
 
 /// Why a call was not made at all.
 pub enum NotSent {
@@ -21,10 +27,12 @@ pub enum NotSent {
     Failed(OutboundError),
 }
 
+/// GET a provider's API; a 2xx body of at most `limit` bytes.
 pub async fn get(
     calls: &Calls,
     request: &StatusRequest,
     timeout: TimeDelta,
+    limit: usize,
 ) -> Result<Vec<u8>, NotSent> {
     let mut headers: Vec<(&str, &str)> = request
         .headers
@@ -35,21 +43,59 @@ pub async fn get(
     let req = prepare(calls, Method::Get, &request.url, &headers, None)?;
     send(req, timeout, |mut response| async move {
         let status = response.status_code();
+        if is_redirect(status) {
+            return Err(OutboundError::Redirect {
+                status,
+                location: location(&response),
+            });
+        }
         if !(200..300).contains(&status) {
             return Err(OutboundError::Http {
                 status,
                 retry_after: retry_after(&response),
             });
         }
-        response.bytes().await.map_err(|_| OutboundError::Transport)
+        read_capped(&mut response, limit).await
     })
     .await
+}
+
+/// The body, refused on a declared length over `limit` and abandoned once the bytes read pass
+/// it (the rest is never read).
+async fn read_capped(response: &mut Response, limit: usize) -> Result<Vec<u8>, OutboundError> {
+    let declared = response.headers().get(CONTENT_LENGTH).ok().flatten();
+    let mut body = CappedBody::new(limit, declared.as_deref())?;
+    match response.body() {
+        ResponseBody::Empty => return Ok(body.finish()),
+        ResponseBody::Body(bytes) => {
+            body.push(bytes)?;
+            return Ok(body.finish());
+        }
+        ResponseBody::Stream(_) => {}
+    }
+    let mut stream = response.stream().map_err(|_| OutboundError::Transport)?;
+    while let Some(chunk) = stream.next().await {
+        body.push(&chunk.map_err(|_| OutboundError::Transport)?)?;
+    }
+    Ok(body.finish())
+}
+
+/// A redirect's `Location`, made safe to log and record.
+fn location(response: &Response) -> Option<String> {
+    response
+        .headers()
+        .get("location")
+        .ok()
+        .flatten()
+        .map(|raw| location_for_record(&raw))
 }
 
 /// The application's answer to a notification: its status and any `Retry-After`.
 pub struct Reply {
     pub status: u16,
     pub retry_after: Option<TimeDelta>,
+    /// A 3xx's `Location` (not followed), for the operator to fix `APP_WEBHOOK_URL`.
+    pub location: Option<String>,
 }
 
 /// POST a notification's body with its headers. Any HTTP answer is a `Reply` (what it means
@@ -67,9 +113,15 @@ pub async fn post(
         .collect();
     let req = prepare(calls, Method::Post, url, &headers, Some(body))?;
     send(req, timeout, |response| async move {
+        let status = response.status_code();
         Ok(Reply {
-            status: response.status_code(),
+            status,
             retry_after: retry_after(&response),
+            location: if is_redirect(status) {
+                location(&response)
+            } else {
+                None
+            },
         })
     })
     .await
@@ -90,7 +142,11 @@ fn prepare(
         request_headers.set(name, value).map_err(transport)?;
     }
     let mut init = RequestInit::new();
-    init.with_method(method).with_headers(request_headers);
+    // Never follow a redirect: it would resend the key or the signed body to wherever the
+    // answer points, and (for a POST) turn it into a GET that "succeeds".
+    init.with_method(method)
+        .with_headers(request_headers)
+        .with_redirect(RequestRedirect::Manual);
     if let Some(body) = body {
         init.with_body(Some(body.into()));
     }

@@ -14,7 +14,7 @@ use kyc_core::jobs::ReconcileJob;
 use kyc_core::projection::ProjectRun;
 use kyc_core::reconcile::run::{Input, Report, RetryReason, Run, Settings, Step};
 use kyc_core::reconcile::Effect;
-use kyc_core::subject::{Provider, SubjectRef};
+use kyc_core::subject::{ref_for_log, Provider, SubjectRef};
 use kyc_core::time::{format, Timestamp};
 
 /// A job the core runs step by step.
@@ -41,7 +41,7 @@ pub async fn reconcile(
     log: &mut Line,
 ) -> Result<(), StoreError> {
     log.set("provider", job.provider.as_str())
-        .set("ref", job.subject_ref.as_str());
+        .set("ref", ref_for_log(job.subject_ref.as_str()).as_ref());
     let Some(protocol) = services.config.protocol(job.provider) else {
         log.set("outcome", "provider disabled");
         return Ok(());
@@ -65,7 +65,7 @@ pub async fn project(
     log: &mut Line,
 ) -> Result<(), StoreError> {
     log.set("provider", provider.as_str())
-        .set("ref", subject_ref.as_str());
+        .set("ref", ref_for_log(subject_ref.as_str()).as_ref());
     let mut run = ProjectRun::new(provider, subject_ref.clone(), services.config.kv_ttl);
     let report = drive(services, &mut run).await;
     describe(log, &report);
@@ -98,8 +98,13 @@ async fn drive(services: &Services<'_>, machine: &mut impl Machine) -> Report {
                 answer(d1::batch(&services.calls, services.db, &statements).await)
             }
             Step::Fetch(request) => {
-                match outbound::get(&services.calls, &request, services.config.provider_timeout)
-                    .await
+                match outbound::get(
+                    &services.calls,
+                    &request,
+                    services.config.provider_timeout,
+                    services.config.provider_max_answer_bytes,
+                )
+                .await
                 {
                     Ok(body) => Input::Answered(body),
                     Err(NotSent::OverBudget) => Input::Refused,

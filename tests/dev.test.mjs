@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const TOKEN = "dev-smoke-token-81f0";
+const TOKEN = "dev-smoke-token-81f0-0123456789abcdef";
 
 async function freePort() {
   const server = createServer();

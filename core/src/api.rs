@@ -140,12 +140,77 @@ impl Route<'_> {
 
     /// Whether the route is the application API (bearer token required).
     pub fn needs_token(&self) -> bool {
-        !matches!(
-            self,
-            Route::Health | Route::Webhook { .. } | Route::OpenApi | Route::Dashboard { .. }
-        )
+        self.access() != Access::Public
+    }
+
+    /// Which token the route takes. Reads are `GET`s; anything that writes, calls a
+    /// provider or sends a notification is the admin token's.
+    pub fn access(&self) -> Access {
+        match self {
+            Route::Health | Route::Webhook { .. } | Route::OpenApi | Route::Dashboard { .. } => {
+                Access::Public
+            }
+            Route::ListSubjects
+            | Route::GetSubject { .. }
+            | Route::SubjectEvents { .. }
+            | Route::Stats
+            | Route::ListNotifications
+            | Route::StuckSubjects
+            | Route::GetBackfill { .. }
+            | Route::CronRuns => Access::Read,
+            Route::PutSubject { .. }
+            | Route::RefreshSubject { .. }
+            | Route::RedeliverNotification { .. }
+            | Route::EnableNotifications
+            | Route::ImportSubjects
+            | Route::StartBackfill { .. } => Access::Admin,
+        }
     }
 }
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token (health, webhooks: they authenticate themselves, static files).
+    Public,
+    /// `API_READ_TOKEN` or `API_TOKEN`.
+    Read,
+    /// `API_TOKEN` only.
+    Admin,
+}
+
+/// The kind of token a request presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Reader,
+    Admin,
+}
+
+/// Why a request may not call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// 401: no token, or not one of ours.
+    Unauthenticated,
+    /// 403: a read-only token on a route that writes.
+    ReadOnly,
+}
+
+/// Whether a presented role may call a route of `access`.
+pub fn authorize(access: Access, role: Option<Role>) -> Result<(), Denied> {
+    match (access, role) {
+        (Access::Public, _) | (Access::Read, Some(_)) | (Access::Admin, Some(Role::Admin)) => {
+            Ok(())
+        }
+        (_, None) => Err(Denied::Unauthenticated),
+        (Access::Admin, Some(Role::Reader)) => Err(Denied::ReadOnly),
+    }
+}
+
+/// Headers every `/v1` answer carries: nothing caches a KYC answer, nothing sniffs its type.
+pub const API_HEADERS: [(&str, &str); 2] = [
+    ("cache-control", "no-store"),
+    ("x-content-type-options", "nosniff"),
+];
 
 /// Why no route answers a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -387,6 +452,47 @@ mod tests {
         for (method, path, want) in cases {
             assert_eq!(route(method, path), Ok(want), "{method} {path}");
         }
+    }
+
+    #[test]
+    fn reads_are_gets_and_everything_else_needs_the_admin_token() {
+        let all = [
+            ("GET", "/healthz"),
+            ("POST", "/webhooks/align"),
+            ("GET", "/openapi.json"),
+            ("GET", "/dashboard/app.js"),
+            ("GET", "/v1/subjects"),
+            ("GET", "/v1/subjects/align/c-1"),
+            ("PUT", "/v1/subjects/align/c-1"),
+            ("GET", "/v1/subjects/align/c-1/events"),
+            ("POST", "/v1/subjects/align/c-1/refresh"),
+            ("GET", "/v1/stats"),
+            ("GET", "/v1/notifications"),
+            ("POST", "/v1/notifications/enable"),
+            ("POST", "/v1/notifications/msg_1/redeliver"),
+            ("GET", "/v1/subjects/stuck"),
+            ("POST", "/v1/subjects/batch"),
+            ("GET", "/v1/backfill/align"),
+            ("POST", "/v1/backfill/align"),
+            ("GET", "/v1/runs"),
+        ];
+        for (method, path) in all {
+            let r = route(method, path).unwrap();
+            let want = if !path.starts_with("/v1") {
+                Access::Public
+            } else if method == "GET" {
+                Access::Read
+            } else {
+                Access::Admin
+            };
+            assert_eq!(r.access(), want, "{method} {path}");
+        }
+        use Access::*;
+        assert_eq!(authorize(Read, Some(Role::Reader)), Ok(()));
+        assert_eq!(authorize(Admin, Some(Role::Reader)), Err(Denied::ReadOnly));
+        assert_eq!(authorize(Admin, Some(Role::Admin)), Ok(()));
+        assert_eq!(authorize(Read, None), Err(Denied::Unauthenticated));
+        assert_eq!(authorize(Public, None), Ok(()));
     }
 
     #[test]

@@ -5,13 +5,18 @@
 use crate::notify::SigningKeys;
 use crate::providers::ProviderProtocol;
 use crate::schedule::{Plan, ScheduleConfig};
-use crate::secret::Secret;
+use crate::secret::{token_list, Secret};
 use crate::subject::Provider;
 use chrono::TimeDelta;
 use std::fmt;
 use std::net::IpAddr;
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// The most bytes of one provider answer read before it is parsed (`PROVIDER_MAX_ANSWER_BYTES`).
+pub const DEFAULT_PROVIDER_MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
+/// The most bytes of one page of a provider's list (backfill) read before it is parsed
+/// (`PROVIDER_MAX_LIST_BYTES`): Align answers its whole list at once.
+pub const DEFAULT_PROVIDER_MAX_LIST_BYTES: usize = 32 * 1024 * 1024;
 /// The Cron Trigger's cadence (wrangler.toml): the period imports are paced against.
 pub const CRON_PERIOD: TimeDelta = TimeDelta::minutes(5);
 /// The longest `NOTIFY_TIMEOUT_MS` is taken to be (the adapter leases an attempt for 2 min).
@@ -23,8 +28,15 @@ pub const MIN_KV_TTL_SECONDS: i64 = 60;
 pub struct Config {
     /// Each registered provider's protocol, in registry order; `None` when it is disabled.
     providers: Vec<Option<Box<dyn ProviderProtocol>>>,
-    /// Bearer token of the application API; without it `/v1` refuses everyone.
-    pub api_token: Option<Secret>,
+    /// Admin bearer tokens of the application API (`API_TOKEN`, comma-separated for
+    /// rotation): everything `/v1` offers. Without any, `/v1` refuses everyone.
+    pub api_tokens: Vec<Secret>,
+    /// Read-only bearer tokens (`API_READ_TOKEN`): `GET /v1/...` and the dashboard's reads.
+    pub read_tokens: Vec<Secret>,
+    /// The most bytes of a provider's answer to a check read before parsing.
+    pub provider_max_answer_bytes: usize,
+    /// The most bytes of one page of a provider's list (backfill) read before parsing.
+    pub provider_max_list_bytes: usize,
     pub max_body_bytes: usize,
     pub plan: Plan,
     /// Subjects one cron run may enqueue.
@@ -86,6 +98,37 @@ impl Vars<'_> {
 
     pub fn secret(&self, key: &str) -> Option<Secret> {
         (self.get)(key).as_deref().and_then(Secret::new)
+    }
+
+    /// A comma-separated list of bearer tokens, each at least
+    /// [`crate::secret::MIN_TOKEN_LEN`] characters; empty when unset. The error never
+    /// quotes a token.
+    pub fn tokens(&self, key: &'static str) -> Result<Vec<Secret>, ConfigError> {
+        token_list(&(self.get)(key).unwrap_or_default()).map_err(|e| ConfigError {
+            key,
+            problem: e.to_string(),
+        })
+    }
+
+    /// One bearer token (no list), at least [`crate::secret::MIN_TOKEN_LEN`] characters.
+    pub fn token(&self, key: &'static str) -> Result<Option<Secret>, ConfigError> {
+        let mut tokens = self.tokens(key)?;
+        if tokens.len() > 1 {
+            return Err(ConfigError {
+                key,
+                problem: "holds one token, not a list".into(),
+            });
+        }
+        Ok(tokens.pop())
+    }
+
+    /// A size in bytes (≥ 1), as `usize`.
+    pub fn bytes(&self, key: &'static str, default: usize) -> Result<usize, ConfigError> {
+        let value = self.positive_or(key, i64::try_from(default).unwrap_or(i64::MAX))?;
+        usize::try_from(value).map_err(|_| ConfigError {
+            key,
+            problem: format!("{value} is too large"),
+        })
     }
 
     /// A whole number ≥ 1 (durations, budgets and sizes are never zero or negative).
@@ -268,6 +311,9 @@ impl Config {
         if let Some(steps) = vars.seconds_list("TERMINAL_RECHECK_SECONDS")? {
             schedule.terminal_steps = steps;
         }
+        if let Some(checks) = vars.positive("RETIRE_AFTER_UNFOUND_CHECKS")? {
+            schedule.retire_after_unfound = to_u32("RETIRE_AFTER_UNFOUND_CHECKS", checks)?;
+        }
         let kv_ttl = vars.seconds("KV_TTL_SECONDS", TimeDelta::hours(1))?;
         if kv_ttl.num_seconds() < MIN_KV_TTL_SECONDS {
             return Err(ConfigError {
@@ -305,7 +351,14 @@ impl Config {
         };
         Ok(Self {
             providers,
-            api_token: vars.secret("API_TOKEN"),
+            api_tokens: vars.tokens("API_TOKEN")?,
+            read_tokens: vars.tokens("API_READ_TOKEN")?,
+            provider_max_answer_bytes: vars.bytes(
+                "PROVIDER_MAX_ANSWER_BYTES",
+                DEFAULT_PROVIDER_MAX_ANSWER_BYTES,
+            )?,
+            provider_max_list_bytes: vars
+                .bytes("PROVIDER_MAX_LIST_BYTES", DEFAULT_PROVIDER_MAX_LIST_BYTES)?,
             max_body_bytes: usize::try_from(max_body_bytes).map_err(|_| ConfigError {
                 key: "MAX_BODY_BYTES",
                 problem: format!("{max_body_bytes} is too large"),
@@ -356,19 +409,101 @@ mod tests {
     use crate::subject::{RefKind, SubjectRef};
     use std::collections::HashMap;
 
+    /// A webhook token long enough to be accepted.
+    pub(crate) const TOKEN: &str = "argos-webhook-token-of-32-chars-";
+
+    /// `pairs`, with ARGOS's allow-list explicitly off unless they set one.
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
+        let mut map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        map.entry("ARGOS_ALLOWED_IPS".into())
+            .or_insert_with(|| "any".into());
         Config::from_lookup(&|k| map.get(k).cloned())
+    }
+
+    const ADMIN: &str = "admin-token-0123456789abcdef0123";
+    const ADMIN_NEXT: &str = "admin-token-next-0123456789abcdef";
+    const READER: &str = "read-token-0123456789abcdef01234";
+
+    #[test]
+    fn api_tokens_are_lists_of_at_least_32_characters() {
+        let c = config(&[
+            ("API_TOKEN", &format!("{ADMIN}, {ADMIN_NEXT}")),
+            ("API_READ_TOKEN", READER),
+        ])
+        .unwrap();
+        assert_eq!(c.api_tokens.len(), 2);
+        assert_eq!(c.read_tokens.len(), 1);
+        for (key, value) in [
+            ("API_TOKEN", "test-api-token-5b1d"),
+            ("API_TOKEN", &format!("{ADMIN},short")),
+            ("API_READ_TOKEN", "reader"),
+            ("ARGOS_WEBHOOK_TOKEN", "argos-hook-token-e2e-40aa"),
+        ] {
+            let err = config(&[
+                (key, value),
+                ("ARGOS_API_KEY", "k"),
+                ("ARGOS_WEBHOOK_TOKEN", TOKEN),
+            ])
+            .and(config(&[(key, value), ("ARGOS_API_KEY", "k")]))
+            .unwrap_err();
+            assert_eq!(err.key, key, "{key}={value}");
+            assert!(err.problem.contains("32 characters"), "{err}");
+            assert!(!err.to_string().contains(value), "never echoed: {err}");
+        }
+    }
+
+    #[test]
+    fn argos_allow_list_is_off_only_when_told_so() {
+        let lookup = |ips: Option<&'static str>| {
+            move |k: &str| match k {
+                "ARGOS_API_KEY" => Some("k".to_owned()),
+                "ARGOS_WEBHOOK_TOKEN" => Some(TOKEN.to_owned()),
+                "ARGOS_ALLOWED_IPS" => ips.map(str::to_owned),
+                _ => None,
+            }
+        };
+        for missing in [None, Some(""), Some("  "), Some(",")] {
+            let err = Config::from_lookup(&lookup(missing)).unwrap_err();
+            assert_eq!(err.key, "ARGOS_ALLOWED_IPS", "{missing:?}");
+            assert!(err.problem.contains("any"), "{err}");
+        }
+        for set in ["any", "52.78.194.237", "52.78.194.237, 2001:db8::1"] {
+            assert!(Config::from_lookup(&lookup(Some(set))).is_ok(), "{set}");
+        }
+        // Disabled ARGOS needs no list.
+        assert!(Config::from_lookup(&|_| None).is_ok());
+    }
+
+    #[test]
+    fn provider_answers_are_bounded_by_default() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.provider_max_answer_bytes, 2 * 1024 * 1024);
+        assert_eq!(c.provider_max_list_bytes, 32 * 1024 * 1024);
+        let c = config(&[
+            ("PROVIDER_MAX_ANSWER_BYTES", "4096"),
+            ("PROVIDER_MAX_LIST_BYTES", "65536"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.provider_max_answer_bytes, c.provider_max_list_bytes),
+            (4096, 65536)
+        );
+        assert_eq!(
+            config(&[("PROVIDER_MAX_ANSWER_BYTES", "0")])
+                .unwrap_err()
+                .key,
+            "PROVIDER_MAX_ANSWER_BYTES"
+        );
     }
 
     #[test]
     fn providers_without_secrets_are_disabled() {
         let c = config(&[]).unwrap();
         assert!(c.enabled_providers().is_empty());
-        assert!(c.api_token.is_none());
+        assert!(c.api_tokens.is_empty() && c.read_tokens.is_empty());
         let c = config(&[("ARGOS_API_KEY", "k")]).unwrap();
         assert!(
             c.protocol(Provider::named("argos")).is_none(),
@@ -377,7 +512,7 @@ mod tests {
         let c = config(&[
             ("ALIGN_API_KEY", "k"),
             ("ARGOS_API_KEY", "k"),
-            ("ARGOS_WEBHOOK_TOKEN", "t"),
+            ("ARGOS_WEBHOOK_TOKEN", TOKEN),
         ])
         .unwrap();
         assert_eq!(
@@ -404,6 +539,7 @@ mod tests {
             ("RECONCILE_BUDGET", "2500"),
             ("RECHECK_STEPS_SECONDS", "60, 600"),
             ("TERMINAL_RECHECK_SECONDS", "3600"),
+            ("RETIRE_AFTER_UNFOUND_CHECKS", "3"),
             ("MAX_BODY_BYTES", "1024"),
             ("KV_TTL_SECONDS", "60"),
             ("PROVIDER_TIMEOUT_MS", "2500"),
@@ -415,6 +551,7 @@ mod tests {
             vec![TimeDelta::seconds(60), TimeDelta::seconds(600)]
         );
         assert_eq!(c.schedule.terminal_steps, vec![TimeDelta::hours(1)]);
+        assert_eq!(c.schedule.retire_after_unfound, 3);
         assert_eq!(c.max_body_bytes, 1024);
         assert_eq!(c.kv_ttl, TimeDelta::seconds(60));
         assert_eq!(c.provider_timeout, TimeDelta::milliseconds(2500));
@@ -425,7 +562,7 @@ mod tests {
         let both = [
             ("ALIGN_API_KEY", "k"),
             ("ARGOS_API_KEY", "k"),
-            ("ARGOS_WEBHOOK_TOKEN", "t"),
+            ("ARGOS_WEBHOOK_TOKEN", TOKEN),
         ];
         // Free: what its daily meters allow, not half its per-run budget.
         let c = config(&both).unwrap();
@@ -461,7 +598,7 @@ mod tests {
     fn an_argos_base_with_v3_is_not_doubled() {
         let c = config(&[
             ("ARGOS_API_KEY", "k"),
-            ("ARGOS_WEBHOOK_TOKEN", "t"),
+            ("ARGOS_WEBHOOK_TOKEN", TOKEN),
             ("ARGOS_API_BASE", "https://rest-api.argosidentity.com/v3/"),
         ])
         .unwrap();
@@ -489,7 +626,7 @@ mod tests {
             let mut pairs = vec![
                 ("ALIGN_API_KEY", "k"),
                 ("ARGOS_API_KEY", "k"),
-                ("ARGOS_WEBHOOK_TOKEN", "t"),
+                ("ARGOS_WEBHOOK_TOKEN", TOKEN),
                 (
                     "APP_WEBHOOK_SECRET",
                     "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
@@ -552,7 +689,7 @@ mod tests {
         }
         let err = config(&[
             ("ARGOS_API_KEY", "k"),
-            ("ARGOS_WEBHOOK_TOKEN", "t"),
+            ("ARGOS_WEBHOOK_TOKEN", TOKEN),
             ("ARGOS_ALLOWED_IPS", "52.78.194.237, nope"),
         ])
         .unwrap_err();

@@ -237,6 +237,18 @@ pub fn classify(status: u16, retry_after: Option<TimeDelta>) -> Answer {
     }
 }
 
+/// What an attempt's record says of the application's answer: its status, and for a redirect
+/// (never followed: a failed attempt) where it pointed, so the operator can fix the URL.
+pub fn describe_reply(status: u16, location: Option<&str>) -> String {
+    if !crate::outbound::is_redirect(status) {
+        return format!("HTTP {status}");
+    }
+    match location {
+        Some(location) => format!("HTTP {status} redirect (not followed) to {location}"),
+        None => format!("HTTP {status} redirect (not followed) without Location"),
+    }
+}
+
 /// First retry after 5 s, doubling to a ceiling of an hour, ±20 % jitter (so notifications
 /// that failed together do not retry together); a `Retry-After` is a floor.
 pub const RETRY_BASE: TimeDelta = TimeDelta::seconds(5);
@@ -356,6 +368,22 @@ mod tests {
                 "{status}"
             );
         }
+    }
+
+    #[test]
+    fn a_redirect_is_a_failed_attempt_that_names_its_location() {
+        for status in [301, 302, 303, 307, 308] {
+            assert!(matches!(classify(status, None), Answer::Failed { .. }));
+        }
+        assert_eq!(
+            describe_reply(302, Some("https://app.example/new")),
+            "HTTP 302 redirect (not followed) to https://app.example/new"
+        );
+        assert_eq!(
+            describe_reply(301, None),
+            "HTTP 301 redirect (not followed) without Location"
+        );
+        assert_eq!(describe_reply(204, Some("ignored")), "HTTP 204");
     }
 
     #[test]

@@ -17,6 +17,75 @@ pub enum OutboundError {
         status: u16,
         retry_after: Option<TimeDelta>,
     },
+    /// A 3xx answer: redirects are never followed (the request carries a key or a signature
+    /// meant for the configured origin). `location` is where it pointed, for the operator to
+    /// fix the URL ([`location_for_record`]).
+    Redirect {
+        status: u16,
+        location: Option<String>,
+    },
+    /// The answer was longer than `limit` bytes (declared or read): abandoned unparsed.
+    TooLarge { limit: usize },
+}
+
+/// Longest `Location` kept in a log line or an attempt's record.
+pub const MAX_LOCATION_LEN: usize = 200;
+
+/// A redirect's `Location` as logs and records may show it: visible ASCII only (no header or
+/// log injection), at most [`MAX_LOCATION_LEN`] characters, `…` when cut.
+pub fn location_for_record(raw: &str) -> String {
+    let clean: String = raw
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .collect();
+    if clean.len() > MAX_LOCATION_LEN {
+        format!("{}…", &clean[..MAX_LOCATION_LEN])
+    } else {
+        clean
+    }
+}
+
+/// What an answer's status means before its body is read: redirects (3xx) are failures of
+/// their own, never followed.
+pub fn is_redirect(status: u16) -> bool {
+    (300..400).contains(&status)
+}
+
+/// An answer's body read within a byte limit: refused on a declared `Content-Length` above it
+/// before a byte is read, and abandoned as soon as the bytes read pass it.
+#[derive(Debug)]
+pub struct CappedBody {
+    limit: usize,
+    bytes: Vec<u8>,
+}
+
+impl CappedBody {
+    /// Starts reading; `Err` when the declared length is already over the limit.
+    pub fn new(limit: usize, content_length: Option<&str>) -> Result<Self, OutboundError> {
+        let declared = content_length.and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(OutboundError::TooLarge { limit });
+        }
+        Ok(Self {
+            limit,
+            bytes: Vec::new(),
+        })
+    }
+
+    /// Adds a chunk; `Err` once the body passes the limit (stop reading then).
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), OutboundError> {
+        // bytes.len() <= limit holds throughout, so this cannot underflow.
+        if chunk.len() > self.limit - self.bytes.len() {
+            return Err(OutboundError::TooLarge { limit: self.limit });
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.bytes
+    }
 }
 
 impl fmt::Display for OutboundError {
@@ -26,6 +95,15 @@ impl fmt::Display for OutboundError {
             OutboundError::Timeout => f.write_str("timeout"),
             OutboundError::Transport => f.write_str("transport error"),
             OutboundError::Http { status, .. } => write!(f, "HTTP {status}"),
+            OutboundError::Redirect {
+                status,
+                location: Some(location),
+            } => write!(f, "HTTP {status} redirect (not followed) to {location}"),
+            OutboundError::Redirect {
+                status,
+                location: None,
+            } => write!(f, "HTTP {status} redirect (not followed) without Location"),
+            OutboundError::TooLarge { limit } => write!(f, "answer larger than {limit} bytes"),
         }
     }
 }
@@ -73,6 +151,7 @@ impl CheckFailure {
                 status: 400 | 404 | 410 | 422,
                 ..
             })
+            | CheckFailure::Outbound(OutboundError::TooLarge { .. })
             | CheckFailure::Answer(AnswerError::WrongSubject | AnswerError::Incomplete(_)) => {
                 FailureScope::Subject
             }
@@ -159,6 +238,55 @@ mod tests {
                 retry_after: wait,
                 rate_limited: true
             }
+        );
+    }
+
+    #[test]
+    fn redirects_are_provider_failures_that_name_their_location() {
+        let redirect = CheckFailure::Outbound(OutboundError::Redirect {
+            status: 302,
+            location: Some(location_for_record(
+                " https://new.example/v0/x\r\nSet-Cookie: a ",
+            )),
+        });
+        assert_eq!(redirect.scope(), PROVIDER);
+        assert!(!redirect.is_unfound());
+        assert_eq!(
+            redirect.to_string(),
+            "HTTP 302 redirect (not followed) to https://new.example/v0/xSet-Cookie:a"
+        );
+        for status in [300, 301, 302, 303, 307, 308, 399] {
+            assert!(is_redirect(status), "{status}");
+        }
+        for status in [200, 204, 299, 400, 404] {
+            assert!(!is_redirect(status), "{status}");
+        }
+        let long = location_for_record(&format!("https://x.example/{}", "a".repeat(500)));
+        assert_eq!(long.chars().count(), MAX_LOCATION_LEN + 1);
+    }
+
+    #[test]
+    fn answers_are_read_within_the_cap() {
+        assert_eq!(
+            CappedBody::new(10, Some("11")).unwrap_err(),
+            OutboundError::TooLarge { limit: 10 }
+        );
+        let mut body = CappedBody::new(10, Some("10")).unwrap();
+        assert_eq!(body.push(b"12345"), Ok(()));
+        assert_eq!(body.push(b"67890"), Ok(()));
+        assert_eq!(body.finish(), b"1234567890");
+        // A lying or missing Content-Length: the bytes read are capped too.
+        for declared in [None, Some("3"), Some("nonsense")] {
+            let mut body = CappedBody::new(10, declared).unwrap();
+            assert_eq!(body.push(b"123456"), Ok(()));
+            assert_eq!(
+                body.push(b"12345"),
+                Err(OutboundError::TooLarge { limit: 10 })
+            );
+        }
+        assert_eq!(
+            CheckFailure::Outbound(OutboundError::TooLarge { limit: 10 }).scope(),
+            FailureScope::Subject
         );
     }
 

@@ -163,10 +163,6 @@ pub const SUSPECTED_DRIFT: i64 = 2;
 /// webhook announced it by then.
 pub const DRIFT_GRACE: TimeDelta = TimeDelta::minutes(10);
 
-/// A subject the provider had no record of this many checks in a row is retired: no longer
-/// checked until a webhook, a refresh or a registration names it again.
-pub const RETIRE_AFTER_UNFOUND: u32 = 10;
-
 /// When a retired subject is due: never, in practice (the largest time D1 and chrono share).
 pub fn never() -> Timestamp {
     crate::time::from_millis(253_402_300_799_000).unwrap_or_else(epoch)
@@ -228,7 +224,7 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
     } else {
         0
     };
-    let retire = unfound >= RETIRE_AFTER_UNFOUND;
+    let retire = unfound >= context.schedule.retire_after_unfound;
     let (effect, status, found) = match &decision.outcome {
         Decided::Stale if recheck_at.is_none() => {
             // Someone recorded a newer reading, and scheduled after it: leave it all be.
@@ -461,7 +457,7 @@ fn plan_failure(
     } else {
         stored.unfound
     };
-    let retire = unfound >= RETIRE_AFTER_UNFOUND;
+    let retire = unfound >= context.schedule.retire_after_unfound;
     let (health, next_at) = match scope {
         FailureScope::Provider {
             retry_after,

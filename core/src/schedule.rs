@@ -21,6 +21,10 @@ pub struct ScheduleConfig {
     /// How long a subject the cron enqueued is withheld from later runs. If its job is lost,
     /// it becomes due again after this.
     pub lease: TimeDelta,
+    /// Checks in a row that found no record before a subject is retired (no longer checked
+    /// until a webhook, a refresh or a registration names it again): junk refs do not poll
+    /// the provider forever. `RETIRE_AFTER_UNFOUND_CHECKS`.
+    pub retire_after_unfound: u32,
 }
 
 impl Default for ScheduleConfig {
@@ -37,6 +41,7 @@ impl Default for ScheduleConfig {
             failure_base: TimeDelta::minutes(1),
             failure_cap: TimeDelta::hours(1),
             lease: TimeDelta::minutes(15),
+            retire_after_unfound: 10,
         }
     }
 }

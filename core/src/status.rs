@@ -80,9 +80,48 @@ pub fn provider_value(value: &str) -> Option<String> {
     ok.then(|| value.to_owned())
 }
 
+/// Longest provider status word kept in `provider_status`.
+pub const MAX_STATUS_WORD_LEN: usize = 40;
+
+/// A provider's status word (`provider_status`, Align's `sub_status`, ARGOS's `result`): one
+/// token of letters, digits and `_ - .` starting with a letter, never free text. A name
+/// ("Jane Doe"), an address, a date or a sentence put there by a broken or hostile payload is
+/// dropped, not stored.
+pub fn status_word(value: &str) -> Option<String> {
+    let value = value.trim();
+    let ok = value.len() <= MAX_STATUS_WORD_LEN
+        && value.starts_with(|c: char| c.is_ascii_alphabetic())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    ok.then(|| value.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_words_are_never_free_text() {
+        for word in [
+            "approved",
+            "in_review",
+            "kyc_form_submission_accepted",
+            "v2.pending",
+        ] {
+            assert_eq!(status_word(word).as_deref(), Some(word));
+        }
+        for text in [
+            "Jane Doe",
+            "jane@example.com",
+            "1990-01-01",
+            "",
+            "rejected: passport of Jane Doe expired",
+            &"a".repeat(41),
+        ] {
+            assert_eq!(status_word(text), None, "{text:?}");
+        }
+    }
 
     #[test]
     fn status_names_round_trip() {

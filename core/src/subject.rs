@@ -74,8 +74,13 @@ impl<'de> Deserialize<'de> for Provider {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdError {
     Empty,
-    TooLong { max: usize },
+    TooLong {
+        max: usize,
+    },
     BadCharacter,
+    /// `.`, `..` or only dots: a path segment a URL resolves away (`/customers/..` is
+    /// `/`), so it could name another resource of the provider's API.
+    OnlyDots,
 }
 
 impl fmt::Display for IdError {
@@ -86,6 +91,7 @@ impl fmt::Display for IdError {
             IdError::BadCharacter => {
                 f.write_str("may contain only letters, digits and - _ . : @ + ~")
             }
+            IdError::OnlyDots => f.write_str("must not be only dots"),
         }
     }
 }
@@ -111,11 +117,39 @@ impl SubjectRef {
         if !value.chars().all(allowed) {
             return Err(IdError::BadCharacter);
         }
+        if value.bytes().all(|b| b == b'.') {
+            return Err(IdError::OnlyDots);
+        }
         Ok(Self(value.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Whether a ref looks like an e-mail address (`local@domain.tld`): an integrator passed PII
+/// where an opaque id belongs.
+pub fn looks_like_email(value: &str) -> bool {
+    value.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && !domain.contains('@')
+            && domain
+                .split_once('.')
+                .is_some_and(|(name, tld)| !name.is_empty() && !tld.is_empty())
+    })
+}
+
+/// A ref as logs may show it: as it is, unless it looks like an e-mail address, which is
+/// replaced by `email#` and the first 16 hex digits of its SHA-256 (an operator holding the
+/// address can compute the same to find its lines; a reader of the logs cannot reverse it).
+pub fn ref_for_log(value: &str) -> std::borrow::Cow<'_, str> {
+    use sha2::{Digest, Sha256};
+    if looks_like_email(value) {
+        let digest = hex::encode(Sha256::digest(value.as_bytes()));
+        std::borrow::Cow::Owned(format!("email#{}", &digest[..16]))
+    } else {
+        std::borrow::Cow::Borrowed(value)
     }
 }
 
@@ -211,6 +245,9 @@ mod tests {
             "123e4567-e89b-12d3-a456-426614174000",
             "user_42",
             "a.b:c@d+e~f",
+            ".a",
+            "a..",
+            "..~",
         ] {
             assert!(SubjectRef::parse(ok).is_ok(), "{ok}");
         }
@@ -224,6 +261,10 @@ mod tests {
             ("a b", IdError::BadCharacter),
             ("é", IdError::BadCharacter),
             ("../x", IdError::BadCharacter),
+            (".", IdError::OnlyDots),
+            ("..", IdError::OnlyDots),
+            ("....", IdError::OnlyDots),
+            ("%2e%2e", IdError::BadCharacter),
         ];
         for (input, want) in cases {
             assert_eq!(SubjectRef::parse(input), Err(want), "{input:?}");
@@ -235,6 +276,33 @@ mod tests {
                 max: SubjectRef::MAX_LEN
             })
         );
+    }
+
+    #[test]
+    fn percent_encoded_dots_are_refused_once_decoded() {
+        for raw in ["%2e", "%2E%2e", ".%2e", "%2e%2e%2e", "..."] {
+            let decoded = crate::api::path_param(raw);
+            assert_eq!(SubjectRef::parse(&decoded), Err(IdError::OnlyDots), "{raw}");
+        }
+    }
+
+    #[test]
+    fn email_refs_are_masked_in_logs() {
+        let masked = ref_for_log("jane.doe+kyc@example.com");
+        assert!(masked.starts_with("email#"), "{masked}");
+        assert_eq!(masked.len(), "email#".len() + 16);
+        assert!(!masked.contains("jane") && !masked.contains("example"));
+        assert_eq!(masked, ref_for_log("jane.doe+kyc@example.com"), "stable");
+        assert_ne!(masked, ref_for_log("john@example.com"));
+        for plain in [
+            "cust-1",
+            "a.b:c@d+e~f",
+            "user@localhost",
+            "@example.com",
+            "u@.x",
+        ] {
+            assert_eq!(ref_for_log(plain), plain, "{plain}");
+        }
     }
 
     #[test]

@@ -14,10 +14,11 @@ use crate::error::ApiError;
 use crate::log::Line;
 use crate::services::Services;
 use crate::{clock, config, d1, random};
-use kyc_core::api::{self, Route, RouteError};
+use kyc_core::api::{self, Denied, ErrorCode, Role, Route, RouteError, API_HEADERS};
 use kyc_core::config::Config;
 use kyc_core::headers::{usable_request_id, AUTHORIZATION, REQUEST_ID};
 use kyc_core::schedule::Plan;
+use kyc_core::secret::any_matches;
 use serde_json::json;
 use worker::{Env, Request, Response, Result};
 
@@ -38,6 +39,7 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
         .set("method", req.method().to_string());
     // Before the configuration is read, the smallest plan's limit applies.
     let mut calls = Calls::new(Plan::Free.subrequests());
+    let is_api = req.path().starts_with("/v1/");
     let answer = dispatch(req, env, &mut calls, &mut log).await;
     let mut response = match answer {
         Ok(response) => response,
@@ -50,6 +52,11 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
         }
     };
     response.headers_mut().set(REQUEST_ID, &request_id)?;
+    if is_api {
+        for (name, value) in API_HEADERS {
+            response.headers_mut().set(name, value)?;
+        }
+    }
     log.set("status", response.status_code())
         .set("duration_ms", (clock::now() - started).num_milliseconds());
     log.emit(&calls);
@@ -76,7 +83,21 @@ async fn dispatch(
     let config = config::load(env)?;
     *calls = Calls::new(config.plan.subrequests());
     if route.needs_token() {
-        authorize(&req, &config)?;
+        let role = authorize(&req, &config)?;
+        log.set("role", role_name(role));
+        match api::authorize(route.access(), Some(role)) {
+            Ok(()) => {}
+            Err(Denied::ReadOnly) => {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "this token can only read (API_READ_TOKEN): writing, calling a provider \
+                     or redelivering takes an admin token (API_TOKEN)",
+                ))
+            }
+            Err(Denied::Unauthenticated) => {
+                return Err(ApiError::unauthorized("missing or invalid bearer token"))
+            }
+        }
     }
     let db = d1::database(env)?;
     let services = Services {
@@ -128,15 +149,30 @@ async fn dispatch(
     response
 }
 
-/// `Authorization: Bearer <API_TOKEN>`, compared in constant time. Without a configured
-/// token nobody gets in.
-fn authorize(req: &Request, config: &Config) -> std::result::Result<(), ApiError> {
-    let Some(token) = &config.api_token else {
+/// `Authorization: Bearer <token>`: one of `API_TOKEN` (admin) or `API_READ_TOKEN` (read
+/// only), every configured token compared in constant time. Without a configured token nobody
+/// gets in.
+fn authorize(req: &Request, config: &Config) -> std::result::Result<Role, ApiError> {
+    if config.api_tokens.is_empty() && config.read_tokens.is_empty() {
         return Err(ApiError::unauthorized("API_TOKEN is not configured"));
-    };
+    }
     let presented = req.headers().get(AUTHORIZATION)?.unwrap_or_default();
-    match presented.strip_prefix("Bearer ") {
-        Some(presented) if token.matches(presented.trim()) => Ok(()),
-        _ => Err(ApiError::unauthorized("missing or invalid bearer token")),
+    let Some(presented) = presented.strip_prefix("Bearer ").map(str::trim) else {
+        return Err(ApiError::unauthorized("missing or invalid bearer token"));
+    };
+    // Both lists are compared whatever the first says.
+    let admin = any_matches(&config.api_tokens, presented);
+    let reader = any_matches(&config.read_tokens, presented);
+    match (admin, reader) {
+        (true, _) => Ok(Role::Admin),
+        (false, true) => Ok(Role::Reader),
+        (false, false) => Err(ApiError::unauthorized("missing or invalid bearer token")),
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::Reader => "reader",
     }
 }

@@ -12,7 +12,7 @@ use kyc_core::headers::READ_FROM;
 use kyc_core::jobs::{Job, ReconcileJob};
 use kyc_core::reconcile::{DRIFT, SUSPECTED_DRIFT};
 use kyc_core::status::KycStatus;
-use kyc_core::subject::{ExternalId, Provider, RefKind, SubjectRef};
+use kyc_core::subject::{ref_for_log, ExternalId, Provider, RefKind, SubjectRef};
 use kyc_core::time::{format, from_millis};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -70,7 +70,7 @@ pub async fn get(
 ) -> Result<Response> {
     let (provider, subject_ref) = parse_key(provider, subject_ref)?;
     log.set("provider", provider.as_str())
-        .set("ref", subject_ref.as_str());
+        .set("ref", ref_for_log(subject_ref.as_str()).as_ref());
     let mut strong = false;
     for (key, value) in query_pairs(&req.inner().url()) {
         match (key.as_str(), value.as_str()) {
@@ -115,7 +115,7 @@ pub async fn put(
 ) -> Result<Response> {
     let (provider, subject_ref) = parse_key(provider, subject_ref)?;
     log.set("provider", provider.as_str())
-        .set("ref", subject_ref.as_str());
+        .set("ref", ref_for_log(subject_ref.as_str()).as_ref());
     let raw = body::read(&mut req, SMALL_BODY_BYTES).await?;
     let body: PutBody = if raw.iter().all(u8::is_ascii_whitespace) {
         PutBody { external_id: None }
@@ -185,7 +185,7 @@ pub async fn refresh(
 ) -> Result<Response> {
     let (provider, subject_ref) = parse_key(provider, subject_ref)?;
     log.set("provider", provider.as_str())
-        .set("ref", subject_ref.as_str());
+        .set("ref", ref_for_log(subject_ref.as_str()).as_ref());
     let rows = d1::run(
         &services.calls,
         services.db,

@@ -9,10 +9,11 @@ use crate::services::Services;
 use crate::{clock, d1, queue, random};
 use kyc_core::api::ErrorCode;
 use kyc_core::db::events::record_webhook;
+use kyc_core::db::subjects;
 use kyc_core::headers::{is_form, CF_CONNECTING_IP, CONTENT_LENGTH, CONTENT_TYPE};
 use kyc_core::jobs::{Job, ReconcileJob};
 use kyc_core::providers::{InboundWebhook, IngressError};
-use kyc_core::subject::Provider;
+use kyc_core::subject::{ref_for_log, Provider};
 use serde_json::json;
 use worker::{AnalyticsEngineDataPointBuilder, Request, Response};
 
@@ -76,6 +77,28 @@ pub async fn receive(
             return Err(refuse(services, provider, log, error));
         }
     };
+    // A provider whose refs the end user can edit (ARGOS's Liveform `userid`) may be told to
+    // track only subjects the application registered: a webhook about any other ref is
+    // acknowledged (so the provider does not retry it) and ignored, at the cost of one read.
+    if let (true, Some(subject)) = (protocol.requires_registered(), &event.subject) {
+        let found = d1::run(
+            &services.calls,
+            services.db,
+            &subjects::load(provider, &subject.subject_ref),
+        )
+        .await?;
+        if found.is_empty() {
+            count(services, provider, "unregistered", log);
+            log.set("event", event.kind.as_str())
+                .set("ref", ref_for_log(subject.subject_ref.as_str()).as_ref())
+                .set("outcome", "ignored: not registered");
+            return Ok(Response::from_json(&json!({
+                "ok": true,
+                "ignored": "not_registered",
+                "event": event.kind,
+            }))?);
+        }
+    }
     // Unique per request: marks the event row this request inserted, so the rest of its
     // batch can tell a new event from a repeat of one.
     let receipt = random::hex_token(16)
@@ -103,7 +126,10 @@ pub async fn receive(
         }
     }
     log.set("event", event.kind.as_str())
-        .set("ref", subject_ref.clone())
+        .set(
+            "ref",
+            subject_ref.as_deref().map(ref_for_log).map(String::from),
+        )
         .set("outcome", if duplicate { "duplicate" } else { "accepted" })
         .set("queued", queued);
     Ok(Response::from_json(&json!({
@@ -124,16 +150,21 @@ fn refuse(
 ) -> ApiError {
     log.set("outcome", "rejected")
         .set("reason", error.message.as_str());
+    count(services, provider, error.code.as_str(), log);
+    error
+}
+
+/// Count a refused or ignored webhook in Analytics Engine (when bound): never a D1 or KV write.
+fn count(services: &Services<'_>, provider: Provider, reason: &str, log: &mut Line) {
     if let Ok(dataset) = services.env.analytics_engine(REFUSALS_BINDING) {
         let point = AnalyticsEngineDataPointBuilder::new()
             .indexes([provider.as_str()])
             .add_blob(provider.as_str())
-            .add_blob(error.code.as_str())
+            .add_blob(reason)
             .add_double(1.0)
             .build();
         if let Err(e) = dataset.write_data_point(&point) {
             log.set("analytics_error", e.to_string());
         }
     }
-    error
 }

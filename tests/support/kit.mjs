@@ -9,10 +9,12 @@ import { startStandIn } from "../../sandbox/providers.mjs";
 import { alignSignature, sumsubDigest } from "../../sandbox/sign.mjs";
 import { personaSignature } from "../../sandbox/providers/persona.mjs";
 
-export const API_TOKEN = "test-api-token-5b1d";
+// Bearer tokens are at least 32 characters (shorter ones are a configuration error).
+export const API_TOKEN = "test-api-token-5b1d-0123456789abcdef";
+export const READ_TOKEN = "test-read-token-77e0-0123456789abcdef";
 export const ALIGN_KEY = "sk_test_align_e2e_91c2";
 export const ARGOS_KEY = "argos_e2e_api_key_7d3f";
-export const ARGOS_TOKEN = "argos-hook-token-e2e-40aa";
+export const ARGOS_TOKEN = "argos-hook-token-e2e-40aa-0123456789ab";
 // A sandbox app token (`sbx:` prefix): webhooks with `sandboxMode: false` are from elsewhere.
 export const SUMSUB_APP_TOKEN = "sbx:e2eAppToken7Qm2xVd9LkP3.e2eAppTokenSecretPart0aZ4";
 export const SUMSUB_SECRET_KEY = "e2e_sumsub_secret_key_5c8d";
@@ -32,7 +34,7 @@ export const PERSONA_SECRET = "wbhsec_e2e_persona_8d21";
 
 /**
  * Starts a stand-in provider API and the worker pointed at it. `vars` override the defaults
- * (all providers enabled, no address allow-list, short provider timeout); `argosPageSize`
+ * (all providers enabled, address allow-list explicitly off, short provider timeout); `argosPageSize`
  * sets how many submissions a stand-in ARGOS page holds (`personaPageSize`: inquiries a Persona
  * page holds, default 10); `worker` passes { scriptPath, compatibilityFlags, migrationsDir } on
  * to startWorker and applyMigrations. `sumsub: true` and `persona: true` enable those providers
@@ -56,12 +58,14 @@ export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPa
     persistDir: dir,
     vars: {
       API_TOKEN,
+      API_READ_TOKEN: READ_TOKEN,
       ALIGN_API_KEY: ALIGN_KEY,
       ALIGN_API_BASE: standIn.url,
       ARGOS_API_KEY: ARGOS_KEY,
       ARGOS_WEBHOOK_TOKEN: ARGOS_TOKEN,
       ARGOS_API_BASE: standIn.url,
-      ARGOS_ALLOWED_IPS: "",
+      // Explicitly off (an empty list is a configuration error).
+      ARGOS_ALLOWED_IPS: "any",
       // Persona only when asked (`persona: true`): the other suites keep their provider count.
       ...(persona ? { PERSONA_API_KEY: PERSONA_KEY, PERSONA_WEBHOOK_SECRET: PERSONA_SECRET, PERSONA_API_BASE: standIn.url } : {}),
       PROVIDER_TIMEOUT_MS: "3000",

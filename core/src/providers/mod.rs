@@ -188,6 +188,12 @@ pub trait ProviderProtocol: fmt::Debug {
     /// Fail closed: anything not proven authentic is an error.
     fn authenticate(&self, webhook: &InboundWebhook<'_>) -> Result<(), IngressError>;
 
+    /// Webhooks about subjects that were never registered (`PUT`, import, backfill) are
+    /// acknowledged and ignored instead of tracked (ARGOS's `ARGOS_REQUIRE_REGISTERED`).
+    fn requires_registered(&self) -> bool {
+        false
+    }
+
     /// [`ProviderProtocol::authenticate`] knowing when the webhook arrived, for providers
     /// whose signatures are dated (a bound on replay). The route calls this one.
     fn authenticate_at(

@@ -15,7 +15,7 @@ use crate::jobs::{Job, ReconcileJob};
 use crate::observation::{Exchange, Order};
 use crate::outbound::{CheckFailure, OutboundError};
 use crate::projection::{self, Projection, ProjectionStep};
-use crate::providers::{CheckTarget, ProviderProtocol, StatusCheck, StatusRequest};
+use crate::providers::{AnswerError, CheckTarget, ProviderProtocol, StatusCheck, StatusRequest};
 use crate::schedule::ScheduleConfig;
 use crate::status::KycStatus;
 use crate::time::{TimeDelta, Timestamp};
@@ -204,6 +204,12 @@ impl<'p> Run<'p> {
                 };
                 let read = match input {
                     Input::Answered(body) => check.read(&body, exchange),
+                    // Too large to read within the bound: an answer that cannot be read whole.
+                    Input::FetchFailed(OutboundError::TooLarge { limit }) => {
+                        let incomplete =
+                            AnswerError::Incomplete(format!("answer larger than {limit} bytes"));
+                        return self.reserve(stored, failed(CheckFailure::Answer(incomplete)));
+                    }
                     Input::FetchFailed(error) => {
                         return self.reserve(stored, failed(CheckFailure::Outbound(error)))
                     }

@@ -1,7 +1,7 @@
 //! Align's JSON: only the fields kyc-edge keeps. Everything else in a payload (names,
 //! e-mail, address) is never deserialized.
 
-use crate::status::{provider_value, KycStatus};
+use crate::status::{status_word, KycStatus};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -80,8 +80,8 @@ pub fn map_status(status: Option<&str>, sub_status: Option<&str>) -> KycReading 
     };
     KycReading {
         status: normalized,
-        provider_status: status.and_then(provider_value),
-        sub_status: sub_status.and_then(provider_value),
+        provider_status: status.and_then(status_word),
+        sub_status: sub_status.and_then(status_word),
     }
 }
 

@@ -64,22 +64,46 @@ fn configure(vars: &Vars<'_>) -> Result<Option<Box<dyn ProviderProtocol>>, Confi
     )?;
     let (Some(api_key), Some(webhook_token)) = (
         vars.secret("ARGOS_API_KEY"),
-        vars.secret("ARGOS_WEBHOOK_TOKEN"),
+        vars.token("ARGOS_WEBHOOK_TOKEN")?,
     ) else {
         return Ok(None);
     };
-    Ok(Some(Box::new(Argos::new(
-        api_key,
-        webhook_token,
-        // ARGOS documents its base both with and without `/v3`; paths carry it.
-        vars.endpoint("ARGOS_API_BASE", DEFAULT_API_BASE)?
-            .trim_end_matches('/')
-            .trim_end_matches("/v3")
-            .to_owned(),
-        vars.ip_list("ARGOS_ALLOWED_IPS")?,
-        encryption,
-        max_pages,
-    ))))
+    // Off only when told so: an empty or missing list is a mistake, not "anyone".
+    let allowed_ips = match vars.text("ARGOS_ALLOWED_IPS").as_deref() {
+        Some("any") => vec![],
+        _ => {
+            let ips = vars.ip_list("ARGOS_ALLOWED_IPS")?;
+            if ips.is_empty() {
+                return Err(ConfigError {
+                    key: "ARGOS_ALLOWED_IPS",
+                    problem: "is empty: list ARGOS's webhook addresses, or set `any` to accept \
+                              webhooks from any address (the URL token still applies)"
+                        .into(),
+                });
+            }
+            ips
+        }
+    };
+    let require_registered = vars.one_of(
+        "ARGOS_REQUIRE_REGISTERED",
+        false,
+        &[("true", true), ("false", false)],
+    )?;
+    Ok(Some(Box::new(
+        Argos::new(
+            api_key,
+            webhook_token,
+            // ARGOS documents its base both with and without `/v3`; paths carry it.
+            vars.endpoint("ARGOS_API_BASE", DEFAULT_API_BASE)?
+                .trim_end_matches('/')
+                .trim_end_matches("/v3")
+                .to_owned(),
+            allowed_ips,
+            encryption,
+            max_pages,
+        )
+        .requiring_registered(require_registered),
+    )))
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +115,8 @@ pub struct Argos {
     allowed_ips: Vec<IpAddr>,
     encryption: Encryption,
     max_pages: u32,
+    /// `ARGOS_REQUIRE_REGISTERED`: webhooks about refs never registered are ignored.
+    require_registered: bool,
 }
 
 impl Argos {
@@ -109,7 +135,15 @@ impl Argos {
             allowed_ips,
             encryption,
             max_pages,
+            require_registered: false,
         }
+    }
+
+    /// Webhooks about subjects never registered (`PUT`, import, backfill) are acknowledged
+    /// and ignored: the Liveform `userid` is the end user's to edit.
+    pub fn requiring_registered(mut self, require: bool) -> Self {
+        self.require_registered = require;
+        self
     }
 }
 
@@ -133,12 +167,19 @@ fn map_result(word: &str) -> Option<KycStatus> {
 }
 
 impl ProviderProtocol for Argos {
-    /// The URL token first (constant time), then the sender's address when a list is set.
+    /// The sender's address first, when a list is set (a disallowed address learns nothing
+    /// about the token), then the URL token (constant time).
     fn authenticate(&self, webhook: &InboundWebhook<'_>) -> Result<(), IngressError> {
+        // The address first: a sender that is not allowed learns nothing about the token.
+        check_client_ip(&self.allowed_ips, webhook.client_ip)?;
         if !self.webhook_token.matches(webhook.path_token.unwrap_or("")) {
             return Err(IngressError::Unauthenticated("invalid webhook token"));
         }
-        check_client_ip(&self.allowed_ips, webhook.client_ip)
+        Ok(())
+    }
+
+    fn requires_registered(&self) -> bool {
+        self.require_registered
     }
 
     fn parse_webhook(

@@ -7,7 +7,7 @@ use crate::observation::{AmlReading, Exchange, Observation, Source, Window};
 use crate::providers::{
     join_url, json_error, query, AnswerError, CheckTarget, StatusCheck, StatusRequest,
 };
-use crate::status::{provider_value, Aml, KycStatus};
+use crate::status::{provider_value, status_word, Aml, KycStatus};
 use crate::subject::{RefKind, SubjectRef};
 use crate::time::Timestamp;
 use serde::Deserialize;
@@ -131,7 +131,7 @@ impl WireSubmission {
         Submission {
             id: self.submission_id.clone(),
             status,
-            result: self.result().and_then(provider_value),
+            result: self.result().and_then(status_word),
             decided_at: cap(read_time(&self.kyc_result_at)
                 .or_else(|| read_time(&self.updated_at))
                 .or_else(|| read_time(&self.created_at))),

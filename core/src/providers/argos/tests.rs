@@ -141,17 +141,22 @@ fn the_allow_list_checks_the_client_address() {
 }
 
 #[test]
-fn the_token_is_checked_before_the_address() {
+fn the_address_is_checked_before_the_token() {
     let argos = argos_with(Encryption::Off, &["52.78.194.237"], DEFAULT_MAX_PAGES);
     let bad = Err(IngressError::Unauthenticated("invalid webhook token"));
     assert_eq!(
         argos.authenticate(&inbound(Some("nope"), Some("52.78.194.237"))),
         bad
     );
-    assert_eq!(
-        argos.authenticate(&inbound(Some("nope"), Some("10.0.0.1"))),
-        bad
-    );
+    // A disallowed address learns nothing about the token: right or wrong, the same answer.
+    let forbidden = Err(IngressError::Forbidden("client address is not allowed"));
+    for token in [Some("nope"), Some(TOKEN), None] {
+        assert_eq!(
+            argos.authenticate(&inbound(token, Some("10.0.0.1"))),
+            forbidden,
+            "{token:?}"
+        );
+    }
 }
 
 #[test]
