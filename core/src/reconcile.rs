@@ -384,8 +384,9 @@ pub(crate) const ANNOUNCED_AT: &str =
 /// change is written: a status change found by polling is suspected drift unless a webhook
 /// announcing its status (or any change) arrived since the status it replaces took effect
 /// (less the tolerated skew for one naming the status, when that time is the provider's),
-/// including webhooks that arrived while this check was in flight. Webhooks before that were
-/// about an earlier episode. The cron settles suspicions after [`DRIFT_GRACE`] (a webhook
+/// including webhooks that arrived while this check was in flight. Webhooks before that, and
+/// bodies the provider dated before that (less the skew), were about an earlier episode
+/// (docs/ordering.md, "Drift"). The cron settles suspicions after [`DRIFT_GRACE`] (a webhook
 /// slower than the poll still counts).
 fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timestamp) -> Statement {
     let fields = match (change.status_changed, change.aml_changed) {
@@ -410,6 +411,7 @@ fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timest
            CASE WHEN ?8 AND NOT EXISTS ( \
              SELECT 1 FROM events w WHERE w.provider = ?1 AND w.ref = ?2 \
                AND w.type IN ('webhook', 'duplicate') \
+               AND (w.provider_at IS NULL OR w.provider_at >= ?14) \
                AND ((w.announces = ?7 AND {ANNOUNCED_AT} >= ?9) \
                  OR (w.announces = ?10 AND {ANNOUNCED_AT} >= ?13))) \
              THEN ?11 ELSE ?12 END \
@@ -429,7 +431,11 @@ fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timest
         // "Something changed" names no status: only one that arrived after the status on
         // record took effect can be about this change. With the skew margin, the webhook of
         // the previous change, seconds earlier, would pass for this one's.
-        status_since
+        status_since,
+        // A dated body is about a change the provider made when it dated it: a change after
+        // the status on record took effect is dated no earlier than that, less the skew. An
+        // older body arriving now (a late first delivery) is about an earlier episode.
+        status_since - crate::observation::CLOCK_TOLERANCE
     )
 }
 

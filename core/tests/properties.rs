@@ -240,7 +240,8 @@ fn iso_time() -> impl Strategy<Value = String> {
 fn argos_body() -> impl Strategy<Value = Value> {
     (
         prop::sample::select(TRIGGERS.to_vec()),
-        "[A-Za-z0-9_.:@+~-]{1,40}",
+        // A valid ref: not only dots (those are refused; README, "Refs").
+        "[A-Za-z0-9][A-Za-z0-9_.:@+~-]{0,39}",
         prop::option::of("[A-Za-z0-9]{12}"),
         prop::option::of(iso_time()),
         prop::option::of((

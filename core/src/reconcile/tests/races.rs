@@ -468,6 +468,48 @@ fn a_repeated_dated_webhook_does_not_announce_a_later_change() {
     );
 }
 
+/// A dropped body delivered for the first time long after it was dated (a provider's late
+/// retry) is about the change it was dated with, not about the next one.
+#[test]
+fn a_late_first_delivery_of_an_old_dated_body_announces_no_later_change() {
+    let db = database();
+    let p = Provider::named("align");
+    batch(&db, &register(p, &r("u1"), RefKind::User, None, at(0)));
+    let old = WebhookEvent {
+        announces: Announcement::AnyChange,
+        about_aml: false,
+        provider_at: Some(at(10)),
+        ..aml_webhook()
+    };
+    let mut drifts = vec![];
+    for (arrived, status, sent) in [
+        (None, KycStatus::Pending, 100),
+        (Some(150), KycStatus::Approved, 200),
+    ] {
+        if let Some(arrived) = arrived {
+            let record = record_webhook(p, &old, "old body", "r-150", at(arrived));
+            batch(&db, &record.statements);
+        }
+        let Written::Won { drift, .. } = write(
+            &db,
+            p,
+            "u1",
+            subject(&db, p, "u1"),
+            &reading(status, None, at(sent)),
+            at(sent + 1),
+        ) else {
+            panic!("the change to {status:?} is written");
+        };
+        drifts.push(drift);
+    }
+    assert_eq!(
+        drifts,
+        [false, true],
+        "the first status learned; the body dated 10 arrived at 150, after pending took \
+         effect at 100, yet was about 10"
+    );
+}
+
 /// A check a webhook asked for that fails for the subject (the provider does not know it yet)
 /// is retried on the short back-off; the same failure of a routine check waits the slow cadence.
 #[test]
