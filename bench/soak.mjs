@@ -49,7 +49,7 @@ const fmt = (n, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "-");
 
 const sha256 = (raw) => createHash("sha256").update(raw).digest("hex");
 
-/** Align's states, with what kyc-edge normalizes each to (PRODUCT.md, status model). */
+/** Align's states, with what kyc-edge normalizes each to (docs/providers/align.md, Status). */
 const STATES = [
   { status: "not_started", sub_status: null, normalized: "not_started" },
   { status: "pending", sub_status: "kyc_form_submission_started", normalized: "pending" },

@@ -17,7 +17,8 @@ import { SUMSUB_WEBHOOK_SECRET, eventually, kycsUpdated, skippedEnabled, startSt
 const SECRET = "whsec_R4mMtD8u9t0mMX3bqm1Q7ugO8hbRdeuCqkzFgVDBo4E=";
 const SECOND = 1000;
 
-/** A Sumsub webhook body as documented (providers-more.md); `extra` adds or replaces fields. */
+/** A Sumsub webhook body as documented (docs/providers/sumsub.md); `extra` adds or replaces
+ * fields. */
 function hook(type, ref, extra = {}) {
   return {
     applicantId: "63e0f3a8c2d1b40d8e9f0a1b",

@@ -1,6 +1,6 @@
-//! Notifications to the application, as Standard Webhooks (shared/reference/
-//! webhook-receivers.md §1.2): the payload of each change, its stable id, the signature of an
-//! attempt, and what the application's answer means for the next one.
+//! Notifications to the application, as Standard Webhooks (docs/notifications.md): the
+//! payload of each change, its stable id, the signature of an attempt, and what the
+//! application's answer means for the next one.
 
 use crate::db::subjects::SubjectRow;
 use crate::observation::Source;
@@ -271,7 +271,7 @@ mod tests {
     use super::*;
     use crate::time::from_millis;
 
-    /// Official vectors (webhook-receivers.md §1.1): libraries/go/webhook_test.go and
+    /// Official vectors (docs/notifications.md): libraries/go/webhook_test.go and
     /// libraries/rust/src/lib.rs of standard-webhooks/standard-webhooks.
     #[test]
     fn the_official_standard_webhooks_vectors() {

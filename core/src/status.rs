@@ -1,4 +1,5 @@
-//! The normalized status model (PRODUCT.md "Status model").
+//! The normalized status model: the statuses are listed in README.md ("Application API
+//! (v1)"), and each provider's mapping onto them in docs/providers/<provider>.md.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

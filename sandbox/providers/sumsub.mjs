@@ -1,6 +1,6 @@
 // A stand-in for Sumsub's applicant API, served by the stand-in of providers.mjs:
 //   GET /resources/applicants/-;externalUserId={ref}/one
-// It checks every request as Sumsub documents it (providers-more.md): `X-App-Token` must be
+// It checks every request as Sumsub documents it (docs/providers/sumsub.md): `X-App-Token` must be
 // the app token, `X-App-Access-Ts` within a minute of its clock, and `X-App-Access-Sig` the hex
 // HMAC-SHA256 (secret key) of ts + METHOD + the path and query exactly as received + body;
 // anything else is `401 {"description":"Invalid signature"}` (like Sumsub). The signature is

@@ -81,9 +81,9 @@ pub const COLUMNS: &str = "provider, ref, ref_kind, external_id, status, provide
      last_checked_at, next_check_at, requested_at, check_step, failures, last_error, unfound, \
      retired_at, version, revision";
 
-/// The public shape of a subject (PRODUCT.md): what the API serves and KV holds. The
-/// schedule is included only when read from D1: KV is written only when what a reader sees
-/// changes, so a schedule there would be stale.
+/// The public shape of a subject (openapi.yaml, README.md): what the API serves and KV
+/// holds. The schedule is included only when read from D1: KV is written only when what a
+/// reader sees changes, so a schedule there would be stale.
 #[derive(Debug, Serialize)]
 pub struct SubjectView<'a> {
     provider: Provider,

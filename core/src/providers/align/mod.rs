@@ -1,5 +1,6 @@
 //! Align (AlignLabs): `x-hmac-signature` webhooks and `GET /v0/customers/{id}`.
-//! Protocol facts: shared/reference/providers.md §1.
+//! Protocol facts, the status mapping, and what is assumed rather than confirmed:
+//! docs/providers/align.md.
 
 mod signature;
 mod wire;
@@ -25,7 +26,7 @@ pub const KYCS_UPDATED: &str = "customer.kycs.updated";
 pub const DEFAULT_API_BASE: &str = "https://api.alignlabs.dev";
 /// The webhook signature: hex HMAC-SHA256 of the raw body keyed with the API key.
 pub const SIGNATURE_HEADER: &str = "x-hmac-signature";
-/// REST authentication: the raw API key, no scheme (docs/providers.md, Align).
+/// REST authentication: the raw API key, no scheme (docs/providers/align.md).
 const AUTHORIZATION_HEADER: &str = "authorization";
 
 pub const REGISTRATION: Registration = Registration {

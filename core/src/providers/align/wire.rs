@@ -65,7 +65,7 @@ pub(super) fn read_kycs(kycs: Option<&Value>) -> Result<KycReading, String> {
     Ok(map_status(status.as_deref(), sub_status.as_deref()))
 }
 
-/// The status table of PRODUCT.md for Align.
+/// Align's status table (docs/providers/align.md, "Status").
 pub fn map_status(status: Option<&str>, sub_status: Option<&str>) -> KycReading {
     let normalized = match status {
         None | Some("not_started") => KycStatus::NotStarted,

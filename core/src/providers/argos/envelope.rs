@@ -1,4 +1,4 @@
-//! ARGOS's optional webhook encryption (providers.md §2.4): `{"data": "<base64>"}` holding
+//! ARGOS's optional webhook encryption (docs/providers/argos.md): `{"data": "<base64>"}` holding
 //! AES-256-ECB ciphertext with key = SHA-256(API key as UTF-8) and PKCS#7 padding.
 
 use crate::providers::{parse_json, IngressError};

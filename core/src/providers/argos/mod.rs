@@ -1,5 +1,6 @@
 //! ARGOS Identity ID Check: `webhook_trigger` webhooks and `GET /v3/submission`.
-//! Protocol facts: shared/reference/providers.md §2.
+//! Protocol facts, the status mapping, and what is assumed rather than confirmed:
+//! docs/providers/argos.md.
 //!
 //! ARGOS signs nothing. A webhook is accepted on a secret URL token and, when configured, the
 //! sender's address; its body (even a decrypted one: ECB has no integrity) is never trusted.
@@ -43,7 +44,7 @@ pub const REGISTRATION: Registration = Registration {
     // ARGOS signs nothing: a secret path segment authenticates its webhooks.
     webhook_token_in_path: true,
     ref_kinds: &[RefKind::User, RefKind::Submission],
-    // 500,000 requests a day (§0): far above what a cron run asks.
+    // 500,000 requests a day (docs/providers/argos.md): far above what a cron run asks.
     max_checks_per_run: None,
     configure,
 };
@@ -155,7 +156,7 @@ fn timestamp(value: &Value) -> Option<Timestamp> {
 }
 
 /// ARGOS result words (`kyc_result.status`, `data.kyc_result`, `kyc.result`). The docs
-/// misspell "imcomplete" once (§2.6), so that spelling means the same.
+/// misspell "imcomplete" once (docs/providers/argos.md), so that spelling means the same.
 fn map_result(word: &str) -> Option<KycStatus> {
     match word.trim() {
         "approved" => Some(KycStatus::Approved),

@@ -78,8 +78,9 @@ impl WireSubmission {
             .filter(|r| !r.trim().is_empty())
     }
 
-    /// ARGOS does not document `kyc.result` for undecided submissions (§2.8): without one,
-    /// `pending_at` says the submission reached review, else it was never submitted.
+    /// ARGOS does not document `kyc.result` for undecided submissions (docs/providers/argos.md):
+    /// without one, `pending_at` says the submission reached review, else it was never
+    /// submitted.
     fn status(&self) -> KycStatus {
         match self.result() {
             Some(word) => map_result(word).unwrap_or(KycStatus::Unknown),
@@ -145,9 +146,9 @@ impl WireSubmission {
     }
 }
 
-/// The submission that stands for the user (ARGOS FAQ, PRODUCT.md): the most recently
-/// approved one if any, because a newer attempt can be rejected (or an incomplete one expire
-/// to rejected) while the user stays verified; else the most recent one. Ties go to the
+/// The submission that stands for the user (ARGOS FAQ; docs/providers/argos.md): the most
+/// recently approved one if any, because a newer attempt can be rejected (or an incomplete one
+/// expire to rejected) while the user stays verified; else the most recent one. Ties go to the
 /// later item; a submission without readable times sorts oldest.
 fn representative(submissions: &[Submission]) -> Option<&Submission> {
     submissions
@@ -159,7 +160,7 @@ fn representative(submissions: &[Submission]) -> Option<&Submission> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RequestType {
-    /// KYC fields only: the least PII ARGOS offers (§2.8).
+    /// KYC fields only: the least PII ARGOS offers (docs/providers/argos.md).
     Kyc,
     /// AML results (a `kyc` answer carries none).
     Aml,

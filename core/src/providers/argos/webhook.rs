@@ -62,7 +62,7 @@ enum WireKycResult {
 struct WireKycObject {
     status: Option<Value>,
     updated_at: Option<Value>,
-    /// The legacy guide's spelling of `updated_at` (seed 004).
+    /// The legacy guide's spelling of `updated_at` (fixtures `legacy_*`).
     update_at: Option<Value>,
     kyc_result_at: Option<Value>,
     pending_at: Option<Value>,
@@ -170,8 +170,8 @@ pub fn read(plain: &[u8], received_at: Timestamp) -> Result<WebhookEvent, Ingres
     let announces = match kind.as_str() {
         "created" | "retry" => Announcement::Status(KycStatus::Incomplete),
         "submit" => Announcement::Status(KycStatus::Pending),
-        // The trigger names the event; seed 004's samples carry a contradictory
-        // `kyc_result.status`, and a claim here is only counted, never applied.
+        // The trigger names the event; the legacy guide's samples (fixtures `legacy_*`) carry
+        // a contradictory `kyc_result.status`, and a claim here is only counted, never applied.
         "approved" => Announcement::Status(KycStatus::Approved),
         "rejected" => Announcement::Status(KycStatus::Rejected),
         // An admin can flip a decided submission from the dashboard.

@@ -192,9 +192,9 @@ impl WireAttributes {
     }
 }
 
-/// The inquiry that stands for the user (PRODUCT.md): the newest decided one, else the
-/// newest. Newest by `created-at`; without one, or on a tie, by Persona's order (newest
-/// first).
+/// The inquiry that stands for the user (docs/providers/persona.md): the newest decided one,
+/// else the newest. Newest by `created-at`; without one, or on a tie, by Persona's order
+/// (newest first).
 fn representative(inquiries: &[Inquiry]) -> Option<&Inquiry> {
     let newest = |i: &&Inquiry| (i.created_at, std::cmp::Reverse(i.position));
     inquiries

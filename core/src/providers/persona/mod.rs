@@ -1,7 +1,6 @@
 //! Persona: `Persona-Signature` webhooks (JSON:API events about inquiries) and
-//! `GET /api/v1/inquiries?filter[reference-id]=…`. Protocol facts:
-//! shared/reference/providers-more.md (Persona); what is assumed rather than confirmed is
-//! listed in docs/providers/persona.md.
+//! `GET /api/v1/inquiries?filter[reference-id]=…`. Protocol facts, the status mapping, and
+//! what is assumed rather than confirmed: docs/providers/persona.md.
 //!
 //! A webhook is signed and dated, but it describes one inquiry while a user's status is read
 //! across all their inquiries (the newest decided one, else the newest): a webhook is only a
@@ -154,7 +153,7 @@ impl Persona {
     }
 }
 
-/// An inquiry status as PRODUCT.md maps it. `None`: not a status Persona documents.
+/// An inquiry status as docs/providers/persona.md maps it. `None`: not a status Persona documents.
 pub fn map_status(word: &str, require_decision: bool) -> Option<KycStatus> {
     match word.trim() {
         "created" => Some(KycStatus::NotStarted),

@@ -1,6 +1,6 @@
 //! Sumsub: `X-Payload-Digest` webhooks and `GET /resources/applicants/-;externalUserId=…/one`.
-//! Protocol facts: shared/reference/providers-more.md (Sumsub); what kyc-edge relies on, and
-//! what is assumed rather than confirmed: docs/providers/sumsub.md.
+//! Protocol facts, what kyc-edge relies on, and what is assumed rather than confirmed:
+//! docs/providers/sumsub.md.
 //!
 //! A webhook is authenticated by an HMAC of its raw bytes, but it is only a trigger: the
 //! applicant's review, read from Sumsub's API with a signed request, decides the status.
@@ -125,8 +125,9 @@ pub struct Review<'a> {
 }
 
 impl Review<'_> {
-    /// PRODUCT.md's mapping. `None`: a review kyc-edge does not know how to read (an unknown
-    /// `reviewStatus`, or `completed` without a GREEN/RED answer): never guessed.
+    /// The mapping in docs/providers/sumsub.md. `None`: a review kyc-edge does not know how
+    /// to read (an unknown `reviewStatus`, or `completed` without a GREEN/RED answer): never
+    /// guessed.
     pub fn status(&self) -> Option<KycStatus> {
         match self.status.trim() {
             "init" => Some(KycStatus::NotStarted),
