@@ -9,6 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { ALIGN_KEY, SUMSUB_WEBHOOK_SECRET, kycsUpdated } from "../tests/support/kit.mjs";
 import { alignSignature, sumsubDigest } from "../sandbox/sign.mjs";
 import { sumsubTime } from "../sandbox/providers/sumsub.mjs";
+import { personaEvent } from "../sandbox/providers/persona.mjs";
 import { add, per, pool, spent, startMetered, workerdCpuMs } from "./metered.mjs";
 
 const HOLD_SECONDS = 8;
@@ -29,6 +30,7 @@ export const OPERATIONS = [
   ["cron_idle", "cron run with nothing due (per run)"],
   ["read_subject", "GET /v1/subjects/{p}/{ref} (KV)"],
   ["sumsub_webhook", "Sumsub webhook, new subject, end to end (digest, signed fetch, change)"],
+  ["persona_webhook", "Persona webhook, new subject, end to end (signature, inquiry list, change)"],
 ];
 
 async function send(stack, raw, key) {
@@ -47,8 +49,10 @@ async function send(stack, raw, key) {
 export async function measureCosts({ checkout, n, width, progress = () => {}, sqlProfile }) {
   const stack = await startMetered({
     checkout,
-    // Sumsub is enabled for its own row; a build without it answers 404 there (not measured).
+    // Sumsub and Persona are enabled for their own rows; a build without one answers 404
+    // there (not measured).
     sumsub: true,
+    persona: true,
     vars: { WORKERS_PLAN: "paid", RECONCILE_BUDGET: "10000" },
   });
   const costs = {};
@@ -197,6 +201,18 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
       }),
     );
     if (sumsubStatuses.some((s) => s !== 200)) delete costs.sumsub_webhook;
+    // A Persona webhook end to end: signature check, event row, the inquiry list fetch (one
+    // page), the change with its outbox row and KV projection.
+    const personaStatuses = [];
+    await phase("persona_webhook", () =>
+      pool(ids, width, async (id) => {
+        const ref = `persona-${id}`;
+        const [inquiry] = stack.standIn.persona.setInquiries(ref, [{ status: "approved" }]);
+        const res = await stack.personaWebhook(personaEvent("inquiry.approved", inquiry, { id: `evt_${id}` }));
+        personaStatuses.push(res.status);
+      }),
+    );
+    if (personaStatuses.some((s) => s !== 200)) delete costs.persona_webhook;
     const unexpected = statuses.filter((s) => s !== 200 && s !== 401);
     if (unexpected.length) throw new Error(`unexpected statuses during the cost phases: ${[...new Set(unexpected)]}`);
     for (const op of Object.keys(costs)) costs[op].cpu_x_healthz = costs[op].cpu_ms / costs.healthz.cpu_ms;
