@@ -157,6 +157,53 @@ describe("the dashboard", () => {
     await page.getByTestId("delivery").locator("[data-field=dead]").getByText("0").waitFor();
   });
 
+  // What an operator's laptop shows: every panel's content within its panel (no clipped
+  // column, no scroll bar inside a panel) and nothing wider than the window.
+  async function overflows() {
+    return page.evaluate(() => {
+      const found = [];
+      const root = document.documentElement;
+      if (root.scrollWidth > root.clientWidth) found.push(`page ${root.scrollWidth} > ${root.clientWidth}`);
+      for (const node of document.querySelectorAll("#board .card, #board table, #board dl, #board figure")) {
+        if (node.offsetParent === null) continue;
+        const name = node.id || node.querySelector("h2")?.textContent || node.tagName;
+        if (node.scrollWidth > node.clientWidth + 1) found.push(`${name}: ${node.scrollWidth} > ${node.clientWidth}`);
+        const box = node.getBoundingClientRect();
+        if (box.right > root.clientWidth + 1) found.push(`${name} ends at ${box.right}`);
+      }
+      return found;
+    });
+  }
+
+  test("fits a 1280×800 screen: no panel scrolls or clips sideways", async () => {
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.getByTestId("refresh").click();
+    await page.getByTestId("updated").getByText("Updated").waitFor();
+    assert.deepEqual(await overflows(), []);
+    // The first screen starts with what needs attention, then the counts.
+    const alertsTop = await page.getByTestId("alerts").evaluate((n) => n.getBoundingClientRect().top);
+    assert.ok(alertsTop < 200, `alerts panel at ${alertsTop}`);
+    await page.screenshot({ path: new URL("dashboard-1280.png", ARTIFACTS).pathname });
+  });
+
+  test("stays usable 390 px wide: nothing wider than the phone", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    const wide = await page.evaluate(() => {
+      const root = document.documentElement;
+      const found = [];
+      if (root.scrollWidth > root.clientWidth) found.push(`page ${root.scrollWidth} > ${root.clientWidth}`);
+      for (const node of document.querySelectorAll("#board .card, header")) {
+        const box = node.getBoundingClientRect();
+        if (box.right > root.clientWidth + 1 || box.left < 0) found.push(`${node.id || node.tagName} spans ${box.left}..${box.right}`);
+      }
+      return found;
+    });
+    assert.deepEqual(wide, []);
+    assert.ok(await page.getByTestId("refresh").isVisible());
+    await page.screenshot({ path: new URL("dashboard-390.png", ARTIFACTS).pathname, fullPage: true });
+    await page.setViewportSize({ width: 1400, height: 1100 });
+  });
+
   test("renders a subject's history and keeps a screenshot", async () => {
     await page.getByTestId("stuck").locator("tr[data-ref=dash-pending-2]").click();
     const events = page.getByTestId("history-events");

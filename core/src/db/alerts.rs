@@ -177,6 +177,66 @@ pub fn seqs(results: &[Rows]) -> Vec<i64> {
         .collect()
 }
 
+/// Present once alerts have looked at drift at all.
+const DRIFT_LOOKED: &str = "alerts.drift_seen";
+
+/// The tally that remembers how much drift alerts have already seen, per provider.
+fn drift_seen(provider: &str) -> String {
+    format!("alerts.drift_seen.{provider}")
+}
+
+/// Drift counted since the alerts last looked, per provider, from every tally row (`ALL`,
+/// read after the fold settled this run's drift), and the statements that move the mark. The
+/// first look (no `alerts.drift_seen` tally yet) marks every total, announcing nothing: the
+/// drift of the past is not news at the first run after an upgrade. After that a provider
+/// without a mark has seen none. Writes only when drift grew (or at that first look).
+pub fn drift_since(tallies: &Rows) -> (Vec<(String, u64)>, Vec<Statement>) {
+    let value = |name: &str| {
+        tallies
+            .iter()
+            .find(|r| r.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|r| r.get("value"))
+            .and_then(Value::as_i64)
+    };
+    let first_look = value(DRIFT_LOOKED).is_none();
+    let mut found = vec![];
+    let mut marks = vec![];
+    if first_look {
+        marks.push(statement!(
+            "INSERT INTO tallies (name, value) VALUES (?1, 1) ON CONFLICT (name) DO NOTHING",
+            DRIFT_LOOKED
+        ));
+    }
+    for row in tallies {
+        let Some(provider) = row
+            .get("name")
+            .and_then(Value::as_str)
+            .and_then(|n| n.strip_prefix("drift."))
+        else {
+            continue;
+        };
+        let total = row.get("value").and_then(Value::as_i64).unwrap_or(0);
+        let seen = value(&drift_seen(provider));
+        let new = match seen {
+            Some(seen) => total.saturating_sub(seen).max(0),
+            None if first_look => 0,
+            None => total.max(0),
+        };
+        if new > 0 {
+            found.push((provider.to_owned(), new as u64));
+        }
+        if seen != Some(total) {
+            marks.push(statement!(
+                "INSERT INTO tallies (name, value) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                drift_seen(provider),
+                total
+            ));
+        }
+    }
+    (found, marks)
+}
+
 /// Claims an attempt: nobody else attempts the message until `lease_until`.
 pub fn claim(seq: i64, now: Timestamp, lease_until: Timestamp) -> Statement {
     statement!(
@@ -282,6 +342,39 @@ mod tests {
             TimeDelta::hours(4),
         );
         seqs(&batch(db, &plan(&steps, now, true, None)))
+    }
+
+    #[test]
+    fn drift_is_news_once_and_the_past_is_not() {
+        let db = database();
+        let all = |db: &rusqlite::Connection| run(db, &statement!(crate::db::tallies::ALL));
+        run(
+            &db,
+            &statement!("INSERT INTO tallies (name, value) VALUES ('drift.align', 4)"),
+        );
+        let (found, marks) = drift_since(&all(&db));
+        assert!(found.is_empty(), "history before the first look");
+        assert_eq!(marks.len(), 2);
+        batch(&db, &marks);
+        assert_eq!(
+            drift_since(&all(&db)),
+            (vec![], vec![]),
+            "nothing new: no write"
+        );
+        run(
+            &db,
+            &statement!("UPDATE tallies SET value = 6 WHERE name = 'drift.align'"),
+        );
+        let (found, marks) = drift_since(&all(&db));
+        assert_eq!(found, vec![("align".to_owned(), 2)]);
+        batch(&db, &marks);
+        assert!(drift_since(&all(&db)).0.is_empty());
+        // A provider's first drift after the first look is news.
+        run(
+            &db,
+            &statement!("INSERT INTO tallies (name, value) VALUES ('drift.argos', 1)"),
+        );
+        assert_eq!(drift_since(&all(&db)).0, vec![("argos".to_owned(), 1)]);
     }
 
     #[test]
