@@ -59,6 +59,8 @@ pub fn read_open(rows: &Rows) -> Vec<OpenAlert> {
         .collect()
 }
 
+/// A message is due at once (`next_attempt_at` 0): `now` is the cron's scheduled time, which
+/// may be ahead of the clock the consumer claims with.
 fn message(
     event: &str,
     kind: Kind,
@@ -75,7 +77,7 @@ fn message(
     Statement::new(
         format!(
             "INSERT INTO alert_messages (alert_id, type, body, created_at, next_attempt_at) \
-             SELECT id, ?1, ?2, ?3, ?3 FROM alerts WHERE changes() = 1 AND {} \
+             SELECT id, ?1, ?2, ?3, 0 FROM alerts WHERE changes() = 1 AND {} \
              RETURNING seq",
             guard.sql
         ),
