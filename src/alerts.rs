@@ -10,7 +10,7 @@ use crate::outbound::{self, NotSent};
 use crate::services::Services;
 use crate::{clock, config, d1, queue};
 use kyc_core::alerts::{evaluate, retry_delay, Kind, ProviderHealth, Readings};
-use kyc_core::config::CRON_PERIOD;
+use kyc_core::config::{AlertDelivery, Alerts, CRON_PERIOD};
 use kyc_core::db::alerts::{self as store, read_open, ATTEMPT_LEASE};
 use kyc_core::db::notifications as outbox;
 use kyc_core::db::runs::{self, HEALTH};
@@ -23,7 +23,7 @@ use kyc_core::subject::Provider;
 use kyc_core::time::{from_millis, TimeDelta, Timestamp};
 use serde_json::Value;
 use std::cell::Cell;
-use worker::Env;
+use worker::{D1Database, Env};
 
 /// Alert messages the cron hands to the queue per run at most (retries the queue could not
 /// hold, lost messages).
@@ -106,7 +106,8 @@ pub async fn evaluate_in_cron(
         last_cron_run: Some(last_run.filter(|last| *last < now)),
         cron_period: CRON_PERIOD,
         cron_running: true,
-        configuration_error: None,
+        // The configuration loaded: an open configuration error is over.
+        configuration_error: Some(None),
     };
     let open = read_open(&results[4]);
     let mut seqs = apply(services, &readings, &open, now, drift_marks, log).await?;
@@ -177,10 +178,18 @@ pub fn cron_ran(at: Timestamp) {
     LAST_LOOK.with(|c| c.set(0));
 }
 
-/// Noticed on any request, after its answer is sent (`wait_until`): has the cron stopped?
+/// Noticed on any request, after its answer is sent (`wait_until`): has the cron stopped? And
+/// after a 500 (`failed`), is the configuration unusable?
 /// Costs nothing while this isolate knows of a recent run; otherwise one D1 read a minute,
 /// and writes only when the alert is raised.
-pub async fn notice_on_request(env: Env) {
+pub async fn notice_on_request(env: Env, failed: bool) {
+    if failed {
+        if let Err(error) = config::load(&env) {
+            let mut log = Line::new("alerts");
+            configuration_error(&env, error.key, &mut log).await;
+            return log.emit(&Calls::new(0));
+        }
+    }
     let now = clock::now();
     let now_ms = now.timestamp_millis();
     let stalled_after = (CRON_PERIOD * kyc_core::alerts::STALLED_AFTER_PERIODS).num_milliseconds();
@@ -194,9 +203,15 @@ pub async fn notice_on_request(env: Env) {
     LAST_LOOK.with(|c| c.set(now_ms));
     let mut log = Line::new("alerts");
     let calls = Calls::new(8);
-    // A configuration error is every request's own answer (and its own alert).
-    let Ok(config) = config::load(&env) else {
-        return;
+    let config = match config::load(&env) {
+        Ok(config) => config,
+        // Every request answers 500 then: the operator hears of it (once a minute at most
+        // per isolate, and raised once).
+        Err(error) => {
+            let mut log = Line::new("alerts");
+            configuration_error(&env, error.key, &mut log).await;
+            return log.emit(&Calls::new(0));
+        }
     };
     let result = async {
         let db = d1::database(&env)?;
@@ -245,7 +260,7 @@ pub async fn notice_on_request(env: Env) {
     log.emit(&calls);
 }
 
-/// Attempt one alert message: claim, POST (signed when ALERT_WEBHOOK_SECRET is set), settle.
+/// Attempt one alert message from the queue.
 pub async fn deliver(services: &Services<'_>, seq: i64, log: &mut Line) -> Result<(), StoreError> {
     log.set("seq", seq);
     let Some(delivery) = &services.config.alerts.delivery else {
@@ -253,16 +268,32 @@ pub async fn deliver(services: &Services<'_>, seq: i64, log: &mut Line) -> Resul
         return Ok(());
     };
     services.calls.reserve(4)?;
+    let retry = attempt(&services.calls, services.db, delivery, seq, log).await?;
+    if let Some(delay) = retry.filter(|delay| *delay <= QUEUED_RETRY_LIMIT) {
+        let delay = (delay.num_milliseconds().max(0) / 1000 + 1) as u32;
+        if let Err(error) =
+            queue::send_later(&services.calls, services.env, &Job::Alert { seq }, delay).await
+        {
+            log.set("queue_error", error.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Claim, POST (signed when ALERT_WEBHOOK_SECRET is set), settle. Returns how long until the
+/// retry, if there is one.
+async fn attempt(
+    calls: &Calls,
+    db: &D1Database,
+    delivery: &AlertDelivery,
+    seq: i64,
+    log: &mut Line,
+) -> Result<Option<TimeDelta>, StoreError> {
     let now = clock::now();
-    let claimed = d1::run(
-        &services.calls,
-        services.db,
-        &store::claim(seq, now, now + ATTEMPT_LEASE),
-    )
-    .await?;
+    let claimed = d1::run(calls, db, &store::claim(seq, now, now + ATTEMPT_LEASE)).await?;
     let Some(message) = claimed.first() else {
         log.set("outcome", "not claimed");
-        return Ok(());
+        return Ok(None);
     };
     let body = message
         .get("body")
@@ -286,14 +317,7 @@ pub async fn deliver(services: &Services<'_>, seq: i64, log: &mut Line) -> Resul
             keys.sign(&id, timestamp, body.as_bytes()),
         ));
     }
-    let reply = outbound::post(
-        &services.calls,
-        &delivery.url,
-        &headers,
-        body,
-        delivery.timeout,
-    )
-    .await;
+    let reply = outbound::post(calls, &delivery.url, &headers, body, delivery.timeout).await;
     let (ok, response) = match reply {
         Ok(reply) => (
             (200..300).contains(&reply.status),
@@ -307,29 +331,85 @@ pub async fn deliver(services: &Services<'_>, seq: i64, log: &mut Line) -> Resul
         .set("response", response.as_str());
     if ok {
         log.set("outcome", "delivered");
-        d1::run(
-            &services.calls,
-            services.db,
-            &store::delivered(seq, &response, now),
-        )
-        .await?;
-        return Ok(());
+        d1::run(calls, db, &store::delivered(seq, &response, now)).await?;
+        return Ok(None);
     }
     let retry_at = (attempts < delivery.max_attempts).then(|| now + retry_delay(attempts));
     log.set("outcome", if retry_at.is_some() { "retry" } else { "dead" });
-    d1::run(
-        &services.calls,
-        services.db,
-        &store::failed(seq, &response, now, retry_at),
-    )
-    .await?;
-    if let Some(at) = retry_at.filter(|at| *at - now <= QUEUED_RETRY_LIMIT) {
-        let delay = ((at - now).num_milliseconds().max(0) / 1000 + 1) as u32;
-        if let Err(error) =
-            queue::send_later(&services.calls, services.env, &Job::Alert { seq }, delay).await
-        {
-            log.set("queue_error", error.to_string());
-        }
+    d1::run(calls, db, &store::failed(seq, &response, now, retry_at)).await?;
+    Ok(retry_at.map(|at| at - now))
+}
+
+thread_local! {
+    /// When this isolate last announced a configuration error (ms): at most once a minute.
+    static LAST_CONFIG_ALERT: Cell<i64> = const { Cell::new(0) };
+}
+
+/// The configuration is unusable (`key` names the variable). Announced from the cron and from
+/// requests (after answering, at most once a minute per isolate) and sent inline, since the
+/// queue consumer needs a valid configuration; the cron also retries what is due. Only the
+/// alert settings themselves must be valid.
+pub async fn configuration_error(env: &Env, key: &str, log: &mut Line) {
+    let now = clock::now();
+    let last = LAST_CONFIG_ALERT.with(Cell::get);
+    if now.timestamp_millis() - last < LOOK_EVERY_MS {
+        return;
     }
-    Ok(())
+    LAST_CONFIG_ALERT.with(|c| c.set(now.timestamp_millis()));
+    let settings = match Alerts::from_lookup(&|k| env.var(k).ok().map(|v| v.to_string())) {
+        Ok(settings) => settings,
+        Err(error) => {
+            log.set("alerts_error", format!("alert settings unusable: {error}"));
+            return;
+        }
+    };
+    let calls = Calls::new(16);
+    let result = async {
+        let db = d1::database(env)?;
+        let results = d1::batch(
+            &calls,
+            &db,
+            &[
+                store::open_of(Kind::ConfigurationError),
+                store::due(now, DUE_PER_RUN),
+            ],
+        )
+        .await?;
+        let readings = Readings {
+            configuration_error: Some(Some(key.to_owned())),
+            ..Readings::default()
+        };
+        let steps = evaluate(
+            &readings.conditions(now),
+            &read_open(&results[0]),
+            &readings.scope(),
+            now,
+            settings.remind_after,
+        );
+        let mut seqs = store::seqs(&results[1..2]);
+        if !steps.is_empty() {
+            let plan = store::plan(
+                &steps,
+                now,
+                settings.delivery.is_some(),
+                settings.dashboard_url.as_deref(),
+            );
+            seqs.extend(store::seqs(&d1::batch(&calls, &db, &plan).await?));
+        }
+        if let Some(delivery) = &settings.delivery {
+            for seq in seqs {
+                let mut line = Line::new("alert");
+                line.set("seq", seq);
+                if let Err(error) = attempt(&calls, &db, delivery, seq, &mut line).await {
+                    line.error(error);
+                }
+                line.emit(&calls);
+            }
+        }
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    if let Err(error) = result {
+        log.set("alerts_error", error.to_string());
+    }
 }

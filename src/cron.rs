@@ -55,6 +55,7 @@ pub async fn run(scheduled_at: Timestamp, env: &Env) {
         }
         Err(error) => {
             log.error(format!("configuration error: {error}"));
+            alerts::configuration_error(env, error.key, &mut log).await;
             calls
         }
     };

@@ -40,8 +40,10 @@ fn start() {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let response = routes::handle(req, &env).await;
-    // After the answer, never before it: a stalled cron is noticed without slowing anyone.
-    ctx.wait_until(alerts::notice_on_request(env));
+    // After the answer, never before it: a stalled cron or a configuration error (every
+    // request answers 500 then) is noticed without slowing anyone.
+    let failed = response.as_ref().map_or(true, |r| r.status_code() == 500);
+    ctx.wait_until(alerts::notice_on_request(env, failed));
     response
 }
 

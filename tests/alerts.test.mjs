@@ -3,6 +3,9 @@
 // request with the official Standard Webhooks verifier (never kyc-edge's signer).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startApp } from "./support/app.mjs";
 import { eventually, startStack } from "./support/kit.mjs";
@@ -247,5 +250,34 @@ describe("alerts: a stalled cron, and a failing alert endpoint", () => {
     const listed = (await stack.api("GET", "/v1/alerts")).json;
     assert.deepEqual(listed.open, []);
     assert.equal(listed.recent.length, 2);
+  });
+});
+
+describe("alerts: a configuration error", () => {
+  test("is raised once (by the cron and by failing requests) and resolved by the first run with a usable configuration", async () => {
+    const receiver = await startApp({ secrets: [ALERT_SECRET] });
+    const dir = await mkdtemp(join(tmpdir(), "kyc-edge-alerts-config-"));
+    const vars = { ALERT_WEBHOOK_URL: receiver.url, ALERT_WEBHOOK_SECRET: ALERT_SECRET, DASHBOARD_URL: DASHBOARD };
+    let stack = await startStack({ persistDir: dir, vars: { ...vars, KV_TTL_SECONDS: "10" } });
+    try {
+      // Every request fails; the operator hears of it once, naming the variable only.
+      assert.equal((await stack.api("GET", "/v1/stats")).status, 500);
+      await stack.cron(Date.now());
+      for (let i = 0; i < 3; i++) assert.equal((await stack.api("GET", "/v1/stats")).status, 500);
+      const [raised] = await exactly(receiver, "configuration_error", 1);
+      assertShape(raised, { type: "alert.raised", kind: "configuration_error", severity: "critical" });
+      assert.deepEqual(raised.data, { variable: "KV_TTL_SECONDS" });
+      await stack.stop({ keepState: true });
+
+      // Fixed and redeployed: the first run resolves it.
+      stack = await startStack({ persistDir: dir, vars });
+      await stack.cron(Date.now());
+      const both = await exactly(receiver, "configuration_error", 2);
+      assertShape(both[1], { type: "alert.resolved", kind: "configuration_error", severity: "critical" });
+      for (const request of receiver.received()) assert.deepEqual(request.verified, [true]);
+    } finally {
+      await stack.stop();
+      await receiver.stop();
+    }
   });
 });

@@ -428,6 +428,14 @@ impl Config {
     }
 }
 
+impl Alerts {
+    /// The alert settings alone: a configuration error elsewhere is itself an alert, and
+    /// announcing it must not need the rest of the configuration to be valid.
+    pub fn from_lookup(get: Lookup<'_>) -> Result<Self, ConfigError> {
+        alerts(&Vars { get })
+    }
+}
+
 fn alerts(vars: &Vars<'_>) -> Result<Alerts, ConfigError> {
     let delivery = match vars.text("ALERT_WEBHOOK_URL") {
         None => None,
