@@ -109,6 +109,12 @@ describe("the dashboard", () => {
     assert.ok(!page.url().includes(API_TOKEN), "never in the URL");
     assert.equal(await page.evaluate(() => sessionStorage.getItem("kyc-edge-token")), API_TOKEN);
 
+    // The dead notification is an open alert (raised by the last cron run), shown first.
+    const openAlert = page.getByTestId("alerts").locator("tr[data-state=open][data-alert=notification_dead]");
+    await openAlert.waitFor();
+    assert.match(await openAlert.textContent(), /1 notification\(s\) to the app are dead/);
+    assert.match(await page.getByTestId("alert-delivery").textContent(), /ALERT_WEBHOOK_URL is not set/);
+
     const stats = (await stack.api("GET", "/v1/stats")).json;
     const cell = (table, rowSelector, column) =>
       page.getByTestId(table).locator(`${rowSelector} td`).nth(column).textContent();

@@ -185,7 +185,7 @@ impl Readings {
                     "consecutive_failures": health.consecutive_failures,
                     "paused_until": paused.map(format),
                     // Our own classification of the failure (status code, timeout), never a body.
-                    "last_error": health.last_error,
+                    "last_error": health.last_error.as_deref().map(error_class),
                 }),
                 ended: false,
             });
@@ -240,6 +240,15 @@ impl Readings {
             });
         }
         found
+    }
+}
+
+/// A failure class without what follows it: a redirect's `Location` may name a subject or carry
+/// a token, and alerts go to chat rooms.
+fn error_class(error: &str) -> String {
+    match error.find(" to ") {
+        Some(at) if error.contains("redirect") => error[..at].to_owned(),
+        _ => error.to_owned(),
     }
 }
 
@@ -457,6 +466,21 @@ mod tests {
             TimeDelta::hours(1),
         );
         assert!(steps.is_empty(), "{steps:?}");
+    }
+
+    #[test]
+    fn a_redirect_location_never_reaches_an_alert() {
+        let mut readings = degraded(3);
+        if let Some(p) = readings.providers.as_mut() {
+            p[0].last_error =
+                Some("HTTP 302 redirect (not followed) to https://x.example/c/cust_123?t=s".into());
+        }
+        let data = &readings.conditions(at(0))[0].data;
+        assert_eq!(data["last_error"], "HTTP 302 redirect (not followed)");
+        assert_eq!(
+            degraded(3).conditions(at(0))[0].data["last_error"],
+            "HTTP 503"
+        );
     }
 
     #[test]
