@@ -281,3 +281,41 @@ describe("alerts: a configuration error", () => {
     }
   });
 });
+
+describe("alerts: a reminder after the quiet period", () => {
+  test("an alert still open after ALERT_REMIND_AFTER_MINUTES is announced again, once", async () => {
+    const receiver = await startApp({ secrets: [ALERT_SECRET] });
+    const stack = await startStack({
+      vars: {
+        ALERT_WEBHOOK_URL: receiver.url,
+        ALERT_WEBHOOK_SECRET: ALERT_SECRET,
+        DASHBOARD_URL: DASHBOARD,
+        ALERT_REMIND_AFTER_MINUTES: "2",
+      },
+    });
+    try {
+      const id = "alert-remind-1";
+      stack.standIn.setAlign(id, { status: "approved" });
+      assert.equal((await stack.api("PUT", `/v1/subjects/align/${id}`, { body: {} })).status, 201);
+      assert.ok(await eventually(async () => (await stack.row("align", id)).status === "approved"));
+      stack.standIn.failNext(3, { status: 500, provider: "align" });
+      for (let failures = 1; failures <= 3; failures++) {
+        assert.equal((await stack.api("POST", `/v1/subjects/align/${id}/refresh`)).status, 202);
+        assert.ok(await eventually(async () => (await stack.stats()).providers.align.consecutive_failures === failures));
+      }
+      const t = Date.now();
+      await stack.cron(t);
+      await exactly(receiver, "provider_degraded", 1);
+      await stack.cron(t + MINUTE);
+      await exactly(receiver, "provider_degraded", 1, { quietMs: 1_500 });
+      await stack.cron(t + 2 * MINUTE);
+      await stack.cron(t + 2.5 * MINUTE);
+      const all = await exactly(receiver, "provider_degraded", 2);
+      assert.equal(all[1].type, "alert.raised");
+      assert.match(all[1].text, /Still: align is degraded/);
+    } finally {
+      await stack.stop();
+      await receiver.stop();
+    }
+  });
+});
