@@ -221,7 +221,7 @@ describe("alerts: a stalled cron, and a failing alert endpoint", () => {
     for (let i = 0; i < 3; i++) assert.equal((await stack.api("GET", "/healthz")).status, 200);
     const failing = await eventually(async () => {
       const stats = await stack.stats();
-      return stats.alerts.failing === 1 && stats.alerts;
+      return stats.alerts.failing === 1 && stats.alerts.last_error !== null && stats.alerts;
     });
     assert.ok(failing, "a failing alert endpoint shows in stats");
     assert.equal(failing.last_error, "HTTP 500");

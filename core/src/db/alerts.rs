@@ -31,13 +31,15 @@ pub fn recent(limit: u32) -> Statement {
     )
 }
 
-/// Messages waiting, failing (pending after a failed attempt) and dead, and the last answer.
+/// Messages waiting, failing (pending after a failed attempt: one in flight for the first time
+/// has no answer yet) and dead, and the last answer.
 pub const DELIVERY: &str = "SELECT \
      COUNT(*) FILTER (WHERE state = 'pending') AS pending, \
-     COUNT(*) FILTER (WHERE state = 'pending' AND attempts > 0) AS failing, \
+     COUNT(*) FILTER (WHERE state = 'pending' AND last_response IS NOT NULL) AS failing, \
      COUNT(*) FILTER (WHERE state = 'dead') AS dead, \
      COUNT(*) FILTER (WHERE state = 'delivered') AS delivered, \
-     (SELECT last_response FROM alert_messages WHERE attempts > 0 AND state != 'delivered' \
+     (SELECT last_response FROM alert_messages WHERE last_response IS NOT NULL \
+       AND state != 'delivered' \
        ORDER BY seq DESC LIMIT 1) AS last_error \
      FROM alert_messages";
 
