@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startApp } from "./support/app.mjs";
-import { eventually, startStack } from "./support/kit.mjs";
+import { eventually, kycsUpdated, startStack } from "./support/kit.mjs";
 
 const ALERT_SECRET = "whsec_QWxlcnRzU2VjcmV0Rm9yVGVzdHMxMjM0NTY3ODkwYWI=";
 const APP_SECRET = "whsec_R4mMtD8u9t0mMX3bqm1Q7ugO8hbRdeuCqkzFgVDBo4E=";
@@ -250,6 +250,23 @@ describe("alerts: a stalled cron, and a failing alert endpoint", () => {
     const listed = (await stack.api("GET", "/v1/alerts")).json;
     assert.deepEqual(listed.open, []);
     assert.equal(listed.recent.length, 2);
+  });
+
+  test("a slow alert endpoint holds up neither the cron nor webhook ingress", async () => {
+    // Alerts carry no subject ref: the receiver scripts them under `undefined`.
+    receiver.respond(undefined, [
+      { status: 200, delayMs: 4_000 },
+      { status: 200, delayMs: 4_000 },
+    ]);
+    const started = Date.now();
+    await stack.cron(Date.now() + 45 * MINUTE);
+    assert.ok(Date.now() - started < 2_500, `the run took ${Date.now() - started} ms`);
+    const webhookStarted = Date.now();
+    stack.standIn.setAlign("alert-slow-1", { status: "pending" });
+    assert.equal((await stack.alignWebhook(kycsUpdated("alert-slow-1", { withObject: false }))).status, 200);
+    assert.ok(Date.now() - webhookStarted < 2_500, `ingress took ${Date.now() - webhookStarted} ms`);
+    // Both announcements still arrive, after the endpoint took its time.
+    await exactly(receiver, "cron_stalled", 6, { timeoutMs: 20_000 });
   });
 });
 
