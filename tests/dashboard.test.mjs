@@ -15,14 +15,24 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 describe("the dashboard", () => {
   let stack;
   let app;
+  let alertEndpoint;
   let browser;
   let page;
   const consoleErrors = [];
 
   before(async () => {
     app = await startApp({ secrets: [SECRET] });
+    // The alert endpoint is down: the dashboard must say so.
+    alertEndpoint = await startApp({ secrets: [] });
+    alertEndpoint.respondAlways(500);
     stack = await startStack({
-      vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: SECRET, NOTIFY_MAX_AGE_SECONDS: "1", FIRST_CHECKS_PER_RUN: "1" },
+      vars: {
+        APP_WEBHOOK_URL: app.url,
+        APP_WEBHOOK_SECRET: SECRET,
+        NOTIFY_MAX_AGE_SECONDS: "1",
+        FIRST_CHECKS_PER_RUN: "1",
+        ALERT_WEBHOOK_URL: alertEndpoint.url,
+      },
     });
     // Seed: approved and pending subjects, a stuck one, a webhook repeat, a drift, a dead
     // notification, two cron runs.
@@ -62,6 +72,8 @@ describe("the dashboard", () => {
     });
     assert.equal(imported.json.created, 3);
     assert.equal((await stack.api("POST", "/v1/backfill/argos")).status, 202);
+    // The dead notification's alert was sent and refused.
+    assert.ok(await eventually(async () => (await stack.stats()).alerts.failing >= 1));
 
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -93,6 +105,7 @@ describe("the dashboard", () => {
     await browser?.close();
     await stack?.stop();
     await app?.stop();
+    await alertEndpoint?.stop();
   });
 
   test("asks for the token, keeps it out of the URL, and shows what the API serves", async () => {
@@ -113,7 +126,9 @@ describe("the dashboard", () => {
     const openAlert = page.getByTestId("alerts").locator("tr[data-state=open][data-alert=notification_dead]");
     await openAlert.waitFor();
     assert.match(await openAlert.textContent(), /1 notification\(s\) to the app are dead/);
-    assert.match(await page.getByTestId("alert-delivery").textContent(), /ALERT_WEBHOOK_URL is not set/);
+    const delivery = page.getByTestId("alert-delivery");
+    assert.match(await delivery.textContent(), /alert endpoint is failing: 1 retrying, 0 dead \(last answer: HTTP 500\)/);
+    assert.equal(await delivery.getAttribute("class"), "warn");
 
     const stats = (await stack.api("GET", "/v1/stats")).json;
     const cell = (table, rowSelector, column) =>
