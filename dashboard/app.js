@@ -138,6 +138,31 @@ function renderStats(stats) {
   }
 }
 
+// Open alerts first (what needs a person now), then the latest resolved ones; under the
+// table, whether alerts reach ALERT_WEBHOOK_URL.
+function renderAlerts(alerts) {
+  const rows = [...alerts.open, ...alerts.recent.slice(0, 5)].map((a) => {
+    const state =
+      a.state === "open"
+        ? el("span", a.severity, { class: a.severity === "critical" ? "bad" : "warn" })
+        : el("span", "resolved", { class: "good" });
+    return row([state, a.alert, a.text, ago(a.raised_at), a.resolved_at ? ago(a.resolved_at) : "open"], {
+      "data-alert": a.alert,
+      "data-state": a.state,
+    });
+  });
+  table("alerts", [["state"], ["alert"], ["what"], ["raised"], ["resolved"]], rows);
+  const d = alerts.delivery;
+  const note = $("alert-delivery");
+  note.className = d.failing > 0 || d.dead > 0 ? "warn" : "note";
+  note.textContent = !d.configured
+    ? "Alerts are listed here only: ALERT_WEBHOOK_URL is not set."
+    : d.failing > 0 || d.dead > 0
+      ? `The alert endpoint is failing: ${d.failing} retrying, ${d.dead} dead (last answer: ${d.last_error ?? "–"}).`
+      : `Sent to the alert endpoint: ${d.delivered} delivered, ${d.pending} waiting.`;
+  note.setAttribute("data-failing", String(d.failing + d.dead));
+}
+
 function renderChart(runs) {
   const svg = $("chart");
   const ns = "http://www.w3.org/2000/svg";
@@ -296,13 +321,15 @@ function report(error) {
 
 async function refresh() {
   try {
-    const [stats, runs, stuck, pending, dead] = await Promise.all([
+    const [alerts, stats, runs, stuck, pending, dead] = await Promise.all([
+      api("/v1/alerts?limit=25"),
       api("/v1/stats"),
       api("/v1/runs?limit=96"),
       api("/v1/subjects/stuck?limit=15"),
       api("/v1/notifications?state=pending&limit=25"),
       api("/v1/notifications?state=dead&limit=25"),
     ]);
+    renderAlerts(alerts);
     renderStats(stats);
     renderChart(runs.runs);
     renderRuns(runs.runs);

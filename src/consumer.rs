@@ -6,7 +6,7 @@ use crate::error::StoreError;
 use crate::log::Line;
 use crate::reconcile::{project, reconcile};
 use crate::services::Services;
-use crate::{config, d1, notify};
+use crate::{alerts, config, d1, notify};
 use futures_util::future::join_all;
 use kyc_core::jobs::Job;
 use serde_json::Value;
@@ -28,6 +28,8 @@ fn calls_needed(job: &Job) -> u32 {
         Job::Reconcile(_) => 7,
         // Claim, POST, outcome, the next one queued.
         Job::Notify { .. } => 4,
+        // Claim, POST, outcome, perhaps its retry queued.
+        Job::Alert { .. } => 4,
         // Load, put, the check of what it projected, perhaps a delete.
         Job::Project { .. } => 4,
     }
@@ -135,6 +137,10 @@ async fn handle(services: &Services<'_>, message: &Message<Value>, log: &mut Lin
         Job::Notify { seq } => {
             log.set("job", "notify");
             notify::deliver(services, *seq, log).await
+        }
+        Job::Alert { seq } => {
+            log.set("job", "alert");
+            alerts::deliver(services, *seq, log).await
         }
     };
     match result {

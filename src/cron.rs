@@ -6,7 +6,7 @@ use crate::calls::Calls;
 use crate::error::StoreError;
 use crate::log::Line;
 use crate::services::Services;
-use crate::{backfill, clock, config, d1, queue};
+use crate::{alerts, backfill, clock, config, d1, queue};
 use kyc_core::db::events::prune;
 use kyc_core::db::notifications as outbox;
 use kyc_core::db::runs::{self, CronRun};
@@ -29,6 +29,7 @@ pub async fn run(scheduled_at: Timestamp, env: &Env) {
     let mut log = Line::new("cron");
     log.set("scheduled_at", kyc_core::time::format(scheduled_at));
     let started = clock::now();
+    alerts::cron_ran(scheduled_at);
     let calls = Calls::new(0);
     let calls = match config::load(env) {
         Ok(config) => {
@@ -54,6 +55,7 @@ pub async fn run(scheduled_at: Timestamp, env: &Env) {
         }
         Err(error) => {
             log.error(format!("configuration error: {error}"));
+            alerts::configuration_error(env, error.key, &mut log).await;
             calls
         }
     };
@@ -78,6 +80,10 @@ async fn run_at(
         now - config.event_retention,
         PRUNE_BATCH,
         config.delivery.is_none(),
+    ));
+    statements.extend(kyc_core::db::alerts::prune(
+        now - config.event_retention,
+        PRUNE_BATCH,
     ));
     let results = d1::batch(calls, services.db, &statements).await?;
     let folded = tallies::activity(&results[0]);
@@ -210,6 +216,11 @@ async fn run_at(
         }
     }
     log.set("notifications_sent", notified as u64);
+    // Alerts after the run's reconciles and notifications are queued: their reads and any
+    // write come after the work they watch, and a failure here only shows in the log.
+    if let Err(error) = alerts::evaluate_in_cron(services, now, &results[all_tallies], log).await {
+        log.set("alerts_error", error.to_string());
+    }
     // Backfills last: they use what the run's own work left of the invocation's calls.
     if let Err(error) = backfill::run(services, now, log).await {
         log.set("backfill_error", error.to_string());

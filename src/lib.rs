@@ -1,6 +1,7 @@
 //! kyc-edge: the worker adapter. Routes, storage and outbound calls live here; every
 //! decision is made by `kyc_core`, which has no worker types and is tested on the host.
 
+mod alerts;
 mod backfill;
 mod calls;
 mod clock;
@@ -37,8 +38,13 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    routes::handle(req, &env).await
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let response = routes::handle(req, &env).await;
+    // After the answer, never before it: a stalled cron or a configuration error (every
+    // request answers 500 then) is noticed without slowing anyone.
+    let failed = response.as_ref().map_or(true, |r| r.status_code() == 500);
+    ctx.wait_until(alerts::notice_on_request(env, failed));
+    response
 }
 
 /// Never returns an error: the macro turns one into a panic that aborts the instance.

@@ -202,6 +202,11 @@ describe("the API against its document", () => {
     assert.ok(runs.json.runs.length >= 1);
     assert.equal((await call("GET", "/v1/runs?limit=x")).status, 400);
     assert.equal((await call("GET", "/v1/runs", { token: null })).status, 401);
+    const alerts = await call("GET", "/v1/alerts?limit=5");
+    assert.equal(alerts.status, 200);
+    assert.equal(alerts.json.delivery.configured, false);
+    assert.equal((await call("GET", "/v1/alerts?limit=0")).status, 400);
+    assert.equal((await call("GET", "/v1/alerts", { token: null })).status, 401);
 
     // Notifications: the app is down long enough for the next one to die.
     app.respondAlways(503);

@@ -15,14 +15,24 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 describe("the dashboard", () => {
   let stack;
   let app;
+  let alertEndpoint;
   let browser;
   let page;
   const consoleErrors = [];
 
   before(async () => {
     app = await startApp({ secrets: [SECRET] });
+    // The alert endpoint is down: the dashboard must say so.
+    alertEndpoint = await startApp({ secrets: [] });
+    alertEndpoint.respondAlways(500);
     stack = await startStack({
-      vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: SECRET, NOTIFY_MAX_AGE_SECONDS: "1", FIRST_CHECKS_PER_RUN: "1" },
+      vars: {
+        APP_WEBHOOK_URL: app.url,
+        APP_WEBHOOK_SECRET: SECRET,
+        NOTIFY_MAX_AGE_SECONDS: "1",
+        FIRST_CHECKS_PER_RUN: "1",
+        ALERT_WEBHOOK_URL: alertEndpoint.url,
+      },
     });
     // Seed: approved and pending subjects, a stuck one, a webhook repeat, a drift, a dead
     // notification, two cron runs.
@@ -62,6 +72,8 @@ describe("the dashboard", () => {
     });
     assert.equal(imported.json.created, 3);
     assert.equal((await stack.api("POST", "/v1/backfill/argos")).status, 202);
+    // The dead notification's alert was sent and refused.
+    assert.ok(await eventually(async () => (await stack.stats()).alerts.failing >= 1));
 
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -93,6 +105,7 @@ describe("the dashboard", () => {
     await browser?.close();
     await stack?.stop();
     await app?.stop();
+    await alertEndpoint?.stop();
   });
 
   test("asks for the token, keeps it out of the URL, and shows what the API serves", async () => {
@@ -108,6 +121,14 @@ describe("the dashboard", () => {
     await page.getByTestId("updated").getByText("Updated").waitFor();
     assert.ok(!page.url().includes(API_TOKEN), "never in the URL");
     assert.equal(await page.evaluate(() => sessionStorage.getItem("kyc-edge-token")), API_TOKEN);
+
+    // The dead notification is an open alert (raised by the last cron run), shown first.
+    const openAlert = page.getByTestId("alerts").locator("tr[data-state=open][data-alert=notification_dead]");
+    await openAlert.waitFor();
+    assert.match(await openAlert.textContent(), /1 notification\(s\) to the app are dead/);
+    const delivery = page.getByTestId("alert-delivery");
+    assert.match(await delivery.textContent(), /alert endpoint is failing: 1 retrying, 0 dead \(last answer: HTTP 500\)/);
+    assert.equal(await delivery.getAttribute("class"), "warn");
 
     const stats = (await stack.api("GET", "/v1/stats")).json;
     const cell = (table, rowSelector, column) =>
@@ -155,6 +176,53 @@ describe("the dashboard", () => {
     );
     await page.getByTestId("refresh").click();
     await page.getByTestId("delivery").locator("[data-field=dead]").getByText("0").waitFor();
+  });
+
+  // What an operator's laptop shows: every panel's content within its panel (no clipped
+  // column, no scroll bar inside a panel) and nothing wider than the window.
+  async function overflows() {
+    return page.evaluate(() => {
+      const found = [];
+      const root = document.documentElement;
+      if (root.scrollWidth > root.clientWidth) found.push(`page ${root.scrollWidth} > ${root.clientWidth}`);
+      for (const node of document.querySelectorAll("#board .card, #board table, #board dl, #board figure")) {
+        if (node.offsetParent === null) continue;
+        const name = node.id || node.querySelector("h2")?.textContent || node.tagName;
+        if (node.scrollWidth > node.clientWidth + 1) found.push(`${name}: ${node.scrollWidth} > ${node.clientWidth}`);
+        const box = node.getBoundingClientRect();
+        if (box.right > root.clientWidth + 1) found.push(`${name} ends at ${box.right}`);
+      }
+      return found;
+    });
+  }
+
+  test("fits a 1280×800 screen: no panel scrolls or clips sideways", async () => {
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.getByTestId("refresh").click();
+    await page.getByTestId("updated").getByText("Updated").waitFor();
+    assert.deepEqual(await overflows(), []);
+    // The first screen starts with what needs attention, then the counts.
+    const alertsTop = await page.getByTestId("alerts").evaluate((n) => n.getBoundingClientRect().top);
+    assert.ok(alertsTop < 200, `alerts panel at ${alertsTop}`);
+    await page.screenshot({ path: new URL("dashboard-1280.png", ARTIFACTS).pathname });
+  });
+
+  test("stays usable 390 px wide: nothing wider than the phone", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    const wide = await page.evaluate(() => {
+      const root = document.documentElement;
+      const found = [];
+      if (root.scrollWidth > root.clientWidth) found.push(`page ${root.scrollWidth} > ${root.clientWidth}`);
+      for (const node of document.querySelectorAll("#board .card, header")) {
+        const box = node.getBoundingClientRect();
+        if (box.right > root.clientWidth + 1 || box.left < 0) found.push(`${node.id || node.tagName} spans ${box.left}..${box.right}`);
+      }
+      return found;
+    });
+    assert.deepEqual(wide, []);
+    assert.ok(await page.getByTestId("refresh").isVisible());
+    await page.screenshot({ path: new URL("dashboard-390.png", ARTIFACTS).pathname, fullPage: true });
+    await page.setViewportSize({ width: 1400, height: 1100 });
   });
 
   test("renders a subject's history and keeps a screenshot", async () => {

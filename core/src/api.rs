@@ -104,6 +104,8 @@ pub enum Route<'a> {
         provider: &'a str,
     },
     CronRuns,
+    /// `GET /v1/alerts`: open and recent alerts.
+    Alerts,
     OpenApi,
     /// A dashboard file: `index.html`, `app.js`, `app.css`.
     Dashboard {
@@ -133,6 +135,7 @@ impl Route<'_> {
             Route::StartBackfill { .. } => "backfill.start",
             Route::GetBackfill { .. } => "backfill.get",
             Route::CronRuns => "runs",
+            Route::Alerts => "alerts",
             Route::OpenApi => "openapi",
             Route::Dashboard { .. } => "dashboard",
         })
@@ -157,7 +160,8 @@ impl Route<'_> {
             | Route::ListNotifications
             | Route::StuckSubjects
             | Route::GetBackfill { .. }
-            | Route::CronRuns => Access::Read,
+            | Route::CronRuns
+            | Route::Alerts => Access::Read,
             Route::PutSubject { .. }
             | Route::RefreshSubject { .. }
             | Route::RedeliverNotification { .. }
@@ -262,6 +266,7 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, RouteError> {
             },
         ),
         ["v1", "runs"] => ("GET", (method == "GET").then_some(Route::CronRuns)),
+        ["v1", "alerts"] => ("GET", (method == "GET").then_some(Route::Alerts)),
         ["openapi.json"] => ("GET", (method == "GET").then_some(Route::OpenApi)),
         ["dashboard"] | ["dashboard", ""] => (
             "GET",
@@ -426,6 +431,7 @@ mod tests {
                 Route::GetBackfill { provider: "align" },
             ),
             ("GET", "/v1/runs", Route::CronRuns),
+            ("GET", "/v1/alerts", Route::Alerts),
             ("GET", "/openapi.json", Route::OpenApi),
             ("GET", "/dashboard", Route::Dashboard { file: "index.html" }),
             (

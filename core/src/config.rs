@@ -56,6 +56,31 @@ pub struct Config {
     /// Where and how notifications are sent; `None` without `APP_WEBHOOK_URL` (they are
     /// recorded, listed by the API, and pruned after `EVENT_RETENTION_DAYS`).
     pub delivery: Option<Delivery>,
+    /// Alerts for the operator (`ALERT_WEBHOOK_URL` and friends).
+    pub alerts: Alerts,
+}
+
+/// Alerts: always recorded (the dashboard lists them); sent when `ALERT_WEBHOOK_URL` is set.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    pub delivery: Option<AlertDelivery>,
+    /// Linked from every alert (`DASHBOARD_URL`).
+    pub dashboard_url: Option<String>,
+    /// An alert still open this long after it was announced is announced again
+    /// (`ALERT_REMIND_AFTER_MINUTES`, default 4 hours).
+    pub remind_after: TimeDelta,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertDelivery {
+    pub url: String,
+    /// `ALERT_WEBHOOK_SECRET`: signed like notifications when set (Slack's incoming webhooks
+    /// take no signature, so it is optional).
+    pub keys: Option<SigningKeys>,
+    pub timeout: TimeDelta,
+    /// Attempts of one message before it is dead (`ALERT_MAX_ATTEMPTS`, default 8: about a
+    /// day with [`crate::alerts::retry_delay`]).
+    pub max_attempts: u32,
 }
 
 /// Sending notifications to the application.
@@ -381,6 +406,7 @@ impl Config {
                 })?,
             kv_ttl,
             delivery,
+            alerts: alerts(&vars)?,
         })
     }
 
@@ -400,6 +426,61 @@ impl Config {
             .filter(|p| self.protocol(*p).is_some())
             .collect()
     }
+}
+
+impl Alerts {
+    /// The alert settings alone: a configuration error elsewhere is itself an alert, and
+    /// announcing it must not need the rest of the configuration to be valid.
+    pub fn from_lookup(get: Lookup<'_>) -> Result<Self, ConfigError> {
+        alerts(&Vars { get })
+    }
+}
+
+fn alerts(vars: &Vars<'_>) -> Result<Alerts, ConfigError> {
+    let delivery = match vars.text("ALERT_WEBHOOK_URL") {
+        None => None,
+        Some(url) => {
+            let url = vars.endpoint("ALERT_WEBHOOK_URL", &url)?;
+            let keys = match vars.text("ALERT_WEBHOOK_SECRET") {
+                None => None,
+                Some(secret) => Some(SigningKeys::parse(&secret).map_err(|e| ConfigError {
+                    key: "ALERT_WEBHOOK_SECRET",
+                    problem: e.to_string(),
+                })?),
+            };
+            Some(AlertDelivery {
+                url,
+                keys,
+                timeout: TimeDelta::milliseconds(
+                    vars.positive_or("ALERT_TIMEOUT_MS", 10_000)?
+                        .min(MAX_NOTIFY_TIMEOUT_MS),
+                ),
+                max_attempts: to_u32(
+                    "ALERT_MAX_ATTEMPTS",
+                    vars.positive_or("ALERT_MAX_ATTEMPTS", 8)?,
+                )?,
+            })
+        }
+    };
+    let dashboard_url = match vars.text("DASHBOARD_URL") {
+        None => None,
+        Some(url) if url.starts_with("https://") || url.starts_with("http://") => Some(url),
+        Some(_) => {
+            return Err(ConfigError {
+                key: "DASHBOARD_URL",
+                problem: "must be an http(s) URL".into(),
+            })
+        }
+    };
+    Ok(Alerts {
+        delivery,
+        dashboard_url,
+        remind_after: TimeDelta::try_minutes(vars.positive_or("ALERT_REMIND_AFTER_MINUTES", 240)?)
+            .ok_or(ConfigError {
+                key: "ALERT_REMIND_AFTER_MINUTES",
+                problem: "is too long".into(),
+            })?,
+    })
 }
 
 #[cfg(test)]

@@ -14,6 +14,10 @@ pub enum Job {
     Notify {
         seq: i64,
     },
+    /// Attempt alert message `seq` (`alert_messages`).
+    Alert {
+        seq: i64,
+    },
     /// Put D1's row of a subject into KV again: a projection failed (see `projection`).
     Project {
         provider: Provider,

@@ -5,6 +5,7 @@
 //! SQL values and schedules checks. Every function that needs the time takes `now`
 //! (`SystemTime` traps on wasm32-unknown-unknown).
 
+pub mod alerts;
 pub mod api;
 pub mod backfill;
 pub mod config;

@@ -141,6 +141,7 @@ async fn dispatch(
         }
         Route::GetBackfill { provider } => adoption::get_backfill(&services, provider).await,
         Route::CronRuns => stats::runs(&req, &services).await,
+        Route::Alerts => stats::alerts(&req, &services).await,
         Route::OpenApi => assets::openapi(),
         Route::Dashboard { file } => assets::dashboard(file),
     };

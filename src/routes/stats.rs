@@ -7,6 +7,7 @@ use crate::error::ApiError;
 use crate::services::Services;
 use crate::{clock, d1};
 use kyc_core::api::query_pairs;
+use kyc_core::db::alerts;
 use kyc_core::db::backfills::{self, Backfill};
 use kyc_core::db::notifications as outbox;
 use kyc_core::db::runs::{self, HEALTH};
@@ -55,6 +56,12 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
     let providers_count = Provider::all().count();
     statements.extend(Provider::all().map(|p| unchecked(p, WAITING_CAP)));
     statements.extend(Provider::all().map(|p| retired(p, WAITING_CAP)));
+    // Last: the alerts open and the alert endpoint's delivery.
+    let alerts_at = statements.len();
+    statements.push(statement!(
+        "SELECT COUNT(*) AS open FROM alerts WHERE resolved_at IS NULL"
+    ));
+    statements.push(statement!(alerts::DELIVERY));
     let results = d1::batch(&services.calls, services.db, &statements).await?;
     let counts = counts(&results[0], &results[1]);
     let mut subjects = Map::new();
@@ -171,7 +178,18 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
             .filter(|_| services.config.delivery.is_some())
             .map(|t| (now - t).num_seconds()),
     });
+    let alert_delivery = results.get(alerts_at + 1).and_then(|rows| rows.first());
+    let alerts = json!({
+        "delivery": if services.config.alerts.delivery.is_some() { "configured" } else { "not configured" },
+        "open": number(results.get(alerts_at).and_then(|rows| rows.first()), "open"),
+        "pending": number(alert_delivery, "pending"),
+        "failing": number(alert_delivery, "failing"),
+        "dead": number(alert_delivery, "dead"),
+        "delivered": number(alert_delivery, "delivered"),
+        "last_error": alert_delivery.and_then(|r| r.get("last_error")).cloned().unwrap_or(Value::Null),
+    });
     Ok(Response::from_json(&json!({
+        "alerts": alerts,
         "notifications": notifications,
         "subjects": subjects,
         "webhooks": webhooks,
@@ -224,4 +242,66 @@ pub async fn runs(req: &Request, services: &Services<'_>) -> Result<Response, Ap
     let rows = d1::run(&services.calls, services.db, &runs::latest(limit)).await?;
     let runs: Vec<Value> = rows.iter().map(run_view).collect();
     Ok(Response::from_json(&json!({ "runs": runs }))?)
+}
+
+/// An alert as the API shows it.
+fn alert_view(alert: &Row) -> Value {
+    json!({
+        "id": alert.get("id"),
+        "alert": alert.get("kind"),
+        "severity": alert.get("severity"),
+        "text": alert.get("text"),
+        "data": parsed(alert.get("data")),
+        "state": if alert.get("resolved_at").is_some_and(|v| !v.is_null()) { "resolved" } else { "open" },
+        "raised_at": time(alert.get("raised_at")),
+        "notified_at": time(alert.get("notified_at")),
+        "resolved_at": time(alert.get("resolved_at")),
+    })
+}
+
+/// `GET /v1/alerts?limit=`: open alerts first, then the latest resolved ones, with the alert
+/// endpoint's delivery state.
+pub async fn alerts(req: &Request, services: &Services<'_>) -> Result<Response, ApiError> {
+    let mut limit = 50;
+    for (key, value) in query_pairs(&req.inner().url()) {
+        match key.as_str() {
+            "limit" => {
+                limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=500).contains(n))
+                    .ok_or_else(|| ApiError::bad_request("limit must be 1..=500"))?
+            }
+            _ => return Err(ApiError::bad_request(format!("unknown parameter {key:?}"))),
+        }
+    }
+    let results = d1::batch(
+        &services.calls,
+        services.db,
+        &[alerts::recent(limit), statement!(alerts::DELIVERY)],
+    )
+    .await?;
+    let (open, recent): (Vec<Value>, Vec<Value>) = results[0]
+        .iter()
+        .map(alert_view)
+        .partition(|a| a["state"] == "open");
+    let delivery = results[1].first();
+    let number = |name: &str| {
+        delivery
+            .and_then(|r| r.get(name))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    Ok(Response::from_json(&json!({
+        "open": open,
+        "recent": recent,
+        "delivery": {
+            "configured": services.config.alerts.delivery.is_some(),
+            "pending": number("pending"),
+            "failing": number("failing"),
+            "dead": number("dead"),
+            "delivered": number("delivered"),
+            "last_error": delivery.and_then(|r| r.get("last_error")).cloned().unwrap_or(Value::Null),
+        },
+    }))?)
 }

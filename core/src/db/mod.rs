@@ -2,6 +2,7 @@
 //! functions and executed by the adapter (D1) or by the host tests (SQLite, with the real
 //! migrations). Both are SQLite, so what the tests prove is what D1 runs.
 
+pub mod alerts;
 pub mod backfills;
 pub mod events;
 pub mod notifications;

@@ -244,7 +244,9 @@ fn run_of(actor: &JobActor, setup: &Setup) -> Box<dyn Machine> {
             subject_ref.clone(),
             TimeDelta::hours(1),
         )),
-        Job::Notify { .. } => unreachable!("notifications are counted, not run"),
+        Job::Notify { .. } | Job::Alert { .. } => {
+            unreachable!("notifications and alerts are counted, not run")
+        }
     }
 }
 
