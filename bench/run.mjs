@@ -162,6 +162,7 @@ async function bundle() {
 
 const COLUMNS = [
   ["CPU ms", (m) => fmt(m.cpu_ms, 2)],
+  ["x yardstick", (m) => fmt(m.cpu_x_yardstick, 2)],
   ["x healthz", (m) => fmt(m.cpu_x_healthz, 1)],
   ["D1 stmts", (m) => fmt(m.d1_statements, 1)],
   ["rows read", (m) => fmt(m.d1_rows_read, 1)],
@@ -207,10 +208,14 @@ async function cost() {
   }
   if (baseline) log(`before → after: baseline ${baseline.commit.slice(0, 7)} (${baseline.subject}) → this build; one figure where equal`);
   costTable(costs, baseline?.costs);
+  if (costs.yardstick && costs.healthz) {
+    log(`Per-request floor: GET /healthz = ${fmt(costs.healthz.cpu_x_yardstick, 2)} x the yardstick (target <= 1.3).`);
+  }
   log("CPU: workerd's utime+stime over the phase / operations, local D1/KV/Queue simulation included");
-  log("(an upper bound of the worker's own CPU); 'x healthz' is that over a GET /healthz measured in the");
-  log("same run. D1 rows from each result's meta. A reconcile's share of a queue invocation shows as");
-  log("fractional KV/queue figures. Queue messages are billed 3 operations each (write, read, delete).");
+  log("(an upper bound of the worker's own CPU); 'x yardstick' is that over a GET / on bench/yardstick (a");
+  log("minimal worker, same toolchain and flags, its own workerd beside kyc-edge) and 'x healthz' that over");
+  log("a GET /healthz, both measured in the same run. D1 rows from each result's meta. A reconcile's share");
+  log("of a queue invocation shows as fractional KV/queue figures. Queue messages are billed 3 operations each (write, read, delete).");
   if (sqlProfile) {
     log();
     log("Rows per operation by SQL statement (BENCH_SQL=1):");
