@@ -29,6 +29,7 @@ const DAY_MS = 86_400_000;
 /** The operations of the cost table, in print order, with what each one is. */
 export const OPERATIONS = [
   ["yardstick", "yardstick: GET / on a minimal Rust worker"],
+  ["yardstick_log", "  the same + one request log line (GET /log)"],
   ["healthz", "GET /healthz (the per-request floor)"],
   ["refused", "refused webhook (forged signature)"],
   ["ingress_new", "accepted webhook, new subject: ingress"],
@@ -200,18 +201,27 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
     };
     const perRound = Math.ceil(FLOOR_N / FLOOR_ROUNDS);
     const yardRound = get(`${yardstick.url}/`, yardstick.pids, perRound);
+    const logRound = get(`${yardstick.url}/log`, yardstick.pids, perRound);
     const healthRound = get(`${stack.url}/healthz`, edgePids, perRound);
     let yardMs = 0;
+    let logMs = 0;
     let healthMs = 0;
     const m0 = await stack.meter();
     for (let round = 0; round < FLOOR_ROUNDS; round += 1) {
       yardMs += await yardRound();
       healthMs += await healthRound();
+      logMs += await logRound();
     }
     const m1 = await stack.meter();
     const floorCount = perRound * FLOOR_ROUNDS;
     costs.yardstick = per({ ...add({ invocations: floorCount }), cpu_ms: yardMs }, floorCount);
+    costs.yardstick_log = per({ ...add({ invocations: floorCount }), cpu_ms: logMs }, floorCount);
     costs.healthz = per({ ...spent(m0, m1, (kind) => kind.startsWith("fetch")), cpu_ms: healthMs }, floorCount);
+    // BENCH_FLOOR_ONLY=1: the two floors alone (a quick check of the per-request floor).
+    if (process.env.BENCH_FLOOR_ONLY) {
+      for (const op of Object.keys(costs)) costs[op].cpu_x_yardstick = costs[op].cpu_ms / costs.yardstick.cpu_ms;
+      return costs;
+    }
 
     const pending = ids.map((id, i) => body(id, i, "pending", 0));
     await phase("refused", () => webhooks(pending, "not-the-key"));
