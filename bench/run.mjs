@@ -230,6 +230,21 @@ async function cost() {
     }
   }
   log();
+  log("Per invocation, against the Free plan's 10 ms CPU (workerd's CPU over the invocation alone, local");
+  log("D1/KV/Queue simulation included: an upper bound of the worker's own):");
+  const invocations = [];
+  for (const op of ["reconcile_new", "reconcile_change"]) {
+    const m = costs[op];
+    if (m?.batch_cpu_ms === undefined) continue;
+    invocations.push([`queue batch: ${op.replace("_", " ")} (mean ${fmt(m.batch_messages, 1)} msgs)`, fmt(m.batch_cpu_ms, 2), fmt(m.batch_cpu_ms / m.batch_messages, 2)]);
+  }
+  for (const op of ["check_unchanged", "check_changed", "cron_idle"]) {
+    const m = costs[op];
+    if (m?.run_cpu_ms === undefined) continue;
+    invocations.push([`cron run leasing ${fmt(m.run_leased, 0)} subjects (${op})`, fmt(m.run_cpu_ms, 2), "-"]);
+  }
+  table(["invocation", "CPU ms", "per message"], invocations);
+  log();
   const rows = [capacityLines("this build", costs)];
   if (baseline) rows.unshift(capacityLines(`baseline ${baseline.commit.slice(0, 7)}`, baseline.costs));
   log("One status-changing webhook, end to end = its ingress + its reconcile + the checks the next cron");

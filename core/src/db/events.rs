@@ -24,6 +24,9 @@ use crate::time::Timestamp;
 /// - a repeat is counted in a tally, never stored as a row: a replayed body costs one row
 ///   written (the tally), two when it asks for a check (and the event row then remembers
 ///   when, for the next repeat).
+///
+/// Five statements when the event names a subject, two otherwise: the new subject's count and
+/// a repeat's are one tally write (never both: a repeat creates no subject).
 pub fn record_webhook(
     provider: Provider,
     event: &WebhookEvent,
@@ -53,8 +56,28 @@ pub fn record_webhook(
     // When the event last asked for a check: its first arrival, or a repeat's since.
     let last_asked = "(SELECT COALESCE(last_at, at) FROM events \
          WHERE provider = ?1 AND dedup_key = ?4 AND type = 'webhook')";
+    let duplicates = Tally::Duplicates(provider).name();
+    let tally = statements.len();
     let (mut created, mut made_due) = (None, None);
     if let Some(subject) = &event.subject {
+        // The batch's one tally write, judged before the subject is inserted: a repeat counts
+        // as a duplicate; a new event about a subject not tracked yet counts the subject the
+        // insert below creates (the batch is one transaction: absent here is created there).
+        statements.push(statement!(
+            format!(
+                "INSERT INTO tallies (name, value) \
+                 SELECT CASE WHEN m THEN ?7 ELSE ?6 END, 1 FROM (SELECT {mine} AS m) \
+                 WHERE NOT m OR NOT EXISTS (SELECT 1 FROM subjects WHERE provider = ?1 AND ref = ?2) \
+                 ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING name"
+            ),
+            p,
+            subject.subject_ref.as_str(),
+            SqlValue::Null,
+            dedup_key,
+            receipt,
+            duplicates.as_str(),
+            Tally::Status(provider, KycStatus::Unknown).name()
+        ));
         created = Some(statements.len());
         statements.push(statement!(
             format!(
@@ -69,10 +92,6 @@ pub fn record_webhook(
             dedup_key,
             receipt,
             now
-        ));
-        statements.push(super::tallies::add_if_previous_changed(
-            Tally::Status(provider, KycStatus::Unknown),
-            1,
         ));
         made_due = Some(statements.len());
         statements.push(statement!(
@@ -98,23 +117,24 @@ pub fn record_webhook(
             now,
             receipt
         ));
+    } else {
+        statements.push(statement!(
+            format!(
+                "INSERT INTO tallies (name, value) SELECT ?6, 1 WHERE NOT {mine} \
+                 ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING name"
+            ),
+            p,
+            SqlValue::Null,
+            SqlValue::Null,
+            dedup_key,
+            receipt,
+            duplicates.as_str()
+        ));
     }
-    let duplicate = statements.len();
-    statements.push(statement!(
-        format!(
-            "INSERT INTO tallies (name, value) SELECT ?6, 1 WHERE NOT {mine} \
-             ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING 1 AS duplicate"
-        ),
-        p,
-        SqlValue::Null,
-        SqlValue::Null,
-        dedup_key,
-        receipt,
-        Tally::Duplicates(provider).name()
-    ));
     WebhookRecord {
         statements,
-        duplicate,
+        tally,
+        duplicates,
         created,
         made_due,
     }
@@ -125,8 +145,9 @@ pub fn record_webhook(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookRecord {
     pub statements: Vec<Statement>,
-    /// The event was recorded before.
-    pub duplicate: usize,
+    /// The tally write: it returns `duplicates` exactly when the event was recorded before.
+    pub tally: usize,
+    pub duplicates: String,
     /// The subject was created (it is due).
     pub created: Option<usize>,
     /// An existing subject was made due.
@@ -137,8 +158,12 @@ impl WebhookRecord {
     /// Read the batch's results: (duplicate, created, made due).
     pub fn outcome(&self, results: &[super::Rows]) -> (bool, bool, bool) {
         let returned = |index: usize| results.get(index).is_some_and(|rows| !rows.is_empty());
+        let duplicate = results.get(self.tally).is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r.get("name").and_then(|n| n.as_str()) == Some(self.duplicates.as_str()))
+        });
         (
-            returned(self.duplicate),
+            duplicate,
             self.created.is_some_and(returned),
             self.made_due.is_some_and(returned),
         )
