@@ -57,27 +57,9 @@ pub fn record_webhook(
     let last_asked = "(SELECT COALESCE(last_at, at) FROM events \
          WHERE provider = ?1 AND dedup_key = ?4 AND type = 'webhook')";
     let duplicates = Tally::Duplicates(provider).name();
-    let tally = statements.len();
     let (mut created, mut made_due) = (None, None);
+    let tally;
     if let Some(subject) = &event.subject {
-        // The batch's one tally write, judged before the subject is inserted: a repeat counts
-        // as a duplicate; a new event about a subject not tracked yet counts the subject the
-        // insert below creates (the batch is one transaction: absent here is created there).
-        statements.push(statement!(
-            format!(
-                "INSERT INTO tallies (name, value) \
-                 SELECT CASE WHEN m THEN ?7 ELSE ?6 END, 1 FROM (SELECT {mine} AS m) \
-                 WHERE NOT m OR NOT EXISTS (SELECT 1 FROM subjects WHERE provider = ?1 AND ref = ?2) \
-                 ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING name"
-            ),
-            p,
-            subject.subject_ref.as_str(),
-            SqlValue::Null,
-            dedup_key,
-            receipt,
-            duplicates.as_str(),
-            Tally::Status(provider, KycStatus::Unknown).name()
-        ));
         created = Some(statements.len());
         statements.push(statement!(
             format!(
@@ -108,16 +90,42 @@ pub fn record_webhook(
             dedup_key,
             receipt
         ));
-        // A repeat that asked for a check: the next repeat is judged from now.
+        // The batch's one tally write: a repeat counts as a duplicate; a new event counts the
+        // subject it created. A new event about a tracked subject always makes it due (the
+        // statement before changed one row), so for a new event nothing changed there means
+        // the subject was just created.
+        tally = statements.len();
+        statements.push(statement!(
+            format!(
+                "INSERT INTO tallies (name, value) \
+                 SELECT CASE WHEN m THEN ?7 ELSE ?6 END, 1 FROM (SELECT {mine} AS m) \
+                 WHERE NOT m OR changes() = 0 \
+                 ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING name"
+            ),
+            p,
+            SqlValue::Null,
+            SqlValue::Null,
+            dedup_key,
+            receipt,
+            duplicates.as_str(),
+            Tally::Status(provider, KycStatus::Unknown).name()
+        ));
+        // A repeat that asked for a check: the next repeat is judged from now. That it asked
+        // is read from the subject (asked for at this very instant: `requested_at`), as the
+        // statement before is the tally's.
         statements.push(statement!(
             "UPDATE events SET last_at = ?3 WHERE provider = ?1 AND dedup_key = ?2 \
-               AND type = 'webhook' AND receipt IS NOT ?4 AND changes() = 1",
+               AND type = 'webhook' AND receipt IS NOT ?4 \
+               AND EXISTS (SELECT 1 FROM subjects WHERE provider = ?1 AND ref = ?5 \
+                 AND requested_at = ?3)",
             p,
             dedup_key,
             now,
-            receipt
+            receipt,
+            subject.subject_ref.as_str()
         ));
     } else {
+        tally = statements.len();
         statements.push(statement!(
             format!(
                 "INSERT INTO tallies (name, value) SELECT ?6, 1 WHERE NOT {mine} \
