@@ -1,8 +1,8 @@
 //! `Env` -> `kyc_core::config::Config`, parsed once per isolate. Vars and secrets are both
 //! plain strings on `env`.
 //!
-//! Why once: reading ~40 bindings across the wasm boundary and parsing them (tokens,
-//! providers' keys, URLs) was most of a request's own CPU, and the answer cannot change within
+//! Why once: reading some 35 bindings across the wasm boundary and parsing them (tokens,
+//! providers' keys, URLs) was a large part of what every request cost, and the answer cannot change within
 //! an isolate: Cloudflare binds vars and secrets per deployed version, and an isolate runs one
 //! version (a new secret or var is a new version, served by new isolates). The outcome is kept
 //! whole, error included, so a malformed configuration still answers every route, every job

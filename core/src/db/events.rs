@@ -112,12 +112,13 @@ pub fn record_webhook(
         ));
         // A repeat that asked for a check: the next repeat is judged from now. That it asked
         // is read from the subject (asked for at this very instant: `requested_at`), as the
-        // statement before is the tally's.
+        // statement before is the tally's; only for a repeat (CASE: a new event reads no
+        // subject here).
         statements.push(statement!(
             "UPDATE events SET last_at = ?3 WHERE provider = ?1 AND dedup_key = ?2 \
-               AND type = 'webhook' AND receipt IS NOT ?4 \
-               AND EXISTS (SELECT 1 FROM subjects WHERE provider = ?1 AND ref = ?5 \
-                 AND requested_at = ?3)",
+               AND type = 'webhook' AND CASE WHEN receipt IS NOT ?4 \
+                 THEN EXISTS (SELECT 1 FROM subjects WHERE provider = ?1 AND ref = ?5 \
+                   AND requested_at = ?3) ELSE 0 END",
             p,
             dedup_key,
             now,
