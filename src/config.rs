@@ -2,11 +2,12 @@
 //! plain strings on `env`.
 //!
 //! Why once: reading some 35 bindings across the wasm boundary and parsing them (tokens,
-//! providers' keys, URLs) was a large part of what every request cost, and the answer cannot change within
-//! an isolate: Cloudflare binds vars and secrets per deployed version, and an isolate runs one
-//! version (a new secret or var is a new version, served by new isolates). The outcome is kept
-//! whole, error included, so a malformed configuration still answers every route, every job
-//! and every cron run with the same error naming the variable, as it did when parsed each time.
+//! providers' keys, URLs) was a large part of what every request cost, and the answer cannot
+//! change within an isolate: Cloudflare binds vars and secrets per deployed version, and an
+//! isolate runs one version (a new secret or var is a new version, served by new isolates).
+//! The outcome is kept whole, error included, so a malformed configuration still answers
+//! every route, every job and every cron run with the same error naming the variable, as it
+//! did when parsed each time.
 
 use kyc_core::config::{Config, ConfigError};
 use std::cell::OnceCell;

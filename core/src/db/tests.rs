@@ -1335,4 +1335,10 @@ fn the_agenda_says_when_a_fold_has_work_and_what_is_due() {
         ),
     );
     assert_eq!(ask(&db, later).paused, vec![argos]);
+    // Every registered provider in one statement (D1 limits the terms of a compound SELECT:
+    // the statement has three, whatever the number of providers).
+    let all: Vec<Provider> = Provider::all().collect();
+    let statement = agenda(&all, later, 10, later - DRIFT_GRACE);
+    assert_eq!(statement.sql.matches("UNION ALL").count(), 2);
+    assert_eq!(Agenda::read(&run(&db, &statement)).due.len(), all.len());
 }
