@@ -4,20 +4,34 @@
 // Every phase runs alone: its queue messages are held back (delaySeconds) while the requests
 // are measured, then released and measured as the reconcile that follows. CPU is the workerd
 // process's utime+stime over the phase (it includes local D1/KV/Queue simulation, so it is an
-// upper bound of the worker's own), also given as a multiple of a /healthz request's.
+// upper bound of the worker's own), also given as a multiple of the yardstick's — a minimal
+// worker (bench/yardstick) built with the same toolchain and flags, run beside kyc-edge in its
+// own workerd and measured on that process alone, answering `GET /` — and of a /healthz
+// request's. Both floors are measured in the same run, alternating, over many requests: the
+// kernel counts CPU in 10 ms ticks, so a few hundred sub-millisecond requests would be noise.
 import { setTimeout as sleep } from "node:timers/promises";
+import { copyFile, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execFileSync } from "node:child_process";
 import { ALIGN_KEY, SUMSUB_WEBHOOK_SECRET, kycsUpdated } from "../tests/support/kit.mjs";
 import { alignSignature, sumsubDigest } from "../sandbox/sign.mjs";
 import { sumsubTime } from "../sandbox/providers/sumsub.mjs";
 import { personaEvent } from "../sandbox/providers/persona.mjs";
-import { add, per, pool, spent, startMetered, workerdCpuMs } from "./metered.mjs";
+import { startWorker } from "../tests/support/worker.mjs";
+import { ROOT, add, per, pool, spent, startMetered, workerdCpuMs, workerdPids } from "./metered.mjs";
 
 const HOLD_SECONDS = 8;
+/** Requests of each floor (yardstick, /healthz), in FLOOR_ROUNDS alternating rounds. */
+const FLOOR_N = Number(process.env.BENCH_FLOOR_N ?? 4000);
+const FLOOR_ROUNDS = 4;
 const DAY_MS = 86_400_000;
 
 /** The operations of the cost table, in print order, with what each one is. */
 export const OPERATIONS = [
-  ["healthz", "GET /healthz (the CPU yardstick)"],
+  ["yardstick", "yardstick: GET / on a minimal Rust worker"],
+  ["yardstick_log", "  the same + one request log line (GET /log)"],
+  ["healthz", "GET /healthz (the per-request floor)"],
   ["refused", "refused webhook (forged signature)"],
   ["ingress_new", "accepted webhook, new subject: ingress"],
   ["reconcile_new", "  its reconcile (trusted body applied)"],
@@ -42,6 +56,29 @@ async function send(stack, raw, key) {
 }
 
 /**
+ * Builds the yardstick if needed (scripts/build-yardstick.sh) and starts it, metered like
+ * kyc-edge (the same entry module around it), in a workerd of its own: { url, pids, stop }.
+ */
+async function startYardstick(vars) {
+  execFileSync("bash", [join(ROOT, "scripts", "build-yardstick.sh")], { stdio: ["ignore", "ignore", "inherit"] });
+  const build = join(ROOT, "bench", "yardstick", "build");
+  const scriptPath = join(build, "bench-entry.mjs");
+  await copyFile(join(ROOT, "bench", "meter-entry.mjs"), scriptPath);
+  const dir = await mkdtemp(join(tmpdir(), "kyc-edge-yardstick-"));
+  const before = new Set(workerdPids());
+  const worker = await startWorker({ persistDir: dir, scriptPath, vars, compatibilityFlags: ["nodejs_als"] });
+  const pids = workerdPids().filter((pid) => !before.has(pid));
+  return {
+    url: worker.url,
+    pids,
+    async stop() {
+      await worker.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
  * Measures every operation of OPERATIONS `n` times (subjects) with `width` clients on the
  * build in `checkout`. Returns { [operation]: per-operation meter incl. cpu_ms }. With an
  * array as `sqlProfile`, also pushes each operation's rows per SQL statement onto it.
@@ -56,7 +93,12 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
     vars: { WORKERS_PLAN: "paid", RECONCILE_BUDGET: "10000" },
   });
   const costs = {};
+  // kyc-edge's workerd, before the yardstick's starts beside it.
+  const edgePids = workerdPids();
+  const cpu = () => workerdCpuMs(edgePids);
+  let yardstick;
   try {
+    yardstick = await startYardstick({ WORKERS_PLAN: "paid" });
     const base = Date.now() - 3_600_000;
     const ids = Array.from({ length: n }, (_, i) => `cost-${String(i).padStart(5, "0")}`);
     const body = (id, i, status, offset) =>
@@ -73,9 +115,10 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
     for (const id of warm) stack.standIn.setAlign(id, { status: "pending", sub_status: "kyc_form_submission_accepted" });
     await webhooks(warm.map((id, i) => body(id, i, "pending", 0)), ALIGN_KEY);
     await stack.settle();
-    const idleStart = workerdCpuMs();
+    await pool(Array.from({ length: 50 }), width, () => fetch(`${yardstick.url}/`).then((r) => r.arrayBuffer()));
+    const idleStart = cpu();
     await sleep(3000);
-    const idleCpuPerMs = (workerdCpuMs() - idleStart) / 3000;
+    const idleCpuPerMs = (cpu() - idleStart) / 3000;
 
     /**
      * Measures `requests()` as `name` over the fetch kinds, then (`drain`) the queue work it
@@ -105,15 +148,15 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
       const sql0 = sqlProfile && (await statements());
       await stack.hold(HOLD_SECONDS);
       const m0 = await stack.meter();
-      const c0 = workerdCpuMs();
+      const c0 = cpu();
       await requests();
-      const c1 = workerdCpuMs();
+      const c1 = cpu();
       const m1 = await stack.meter();
       await stack.hold(0);
       const ingress = { ...spent(m0, m1, (kind) => kind.startsWith("fetch")), cpu_ms: c1 - c0 };
       const released = Date.now();
       if (!(await stack.settle())) throw new Error(`${name}: the queue did not settle`);
-      const c2 = workerdCpuMs();
+      const c2 = cpu();
       const m2 = await stack.meter();
       // Less what workerd spends idle while the held messages wait.
       const waited = Math.max(0, Math.min(HOLD_SECONDS * 1000, Date.now() - released));
@@ -121,6 +164,9 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
       if (drainName) {
         costs[name] = per(ingress, count);
         costs[drainName] = per(drained, count);
+        // Per queue invocation (a batch), against the Free plan's 10 ms per invocation.
+        costs[drainName].batch_cpu_ms = drained.cpu_ms / Math.max(drained.invocations, 1);
+        costs[drainName].batch_messages = drained.messages_received / Math.max(drained.invocations, 1);
       } else {
         costs[name] = per({ ...add(ingress, drained), cpu_ms: ingress.cpu_ms + drained.cpu_ms }, count);
       }
@@ -136,19 +182,65 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
       const sql0 = sqlProfile && (await statements());
       const asked = stack.standIn.requests().length;
       const m0 = await stack.meter();
-      const c0 = workerdCpuMs();
+      // The jobs it queues are held while the run itself is measured: its own invocation's
+      // CPU, against the Free plan's 10 ms per invocation.
+      await stack.hold(HOLD_SECONDS);
+      const c0 = cpu();
       await stack.cron(time);
+      const cRun = cpu();
+      const mRun = await stack.meter();
+      await stack.hold(0);
+      const released = Date.now();
       if (!(await stack.settle())) throw new Error(`${name}: the queue did not settle`);
-      const c1 = workerdCpuMs();
+      const c1 = cpu();
       const m1 = await stack.meter();
+      const waited = Math.max(0, Math.min(HOLD_SECONDS * 1000, Date.now() - released));
       const checks = stack.standIn.requests().length - asked;
       const units = count ?? Math.max(checks, 1);
-      costs[name] = per({ ...spent(m0, m1), cpu_ms: c1 - c0 - idleCpuPerMs * 1000 }, units);
+      costs[name] = per({ ...spent(m0, m1), cpu_ms: c1 - c0 - idleCpuPerMs * waited }, units);
       costs[name].checks = checks / units;
+      // One run is a few ticks of the kernel's 10 ms CPU clock: a bound, not a measurement
+      // (the idle run is measured over many runs instead).
+      costs[name].run_cpu_ms = cRun - c0;
+      costs[name].run_leased = spent(m0, mRun, (kind) => kind === "scheduled").queue_messages;
       await profile(name, sql0, units);
     }
 
-    await phase("healthz", () => pool(ids, width, () => fetch(`${stack.url}/healthz`).then((r) => r.arrayBuffer())));
+    // The floors: the yardstick's GET / and kyc-edge's GET /healthz, alternating.
+    progress("cost: yardstick and healthz");
+    const get = (url, pids, count) => async () => {
+      const c0 = workerdCpuMs(pids);
+      await pool(Array.from({ length: count }), width, () =>
+        fetch(url).then((r) => {
+          statuses.push(r.status);
+          return r.arrayBuffer();
+        }),
+      );
+      return workerdCpuMs(pids) - c0;
+    };
+    const perRound = Math.ceil(FLOOR_N / FLOOR_ROUNDS);
+    const yardRound = get(`${yardstick.url}/`, yardstick.pids, perRound);
+    const logRound = get(`${yardstick.url}/log`, yardstick.pids, perRound);
+    const healthRound = get(`${stack.url}/healthz`, edgePids, perRound);
+    let yardMs = 0;
+    let logMs = 0;
+    let healthMs = 0;
+    const m0 = await stack.meter();
+    for (let round = 0; round < FLOOR_ROUNDS; round += 1) {
+      yardMs += await yardRound();
+      healthMs += await healthRound();
+      logMs += await logRound();
+    }
+    const m1 = await stack.meter();
+    const floorCount = perRound * FLOOR_ROUNDS;
+    costs.yardstick = per({ ...add({ invocations: floorCount }), cpu_ms: yardMs }, floorCount);
+    costs.yardstick_log = per({ ...add({ invocations: floorCount }), cpu_ms: logMs }, floorCount);
+    costs.healthz = per({ ...spent(m0, m1, (kind) => kind.startsWith("fetch")), cpu_ms: healthMs }, floorCount);
+    // BENCH_FLOOR_ONLY=1: the two floors alone (a quick check of the per-request floor).
+    if (process.env.BENCH_FLOOR_ONLY) {
+      for (const op of Object.keys(costs)) costs[op].cpu_x_yardstick = costs[op].cpu_ms / costs.yardstick.cpu_ms;
+      return costs;
+    }
 
     const pending = ids.map((id, i) => body(id, i, "pending", 0));
     await phase("refused", () => webhooks(pending, "not-the-key"));
@@ -169,7 +261,24 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
     await cron("check_changed", Date.now() + 8 * DAY_MS);
     // The first run after activity folds its events into the tallies; the second is idle.
     await stack.cron(Date.now() + 60_000);
-    await cron("cron_idle", Date.now() + 120_000);
+    // Idle runs, many of them: one is well below the kernel's 10 ms CPU tick.
+    progress("cost: cron_idle");
+    {
+      const runs = 20;
+      const sql0 = sqlProfile && (await statements());
+      const m0 = await stack.meter();
+      const c0 = cpu();
+      // A second apart, within the minutes before anything checked above is due again (the
+      // jobs' own clock is the real one): each run has its own id and finds nothing to do.
+      const at = Date.now() + 120_000;
+      for (let i = 0; i < runs; i += 1) await stack.cron(at + i * 1000);
+      const c1 = cpu();
+      const m1 = await stack.meter();
+      costs.cron_idle = per({ ...spent(m0, m1), cpu_ms: c1 - c0 }, runs);
+      costs.cron_idle.run_cpu_ms = costs.cron_idle.cpu_ms;
+      costs.cron_idle.run_leased = 0;
+      await profile("cron_idle", sql0, runs);
+    }
 
     await phase("read_subject", () =>
       pool(ids, width, (id) => stack.api("GET", `/v1/subjects/align/${id}`).then((r) => {
@@ -215,10 +324,14 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
     if (personaStatuses.some((s) => s !== 200)) delete costs.persona_webhook;
     const unexpected = statuses.filter((s) => s !== 200 && s !== 401);
     if (unexpected.length) throw new Error(`unexpected statuses during the cost phases: ${[...new Set(unexpected)]}`);
-    for (const op of Object.keys(costs)) costs[op].cpu_x_healthz = costs[op].cpu_ms / costs.healthz.cpu_ms;
+    for (const op of Object.keys(costs)) {
+      costs[op].cpu_x_healthz = costs[op].cpu_ms / costs.healthz.cpu_ms;
+      costs[op].cpu_x_yardstick = costs[op].cpu_ms / costs.yardstick.cpu_ms;
+    }
     return costs;
   } finally {
     await stack.stop();
+    await yardstick?.stop();
   }
 }
 

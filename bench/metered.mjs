@@ -115,18 +115,25 @@ export const per = (meter, n) => Object.fromEntries(FIELDS.map((f) => [f, meter[
 
 const TICKS = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 
-/** CPU time (ms) used so far by the workerd processes started by this process (utime+stime). */
-export function workerdCpuMs() {
-  let pids;
+/** The pids of the workerd processes started by this process. */
+export function workerdPids() {
   try {
-    pids = execFileSync("ps", ["-o", "pid=,comm=", "--ppid", String(process.pid)])
+    return execFileSync("ps", ["-o", "pid=,comm=", "--ppid", String(process.pid)])
       .toString()
       .split("\n")
       .filter((line) => /workerd/.test(line))
       .map((line) => Number(line.trim().split(/\s+/)[0]));
   } catch {
-    return NaN;
+    return [];
   }
+}
+
+/**
+ * CPU time (ms) used so far (utime+stime) by the workerd processes `pids`, by default every
+ * one started by this process. The bench runs two workerds side by side (kyc-edge and the
+ * yardstick): each is measured on its own pids.
+ */
+export function workerdCpuMs(pids = workerdPids()) {
   let total = 0;
   for (const pid of pids) {
     try {

@@ -18,7 +18,8 @@
 //
 // Knobs: BENCH_ONLY (comma list of section names), BENCH_COST_N (200), BENCH_WEBHOOKS (2000),
 // BENCH_CLIENTS ("1,16"), BENCH_RECONCILE_N ("1000,10000"), BENCH_NOTIFY_N (1000),
-// BENCH_SCALE_N (1000000), BENCH_LATENCY_MS (50), BENCH_SQL=1 (rows per SQL statement per
+// BENCH_SCALE_N (1000000), BENCH_LATENCY_MS (50), BENCH_FLOOR_N (4000 requests of each floor),
+// BENCH_FLOOR_ONLY=1 (the cost section measures only the yardstick and /healthz), BENCH_SQL=1 (rows per SQL statement per
 // operation), BENCH_VERBOSE=1 (workerd's own output).
 import { readFile, mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { gzipSync, constants as zlib } from "node:zlib";
@@ -162,6 +163,7 @@ async function bundle() {
 
 const COLUMNS = [
   ["CPU ms", (m) => fmt(m.cpu_ms, 2)],
+  ["x yardstick", (m) => fmt(m.cpu_x_yardstick, 2)],
   ["x healthz", (m) => fmt(m.cpu_x_healthz, 1)],
   ["D1 stmts", (m) => fmt(m.d1_statements, 1)],
   ["rows read", (m) => fmt(m.d1_rows_read, 1)],
@@ -207,10 +209,19 @@ async function cost() {
   }
   if (baseline) log(`before → after: baseline ${baseline.commit.slice(0, 7)} (${baseline.subject}) → this build; one figure where equal`);
   costTable(costs, baseline?.costs);
+  if (costs.yardstick && costs.healthz) {
+    log(`Per-request floor: GET /healthz = ${fmt(costs.healthz.cpu_x_yardstick, 2)} x the yardstick (target <= 1.3).`);
+    if (costs.yardstick_log) {
+      const line = costs.yardstick_log.cpu_ms - costs.yardstick.cpu_ms;
+      log(`A request's log line (built in Rust, one console.log; workerd's handling included): ${fmt(line * 1000, 0)} µs = ${fmt(line / costs.yardstick.cpu_ms, 2)} x the yardstick.`);
+    }
+  }
   log("CPU: workerd's utime+stime over the phase / operations, local D1/KV/Queue simulation included");
-  log("(an upper bound of the worker's own CPU); 'x healthz' is that over a GET /healthz measured in the");
-  log("same run. D1 rows from each result's meta. A reconcile's share of a queue invocation shows as");
-  log("fractional KV/queue figures. Queue messages are billed 3 operations each (write, read, delete).");
+  log("(an upper bound of the worker's own CPU); 'x yardstick' is that over a GET / on bench/yardstick (a");
+  log("minimal worker, same toolchain and flags, its own workerd beside kyc-edge) and 'x healthz' that over");
+  log("a GET /healthz, both measured in the same run. D1 rows from each result's meta. A reconcile's share");
+  log("of a queue invocation shows as fractional KV/queue figures. Queue messages are billed 3 operations each (write, read, delete).");
+  if (env.BENCH_FLOOR_ONLY) return { costs };
   if (sqlProfile) {
     log();
     log("Rows per operation by SQL statement (BENCH_SQL=1):");
@@ -218,6 +229,21 @@ async function cost() {
       log(`  ${p.operation.padEnd(18)} x${fmt(p.per_operation_runs, 2)}  read ${fmt(p.rows_read, 1).padStart(6)}  written ${fmt(p.rows_written, 1).padStart(5)}  ${p.sql}`);
     }
   }
+  log();
+  log("Per invocation, against the Free plan's 10 ms CPU (workerd's CPU over the invocation alone, local");
+  log("D1/KV/Queue simulation included: an upper bound of the worker's own):");
+  const invocations = [];
+  for (const op of ["reconcile_new", "reconcile_change"]) {
+    const m = costs[op];
+    if (m?.batch_cpu_ms === undefined) continue;
+    invocations.push([`queue batch: ${op.replace("_", " ")} (mean ${fmt(m.batch_messages, 1)} msgs)`, fmt(m.batch_cpu_ms, 2), fmt(m.batch_cpu_ms / m.batch_messages, 2)]);
+  }
+  for (const op of ["check_unchanged", "check_changed", "cron_idle"]) {
+    const m = costs[op];
+    if (m?.run_cpu_ms === undefined) continue;
+    invocations.push([`cron run leasing ${fmt(m.run_leased, 0)} subjects (${op})`, fmt(m.run_cpu_ms, 2), "-"]);
+  }
+  table(["invocation", "CPU ms", "per message"], invocations);
   log();
   const rows = [capacityLines("this build", costs)];
   if (baseline) rows.unshift(capacityLines(`baseline ${baseline.commit.slice(0, 7)}`, baseline.costs));

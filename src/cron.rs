@@ -9,8 +9,8 @@ use crate::services::Services;
 use crate::{alerts, backfill, clock, config, d1, queue};
 use kyc_core::db::events::prune;
 use kyc_core::db::notifications as outbox;
-use kyc_core::db::runs::{self, CronRun};
-use kyc_core::db::subjects::{claim_due, count_due, release, DueSubject};
+use kyc_core::db::runs::{self, Agenda, CronRun};
+use kyc_core::db::subjects::{claim_due, release, DueSubject};
 use kyc_core::db::tallies::{self, counts};
 use kyc_core::db::{row, Rows};
 use kyc_core::jobs::{Job, ReconcileJob};
@@ -71,50 +71,68 @@ async fn run_at(
 ) -> Result<(), StoreError> {
     let config = services.config;
     let calls = &services.calls;
-    // Fold the event counts first: pruning only deletes folded events.
-    let mut statements = tallies::fold(now, DRIFT_GRACE);
-    let all_tallies = statements.len();
-    statements.push(statement!(tallies::ALL));
-    statements.push(prune(now - config.event_retention, PRUNE_BATCH));
-    statements.push(outbox::prune(
-        now - config.event_retention,
-        PRUNE_BATCH,
-        config.delivery.is_none(),
-    ));
-    statements.extend(kyc_core::db::alerts::prune(
-        now - config.event_retention,
-        PRUNE_BATCH,
-    ));
-    let results = d1::batch(calls, services.db, &statements).await?;
-    let folded = tallies::activity(&results[0]);
-    let statuses = counts(&results[all_tallies], &[]).statuses;
-    let activity = serde_json::to_value(&folded).unwrap_or_default();
+    let budget = config.reconcile_budget;
+    // Due counts every enabled provider's subjects (a paused provider's wait); a disabled
+    // provider's never drain, so they are not counted. The count stops at four budgets: a
+    // backlog must not cost a row read per subject on every run.
+    let count_cap = budget.saturating_mul(4);
+    let enabled = config.enabled_providers();
+    // First what there is to do, and the tallies (status counts are written with each change,
+    // never by the fold, so reading them first is reading them as of the run).
+    let first = d1::batch(
+        calls,
+        services.db,
+        &[
+            runs::agenda(&enabled, now, count_cap, now - DRIFT_GRACE),
+            statement!(tallies::ALL),
+        ],
+    )
+    .await?;
+    let agenda = Agenda::read(&first[0]);
+    let statuses = counts(&first[1], &[]).statuses;
     let statuses = serde_json::to_value(&statuses).unwrap_or_default();
+    // Retention, after the fold when there is one: pruning only deletes folded events.
+    let mut retention = vec![
+        prune(now - config.event_retention, PRUNE_BATCH),
+        outbox::prune(
+            now - config.event_retention,
+            PRUNE_BATCH,
+            config.delivery.is_none(),
+        ),
+    ];
+    retention.extend(kyc_core::db::alerts::prune(
+        now - config.event_retention,
+        PRUNE_BATCH,
+    ));
+    // The alerts watch the tallies as the fold leaves them (drift is counted there): read them
+    // again after a fold, or take the ones read first when nothing was folded.
+    let (folded, folded_tallies) = if agenda.fold {
+        let mut statements = tallies::fold(now, DRIFT_GRACE);
+        let after_fold = statements.len();
+        statements.push(statement!(tallies::ALL));
+        statements.extend(retention);
+        let mut results = d1::batch(calls, services.db, &statements).await?;
+        let activity = tallies::activity(&results[0]);
+        (activity, results.swap_remove(after_fold))
+    } else {
+        d1::batch(calls, services.db, &retention).await?;
+        (Default::default(), first[1].clone())
+    };
+    let activity = serde_json::to_value(&folded).unwrap_or_default();
 
-    let paused = d1::run(calls, services.db, &runs::paused_providers(now)).await?;
     let mut active = vec![];
-    let mut waiting = vec![];
     let mut skipped = vec![];
     for provider in Provider::all() {
         if config.protocol(provider).is_none() {
             skipped.push(format!("{provider}:disabled"));
-        } else if paused
-            .iter()
-            .any(|p| p.get("provider").and_then(Value::as_str) == Some(provider.as_str()))
-        {
+        } else if agenda.paused.contains(&provider) {
             skipped.push(format!("{provider}:paused"));
-            waiting.push(provider);
         } else {
             active.push(provider);
         }
     }
 
-    let budget = config.reconcile_budget;
     let lease_until = now + config.schedule.lease;
-    // Due counts every enabled provider's subjects (a paused provider's wait); a disabled
-    // provider's never drain, so they are not counted. The count stops at four budgets: a
-    // backlog must not cost a row read per subject on every run.
-    let count_cap = budget.saturating_mul(4);
     // Each active provider gets an equal share first; what a provider leaves unused goes to
     // the others, oldest due first within each, never past a provider's own rate limit.
     let share = budget.div_ceil(active.len().max(1) as u32);
@@ -124,37 +142,22 @@ async fn run_at(
             .max_checks_per_run
             .unwrap_or(u32::MAX)
     };
-    let mut due = 0;
+    let due: u32 = enabled.iter().map(|&p| agenda.due(p)).sum();
     let mut claimed: Vec<DueSubject> = vec![];
     let mut unreadable = 0;
     let mut filled = vec![];
-    let due_count = |results: &[Rows]| -> u32 {
-        results[0]
-            .first()
-            .and_then(|r| r.get("n"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0) as u32
-    };
-    for &provider in &waiting {
-        let results = d1::batch(calls, services.db, &[count_due(provider, now, count_cap)]).await?;
-        due += due_count(&results);
-    }
-    for &provider in &active {
-        let results = d1::batch(
+    // A provider with nothing due is not asked for a lease: the count said so.
+    for &provider in active.iter().filter(|&&p| agenda.due(p) > 0) {
+        let rows = d1::run(
             calls,
             services.db,
-            &[
-                count_due(provider, now, count_cap),
-                claim_due(provider, now, lease_until, share.min(cap(provider))),
-            ],
+            &claim_due(provider, now, lease_until, share.min(cap(provider))),
         )
         .await?;
-        due += due_count(&results);
-        let rows = &results[1];
         if rows.len() as u32 == share && share < cap(provider) {
             filled.push(provider);
         }
-        unreadable += read_due(rows, &mut claimed, log);
+        unreadable += read_due(&rows, &mut claimed, log);
     }
     for provider in filled {
         let left = budget
@@ -218,7 +221,7 @@ async fn run_at(
     log.set("notifications_sent", notified as u64);
     // Alerts after the run's reconciles and notifications are queued: their reads and any
     // write come after the work they watch, and a failure here only shows in the log.
-    if let Err(error) = alerts::evaluate_in_cron(services, now, &results[all_tallies], log).await {
+    if let Err(error) = alerts::evaluate_in_cron(services, now, &folded_tallies, log).await {
         log.set("alerts_error", error.to_string());
     }
     // Backfills last: they use what the run's own work left of the invocation's calls.

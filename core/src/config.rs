@@ -1,4 +1,5 @@
-//! Configuration from the worker's vars and secrets, parsed once per invocation. A provider
+//! Configuration from the worker's vars and secrets (the adapter parses it once per isolate,
+//! src/config.rs: vars and secrets are fixed per deployed version). A provider
 //! whose secrets are missing is disabled (route 404, cron skips it), never half-configured;
 //! a malformed value is an error naming the variable, never a silent default.
 

@@ -16,7 +16,7 @@ pub mod run;
 
 use crate::db::notifications::insert_if_previous_changed;
 use crate::db::subjects::{SubjectRow, COLUMNS};
-use crate::db::tallies::{add_if_previous_changed, Tally};
+use crate::db::tallies::{move_if_previous_changed, Tally};
 use crate::db::{row, Rows, SqlValue, Statement};
 use crate::notify::{payload, Kind};
 use crate::observation::{Observation, Source};
@@ -354,10 +354,10 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
             ));
         }
         if change.status_changed {
-            plan.statements.extend([
-                add_if_previous_changed(Tally::Status(stored.provider, change.previous), -1),
-                add_if_previous_changed(Tally::Status(stored.provider, change.next.status), 1),
-            ]);
+            plan.statements.push(move_if_previous_changed(
+                Tally::Status(stored.provider, change.previous),
+                Tally::Status(stored.provider, change.next.status),
+            ));
         }
     }
     plan

@@ -32,15 +32,17 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
         .ok()
         .flatten()
         .filter(|id| usable_request_id(id))
-        .or_else(|| random::hex_token(12).ok())
+        .or_else(random::request_id)
         .unwrap_or_default();
     let mut log = Line::new("request");
     log.set("request_id", request_id.as_str())
-        .set("method", req.method().to_string());
+        .set("method", req.method().as_ref());
     // Before the configuration is read, the smallest plan's limit applies.
     let mut calls = Calls::new(Plan::Free.subrequests());
-    let is_api = req.path().starts_with("/v1/");
-    let answer = dispatch(req, env, &mut calls, &mut log).await;
+    // The path is parsed from the URL on each call: once per request.
+    let path = req.path();
+    let is_api = path.starts_with("/v1/");
+    let answer = dispatch(req, &path, env, &mut calls, &mut log).await;
     let mut response = match answer {
         Ok(response) => response,
         Err(error) => {
@@ -65,13 +67,13 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
 
 async fn dispatch(
     req: Request,
+    path: &str,
     env: &Env,
     calls: &mut Calls,
     log: &mut Line,
 ) -> std::result::Result<Response, ApiError> {
-    let path = req.path();
-    let method = req.method().to_string();
-    let route = match api::route(&method, &path) {
+    let method = req.method();
+    let route = match api::route(method.as_ref(), path) {
         Ok(route) => route,
         Err(RouteError::NotFound) => return Err(ApiError::not_found("no such route")),
         Err(RouteError::MethodNotAllowed { allow }) => {

@@ -24,6 +24,9 @@ use crate::time::Timestamp;
 /// - a repeat is counted in a tally, never stored as a row: a replayed body costs one row
 ///   written (the tally), two when it asks for a check (and the event row then remembers
 ///   when, for the next repeat).
+///
+/// Five statements when the event names a subject, two otherwise: the new subject's count and
+/// a repeat's are one tally write (never both: a repeat creates no subject).
 pub fn record_webhook(
     provider: Provider,
     event: &WebhookEvent,
@@ -53,7 +56,9 @@ pub fn record_webhook(
     // When the event last asked for a check: its first arrival, or a repeat's since.
     let last_asked = "(SELECT COALESCE(last_at, at) FROM events \
          WHERE provider = ?1 AND dedup_key = ?4 AND type = 'webhook')";
+    let duplicates = Tally::Duplicates(provider).name();
     let (mut created, mut made_due) = (None, None);
+    let tally;
     if let Some(subject) = &event.subject {
         created = Some(statements.len());
         statements.push(statement!(
@@ -70,10 +75,6 @@ pub fn record_webhook(
             receipt,
             now
         ));
-        statements.push(super::tallies::add_if_previous_changed(
-            Tally::Status(provider, KycStatus::Unknown),
-            1,
-        ));
         made_due = Some(statements.len());
         statements.push(statement!(
             format!(
@@ -89,32 +90,60 @@ pub fn record_webhook(
             dedup_key,
             receipt
         ));
-        // A repeat that asked for a check: the next repeat is judged from now.
+        // The batch's one tally write: a repeat counts as a duplicate; a new event counts the
+        // subject it created. A new event about a tracked subject always makes it due (the
+        // statement before changed one row), so for a new event nothing changed there means
+        // the subject was just created.
+        tally = statements.len();
+        statements.push(statement!(
+            format!(
+                "INSERT INTO tallies (name, value) \
+                 SELECT CASE WHEN m THEN ?7 ELSE ?6 END, 1 FROM (SELECT {mine} AS m) \
+                 WHERE NOT m OR changes() = 0 \
+                 ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING name"
+            ),
+            p,
+            SqlValue::Null,
+            SqlValue::Null,
+            dedup_key,
+            receipt,
+            duplicates.as_str(),
+            Tally::Status(provider, KycStatus::Unknown).name()
+        ));
+        // A repeat that asked for a check: the next repeat is judged from now. That it asked
+        // is read from the subject (asked for at this very instant: `requested_at`), as the
+        // statement before is the tally's; only for a repeat (CASE: a new event reads no
+        // subject here).
         statements.push(statement!(
             "UPDATE events SET last_at = ?3 WHERE provider = ?1 AND dedup_key = ?2 \
-               AND type = 'webhook' AND receipt IS NOT ?4 AND changes() = 1",
+               AND type = 'webhook' AND CASE WHEN receipt IS NOT ?4 \
+                 THEN EXISTS (SELECT 1 FROM subjects WHERE provider = ?1 AND ref = ?5 \
+                   AND requested_at = ?3) ELSE 0 END",
             p,
             dedup_key,
             now,
-            receipt
+            receipt,
+            subject.subject_ref.as_str()
+        ));
+    } else {
+        tally = statements.len();
+        statements.push(statement!(
+            format!(
+                "INSERT INTO tallies (name, value) SELECT ?6, 1 WHERE NOT {mine} \
+                 ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING name"
+            ),
+            p,
+            SqlValue::Null,
+            SqlValue::Null,
+            dedup_key,
+            receipt,
+            duplicates.as_str()
         ));
     }
-    let duplicate = statements.len();
-    statements.push(statement!(
-        format!(
-            "INSERT INTO tallies (name, value) SELECT ?6, 1 WHERE NOT {mine} \
-             ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING 1 AS duplicate"
-        ),
-        p,
-        SqlValue::Null,
-        SqlValue::Null,
-        dedup_key,
-        receipt,
-        Tally::Duplicates(provider).name()
-    ));
     WebhookRecord {
         statements,
-        duplicate,
+        tally,
+        duplicates,
         created,
         made_due,
     }
@@ -125,8 +154,9 @@ pub fn record_webhook(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookRecord {
     pub statements: Vec<Statement>,
-    /// The event was recorded before.
-    pub duplicate: usize,
+    /// The tally write: it returns `duplicates` exactly when the event was recorded before.
+    pub tally: usize,
+    pub duplicates: String,
     /// The subject was created (it is due).
     pub created: Option<usize>,
     /// An existing subject was made due.
@@ -137,8 +167,12 @@ impl WebhookRecord {
     /// Read the batch's results: (duplicate, created, made due).
     pub fn outcome(&self, results: &[super::Rows]) -> (bool, bool, bool) {
         let returned = |index: usize| results.get(index).is_some_and(|rows| !rows.is_empty());
+        let duplicate = results.get(self.tally).is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r.get("name").and_then(|n| n.as_str()) == Some(self.duplicates.as_str()))
+        });
         (
-            returned(self.duplicate),
+            duplicate,
             self.created.is_some_and(returned),
             self.made_due.is_some_and(returned),
         )

@@ -1,9 +1,11 @@
 //! The `cron_runs` table: what each cron run did, for stats and the dashboard's charts.
 
-use super::Statement;
+use super::{Rows, Statement};
 use crate::statement;
+use crate::subject::Provider;
 use crate::time::Timestamp;
 use chrono::TimeDelta;
+use serde_json::Value;
 
 /// How long cron runs are kept: a week of five-minute runs (2,016 rows).
 pub const KEPT_FOR: TimeDelta = TimeDelta::days(7);
@@ -73,3 +75,76 @@ pub fn paused_providers(now: Timestamp) -> Statement {
 /// last_success_at, paused_until}`.
 pub const HEALTH: &str = "SELECT provider, consecutive_failures, last_failure_at, last_error, \
      last_success_at, paused_until FROM provider_health";
+
+/// What a cron run has to do, asked in one statement: whether there is anything to fold
+/// (events since the fold's mark, or suspected drift old enough to settle, `cutoff`), which
+/// providers are paused at `now`, and how many subjects of each of `providers` are due at
+/// `now`, counting at most `cap` each (the count walks `subjects_due`: a backlog must not cost
+/// a row read per subject on every run). A run with nothing to do then skips the fold and the
+/// leases: an idle run reads a handful of rows and writes only its own record.
+pub fn agenda(providers: &[Provider], now: Timestamp, cap: u32, cutoff: Timestamp) -> Statement {
+    // Three terms, whatever the number of providers: D1 allows few terms in a compound SELECT
+    // (a term per provider failed with four), so the providers are rows of `json_each`.
+    let names: Vec<&str> = providers.iter().map(|p| p.as_str()).collect();
+    statement!(
+        format!(
+            "SELECT 'fold' AS item, NULL AS provider, \
+               (IFNULL((SELECT MAX(id) FROM events), 0) \
+                  > IFNULL((SELECT value FROM tallies WHERE name = 'fold.events'), 0) \
+                OR EXISTS (SELECT 1 FROM events c WHERE {})) AS n \
+             UNION ALL SELECT 'paused', provider, 1 FROM provider_health WHERE paused_until > ?2 \
+             UNION ALL SELECT 'due', p.value, (SELECT COUNT(*) FROM (SELECT 1 FROM subjects \
+               WHERE provider = p.value AND next_check_at <= ?2 LIMIT ?3)) FROM json_each(?4) p",
+            super::tallies::SETTLING
+        ),
+        cutoff,
+        now,
+        cap,
+        serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())
+    )
+}
+
+/// An [`agenda`]'s answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Agenda {
+    /// Events to fold or drift to settle.
+    pub fold: bool,
+    pub paused: Vec<Provider>,
+    /// Due subjects per provider asked about (at most the cap each).
+    pub due: Vec<(Provider, u32)>,
+}
+
+impl Agenda {
+    /// Reads the rows; one it cannot read is ignored, except that a missing or unreadable
+    /// `fold` row means "fold" (folding when there is nothing to fold costs a few statements, never a
+    /// wrong count).
+    pub fn read(rows: &Rows) -> Self {
+        let mut agenda = Agenda {
+            fold: true,
+            ..Agenda::default()
+        };
+        for found in rows {
+            let provider = found
+                .get("provider")
+                .and_then(Value::as_str)
+                .and_then(Provider::parse);
+            let n = found.get("n").and_then(Value::as_u64);
+            match (found.get("item").and_then(Value::as_str), provider) {
+                (Some("fold"), _) => agenda.fold = n != Some(0),
+                (Some("paused"), Some(provider)) => agenda.paused.push(provider),
+                (Some("due"), Some(provider)) => agenda
+                    .due
+                    .push((provider, u32::try_from(n.unwrap_or(0)).unwrap_or(u32::MAX))),
+                _ => {}
+            }
+        }
+        agenda
+    }
+
+    pub fn due(&self, provider: Provider) -> u32 {
+        self.due
+            .iter()
+            .find(|(p, _)| *p == provider)
+            .map_or(0, |(_, n)| *n)
+    }
+}

@@ -181,6 +181,20 @@ pub fn add_if_previous_changed(tally: Tally, delta: i64) -> Statement {
     )
 }
 
+/// One subject moves from tally `from` to tally `to` (a status change), if the statement
+/// before it changed exactly one row: both counts in one statement. `changes()` inside a
+/// statement still reports the statement before it (SQLite updates the count when a
+/// statement completes), so both rows are judged by the same guard.
+pub fn move_if_previous_changed(from: Tally, to: Tally) -> Statement {
+    statement!(
+        "INSERT INTO tallies (name, value) \
+         SELECT column1, column2 FROM (VALUES (?1, -1), (?2, 1)) WHERE changes() = 1 \
+         ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        from.name(),
+        to.name()
+    )
+}
+
 /// Event counts since the last fold, by provider and type, with the drift among changes:
 /// rows `{provider, type, n, drift}`. `NOT INDEXED`: left to itself SQLite serves the GROUP BY
 /// from `events_by_subject` and reads the whole table; the id range reads only what is new.
@@ -203,7 +217,7 @@ const LATE_ANNOUNCEMENT: &str = "EXISTS (SELECT 1 FROM events w \
 
 /// Suspected drift old enough to settle (`?1`: written no later than this) and already
 /// folded (so the fold never counts it).
-const SETTLING: &str = "c.drift = 2 AND c.at <= ?1 \
+pub(crate) const SETTLING: &str = "c.drift = 2 AND c.at <= ?1 \
      AND c.id <= (SELECT value FROM tallies WHERE name = 'fold.events')";
 
 /// Fold the events since the last fold into the tallies and move the mark, then settle the

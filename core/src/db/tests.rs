@@ -1292,3 +1292,53 @@ mod backfills {
         );
     }
 }
+
+#[test]
+fn the_agenda_says_when_a_fold_has_work_and_what_is_due() {
+    use super::runs::{agenda, Agenda};
+    use crate::reconcile::{DRIFT_GRACE, SUSPECTED_DRIFT};
+    let db = database();
+    let argos = Provider::named("argos");
+    let align = Provider::named("align");
+    let ask = |db: &Connection, now: Timestamp| {
+        Agenda::read(&run(
+            db,
+            &agenda(&[align, argos], now, 10, now - DRIFT_GRACE),
+        ))
+    };
+    // An empty database: nothing to fold, nothing due.
+    let idle = ask(&db, at(0));
+    assert!(!idle.fold);
+    assert_eq!(idle.due, vec![(align, 0), (argos, 0)]);
+    // A webhook: an event to fold and a subject due.
+    deliver(&db, &webhook("u1", KycStatus::Approved), "a", at(0));
+    let busy = ask(&db, at(1));
+    assert!(busy.fold);
+    assert_eq!((busy.due(argos), busy.due(align)), (1, 0));
+    // Folded: nothing left to fold until a suspected drift is old enough to settle.
+    batch(&db, &fold(at(1), DRIFT_GRACE));
+    assert!(!ask(&db, at(2)).fold);
+    change_row(&db, "u1", KycStatus::Approved, SUSPECTED_DRIFT, at(2));
+    batch(&db, &fold(at(3), DRIFT_GRACE));
+    assert!(!ask(&db, at(4)).fold, "within the grace: nothing to settle");
+    let later = at(3) + DRIFT_GRACE + TimeDelta::minutes(1);
+    assert!(ask(&db, later).fold, "a suspect to settle");
+    batch(&db, &fold(later, DRIFT_GRACE));
+    assert!(!ask(&db, later).fold);
+    // A paused provider is named.
+    run(
+        &db,
+        &crate::statement!(
+            "INSERT INTO provider_health (provider, consecutive_failures, paused_until) \
+             VALUES ('argos', 1, ?1)",
+            at(10_000_000)
+        ),
+    );
+    assert_eq!(ask(&db, later).paused, vec![argos]);
+    // Every registered provider in one statement (D1 limits the terms of a compound SELECT:
+    // the statement has three, whatever the number of providers).
+    let all: Vec<Provider> = Provider::all().collect();
+    let statement = agenda(&all, later, 10, later - DRIFT_GRACE);
+    assert_eq!(statement.sql.matches("UNION ALL").count(), 2);
+    assert_eq!(Agenda::read(&run(&db, &statement)).due.len(), all.len());
+}
