@@ -14,7 +14,7 @@ test: bootstrap
 	bash scripts/build.sh
 	node --test --test-concurrency=1 tests/*.test.mjs
 
-lint:
+lint: bootstrap
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -p kyc-edge -- -D warnings
