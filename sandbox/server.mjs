@@ -18,52 +18,22 @@
 //                                   finds the change); `replay` sends the last body again
 //   POST /_sandbox/sink             the application endpoint: point APP_WEBHOOK_URL here
 //   GET  /_sandbox/notifications    every notification received, oldest first, verified or not
-import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { Webhook } from "standardwebhooks";
 import { argosTime, startStandIn } from "./providers.mjs";
-import { sumsubTime } from "./providers/sumsub.mjs";
 import { alignSignature, argosEncrypt, sumsubDigest } from "./sign.mjs";
 import { personaEvent, personaSignature } from "./providers/persona.mjs";
-
-/** Align's words for each status a user can trigger (kycs.status and sub_status). */
-export const ALIGN_STATUSES = {
-  not_started: { status: "not_started", sub_status: null },
-  pending: { status: "pending", sub_status: "kyc_form_submission_accepted" },
-  approved: { status: "approved", sub_status: null },
-  rejected: { status: "rejected", sub_status: null },
-  resubmission_required: { status: "rejected", sub_status: "kyc_form_resubmission_required" },
-};
-
-/** ARGOS: what the submission says for each status, and the trigger its webhook carries. */
-export const ARGOS_STATUSES = {
-  incomplete: { kyc: {}, trigger: "created" },
-  pending: { kyc: {}, pending: true, trigger: "submit" },
-  approved: { kyc: { result: "approved" }, trigger: "approved" },
-  rejected: { kyc: { result: "rejected" }, trigger: "rejected" },
-};
-
-/** Sumsub: the applicant's review for each status, and the webhook type announcing it. */
-export const SUMSUB_STATUSES = {
-  not_started: { review: { reviewStatus: "init" }, type: "applicantReset" },
-  pending: { review: { reviewStatus: "pending" }, type: "applicantPending" },
-  approved: { review: { reviewStatus: "completed", reviewAnswer: "GREEN" }, type: "applicantReviewed" },
-  rejected: { review: { reviewStatus: "completed", reviewAnswer: "RED", reviewRejectType: "FINAL" }, type: "applicantReviewed" },
-  resubmission_required: {
-    review: { reviewStatus: "completed", reviewAnswer: "RED", reviewRejectType: "RETRY" },
-    type: "applicantReviewed",
-  },
-};
-
-/** Persona: the inquiry status for each status, and the event its webhook carries. */
-export const PERSONA_STATUSES = {
-  not_started: { status: "created", event: "inquiry.created" },
-  incomplete: { status: "pending", event: "inquiry.started" },
-  pending: { status: "needs_review", event: "inquiry.marked-for-review" },
-  approved: { status: "approved", event: "inquiry.approved" },
-  rejected: { status: "declined", event: "inquiry.declined" },
-};
+import {
+  ALIGN_STATUSES,
+  ARGOS_STATUSES,
+  PERSONA_STATUSES,
+  SUMSUB_STATUSES,
+  argosEvent,
+  fetchJson,
+  kycsUpdated,
+  notificationReader,
+  sumsubEvent,
+} from "./kit.mjs";
 
 /** KEY=VALUE lines; `#` starts a comment line; surrounding quotes are dropped. */
 export function readVars(path) {
@@ -92,10 +62,7 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
       Boolean(vars.SUMSUB_WEBHOOK_SECRET),
     persona: isSandboxKey(vars.PERSONA_API_KEY) && Boolean(vars.PERSONA_WEBHOOK_SECRET),
   };
-  const verifiers = (vars.APP_WEBHOOK_SECRET ?? "")
-    .split(/\s+/)
-    .filter(Boolean)
-    .map((secret) => new Webhook(secret));
+  const readNotification = notificationReader((vars.APP_WEBHOOK_SECRET ?? "").split(/\s+/).filter(Boolean));
   const lastBody = new Map();
   const notifications = [];
   let providers;
@@ -118,62 +85,29 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
     } else {
       path = `/webhooks/argos/${vars.ARGOS_WEBHOOK_TOKEN}`;
     }
-    const res = await fetch(`${workerUrl}${path}`, { method: "POST", headers, body: raw });
-    const text = await res.text();
-    let body;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = text;
-    }
-    return { status: res.status, body };
+    const { status, text, json } = await fetchJson(`${workerUrl}${path}`, { method: "POST", headers, body: raw });
+    return { status, body: json ?? text };
   }
 
   function alignWebhook(ref, words) {
-    return JSON.stringify({
-      event_type: "customer.kycs.updated",
-      entity_id: ref,
-      entity_type: "customer",
-      created_at: new Date().toISOString(),
-      entity_object: {
-        customer_id: ref,
-        email: `${ref}@sandbox.example`,
-        first_name: "Sandbox",
-        last_name: "Customer",
-        type: "individual",
-        kycs: { ...words, status_breakdown: [], kyc_flow_link: `${providers.url}/kyc-flow/${encodeURIComponent(ref)}` },
-      },
-    });
+    const profile = {
+      email: `${ref}@sandbox.example`,
+      first_name: "Sandbox",
+      last_name: "Customer",
+      kyc_flow_link: `${providers.url}/kyc-flow/${encodeURIComponent(ref)}`,
+    };
+    return JSON.stringify(kycsUpdated(ref, { ...words, profile }));
   }
 
   function argosWebhook(ref, submissionId, trigger) {
-    const plaintext = JSON.stringify({
-      webhook_trigger: trigger,
-      userid: ref,
-      submission_id: submissionId,
-      email: `${ref}@sandbox.example`,
-    });
+    const plaintext = JSON.stringify(argosEvent(trigger, { userid: ref, submission_id: submissionId }));
     return vars.ARGOS_ENCRYPTION === "aes-256-ecb"
       ? JSON.stringify({ data: argosEncrypt(vars.ARGOS_API_KEY, plaintext) })
       : plaintext;
   }
 
   function sumsubWebhook(ref, type, review) {
-    return JSON.stringify({
-      applicantId: `sbx${Buffer.from(ref).toString("hex").slice(0, 21)}`,
-      inspectionId: `insp-${ref}`,
-      correlationId: `req-${randomUUID()}`,
-      externalUserId: ref,
-      levelName: "basic-kyc-level",
-      type,
-      sandboxMode: true,
-      reviewStatus: review.reviewStatus,
-      ...(review.reviewAnswer
-        ? { reviewResult: { reviewAnswer: review.reviewAnswer, ...(review.reviewRejectType ? { reviewRejectType: review.reviewRejectType } : {}) } }
-        : {}),
-      createdAtMs: sumsubTime(Date.now(), { millis: true }),
-      applicantType: "individual",
-    });
+    return JSON.stringify(sumsubEvent(type, ref, { review }));
   }
 
   async function trigger({ provider, ref, status, drop = false, replay = false }) {
@@ -225,28 +159,11 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
   }
 
   function receive(req, body) {
-    const raw = body.toString("utf8");
-    const headers = {
-      "webhook-id": req.headers["webhook-id"],
-      "webhook-timestamp": req.headers["webhook-timestamp"],
-      "webhook-signature": req.headers["webhook-signature"],
-    };
-    const verified = verifiers.some((verifier) => {
-      try {
-        verifier.verify(raw, headers);
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    let payload;
-    try {
-      payload = JSON.parse(raw);
-    } catch {
-      payload = null;
-    }
+    const entry = readNotification(req.headers, body.toString("utf8"));
+    const verified = entry.verified.some(Boolean);
+    const payload = entry.body;
     const note = {
-      id: headers["webhook-id"] ?? null,
+      id: entry.id ?? null,
       type: payload?.type ?? null,
       subject: payload?.data ? `${payload.data.provider}/${payload.data.ref}` : null,
       status: payload?.data?.status ?? null,
