@@ -14,12 +14,11 @@ import { copyFile, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
-import { ALIGN_KEY, SUMSUB_WEBHOOK_SECRET, kycsUpdated } from "../tests/support/kit.mjs";
-import { alignSignature, sumsubDigest } from "../sandbox/sign.mjs";
-import { sumsubTime } from "../sandbox/providers/sumsub.mjs";
+import { ALIGN_KEY } from "../tests/support/stack.mjs";
+import { SUMSUB_STATUSES, kycsUpdated, pool, sumsubEvent } from "../sandbox/kit.mjs";
 import { personaEvent } from "../sandbox/providers/persona.mjs";
 import { startWorker } from "../tests/support/worker.mjs";
-import { ROOT, add, per, pool, spent, startMetered, workerdCpuMs, workerdPids } from "./metered.mjs";
+import { ROOT, add, per, spent, startMetered, workerdCpuMs, workerdPids } from "./metered.mjs";
 
 const HOLD_SECONDS = 8;
 /** Requests of each floor (yardstick, /healthz), in FLOOR_ROUNDS alternating rounds. */
@@ -46,14 +45,6 @@ export const OPERATIONS = [
   ["sumsub_webhook", "Sumsub webhook, new subject, end to end (digest, signed fetch, change)"],
   ["persona_webhook", "Persona webhook, new subject, end to end (signature, inquiry list, change)"],
 ];
-
-async function send(stack, raw, key) {
-  const res = await stack.post("/webhooks/align", raw, {
-    "content-type": "application/json",
-    "x-hmac-signature": alignSignature(key, raw),
-  });
-  return res.status;
-}
 
 /**
  * Builds the yardstick if needed (scripts/build-yardstick.sh) and starts it, metered like
@@ -106,7 +97,7 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
     const statuses = [];
     const webhooks = (bodies, key) =>
       pool(bodies, width, async (raw) => {
-        statuses.push(await send(stack, raw, key));
+        statuses.push((await stack.alignWebhook(raw, { key })).status);
       });
 
     // Warm-up: the wasm instance, connections, the tables' first pages.
@@ -114,7 +105,7 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
     const warm = ids.slice(0, 20).map((id) => `warm-${id}`);
     for (const id of warm) stack.standIn.setAlign(id, { status: "pending", sub_status: "kyc_form_submission_accepted" });
     await webhooks(warm.map((id, i) => body(id, i, "pending", 0)), ALIGN_KEY);
-    await stack.settle();
+    await stack.settle({ what: "the warm-up's queue to settle" });
     await pool(Array.from({ length: 50 }), width, () => fetch(`${yardstick.url}/`).then((r) => r.arrayBuffer()));
     const idleStart = cpu();
     await sleep(3000);
@@ -155,7 +146,7 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
       await stack.hold(0);
       const ingress = { ...spent(m0, m1, (kind) => kind.startsWith("fetch")), cpu_ms: c1 - c0 };
       const released = Date.now();
-      if (!(await stack.settle())) throw new Error(`${name}: the queue did not settle`);
+      await stack.settle({ what: `${name}: the queue to settle` });
       const c2 = cpu();
       const m2 = await stack.meter();
       // Less what workerd spends idle while the held messages wait.
@@ -191,7 +182,7 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
       const mRun = await stack.meter();
       await stack.hold(0);
       const released = Date.now();
-      if (!(await stack.settle())) throw new Error(`${name}: the queue did not settle`);
+      await stack.settle({ what: `${name}: the queue to settle` });
       const c1 = cpu();
       const m1 = await stack.meter();
       const waited = Math.max(0, Math.min(HOLD_SECONDS * 1000, Date.now() - released));
@@ -288,24 +279,12 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
     // A Sumsub webhook end to end: digest check, event row, the signed applicant fetch, the
     // change with its outbox row and KV projection.
     const sumsubIds = ids.map((id) => `sumsub-${id}`);
-    for (const id of sumsubIds) stack.standIn.setSumsub(id, { reviewStatus: "completed", reviewAnswer: "GREEN" });
+    for (const id of sumsubIds) stack.standIn.setSumsub(id, SUMSUB_STATUSES.approved.review);
     const sumsubStatuses = [];
     await phase("sumsub_webhook", () =>
       pool(sumsubIds, width, async (id) => {
-        const raw = JSON.stringify({
-          correlationId: `req-${id}`,
-          externalUserId: id,
-          type: "applicantReviewed",
-          sandboxMode: true,
-          reviewStatus: "completed",
-          reviewResult: { reviewAnswer: "GREEN" },
-          createdAtMs: sumsubTime(Date.now(), { millis: true }),
-        });
-        const res = await stack.post("/webhooks/sumsub", raw, {
-          "content-type": "application/json",
-          "x-payload-digest": sumsubDigest(SUMSUB_WEBHOOK_SECRET, raw),
-          "x-payload-digest-alg": "HMAC_SHA256_HEX",
-        });
+        const { review, type } = SUMSUB_STATUSES.approved;
+        const res = await stack.sumsubWebhook(sumsubEvent(type, id, { review }));
         sumsubStatuses.push(res.status);
       }),
     );
@@ -336,9 +315,7 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
 }
 
 // ---------------------------------------------------------------------------------------
-// Plans and prices (developers.cloudflare.com: /workers/platform/pricing/,
-// /d1/platform/pricing/, /kv/platform/pricing/, /queues/platform/pricing/,
-// /analytics/analytics-engine/pricing/), as published in November 2026.
+// Plans and prices, as docs/costs.md records them (published November 2026).
 
 export const FREE_PER_DAY = {
   requests: 100_000,

@@ -6,8 +6,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { setTimeout as sleep } from "node:timers/promises";
-import { startStack } from "../tests/support/kit.mjs";
+import { startStack } from "../tests/support/stack.mjs";
+import { eventually } from "../sandbox/kit.mjs";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -60,18 +60,19 @@ export async function startMetered({ checkout: target, ...options }) {
     },
     /**
      * Waits until every queue message sent has been received, no invocation is running and
-     * none has run for `quietMs`. Returns false on timeout.
+     * none has run for `quietMs`; throws (naming `what`) on timeout.
      */
-    async settle({ quietMs = 1000, timeoutMs = 600_000 } = {}) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const m = await stack.meter();
-        const sent = Object.values(m.totals).reduce((sum, kind) => sum + kind.queue_messages, 0);
-        const received = m.totals.queue?.messages_received ?? 0;
-        if (m.running === 0 && m.idle_ms >= quietMs && received >= sent && m.hold_seconds === 0) return true;
-        if (Date.now() > deadline) return false;
-        await sleep(200);
-      }
+    async settle({ quietMs = 1000, timeoutMs = 600_000, what = "the queue to settle" } = {}) {
+      await eventually(
+        what,
+        async () => {
+          const m = await stack.meter();
+          const sent = Object.values(m.totals).reduce((sum, kind) => sum + kind.queue_messages, 0);
+          const received = m.totals.queue?.messages_received ?? 0;
+          return m.running === 0 && m.idle_ms >= quietMs && received >= sent && m.hold_seconds === 0;
+        },
+        { timeoutMs, intervalMs: 200 },
+      );
     },
   });
 }
@@ -146,19 +147,6 @@ export function workerdCpuMs(pids = workerdPids()) {
     }
   }
   return pids.length ? (total * 1000) / TICKS : NaN;
-}
-
-/** Runs `fn` over `items` with at most `width` in flight. */
-export async function pool(items, width, fn) {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(width, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        await fn(items[i], i);
-      }
-    }),
-  );
 }
 
 export function percentile(sorted, p) {

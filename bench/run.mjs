@@ -26,13 +26,11 @@ import { gzipSync, constants as zlib } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFile, execFileSync } from "node:child_process";
-import { createServer } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Miniflare } from "miniflare";
-import { unstable_getMiniflareWorkerOptions, unstable_readConfig } from "wrangler";
-import { applyMigrations, startWorker } from "../tests/support/worker.mjs";
-import { kycsUpdated, startStack } from "../tests/support/kit.mjs";
-import { ROOT, checkout, percentile, pool, quietConsole, startMetered, spent, workerdCpuMs } from "./metered.mjs";
+import { applyMigrations, openD1, startWorker } from "../tests/support/worker.mjs";
+import { startStack } from "../tests/support/stack.mjs";
+import { WaitTimeout, eventually, kycsUpdated, pool, startSink } from "../sandbox/kit.mjs";
+import { ROOT, checkout, percentile, quietConsole, startMetered, spent, workerdCpuMs } from "./metered.mjs";
 import {
   FREE_PER_DAY,
   OPERATIONS,
@@ -74,32 +72,15 @@ function table(headers, rows) {
   for (const row of rows) log(line(row));
 }
 
-async function waitFor(check, { timeoutMs, intervalMs = 250 }) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value || Date.now() > deadline) return value;
-    await sleep(intervalMs);
+/** Whether `check` came true within `timeoutMs`: for a figure that reports a timeout rather than failing on it. */
+async function within(what, check, options) {
+  try {
+    await eventually(what, check, options);
+    return true;
+  } catch (error) {
+    if (error instanceof WaitTimeout) return false;
+    throw error;
   }
-}
-
-/** Opens the D1 database persisted under `dir` (no worker running on it). */
-async function openD1(dir) {
-  const level = env.WRANGLER_LOG;
-  env.WRANGLER_LOG = "error";
-  const config = unstable_readConfig({ config: join(ROOT, "wrangler.toml") });
-  const { workerOptions } = unstable_getMiniflareWorkerOptions(config);
-  if (level === undefined) delete env.WRANGLER_LOG;
-  else env.WRANGLER_LOG = level;
-  const binding = config.d1_databases[0].binding;
-  const mf = new Miniflare({
-    modules: true,
-    script: "",
-    cf: false,
-    defaultPersistRoot: join(dir, "v3"),
-    d1Databases: { [binding]: workerOptions.d1Databases[binding] },
-  });
-  return { db: await mf.getD1Database(binding), close: () => mf.dispose() };
 }
 
 /**
@@ -330,7 +311,8 @@ async function ingressRun(clients) {
     });
     const wall = performance.now() - started;
     const cpu = workerdCpuMs() - cpuBefore;
-    const applied = await waitFor(
+    const applied = await within(
+      "every webhook's body applied",
       async () => (await stack.sql("SELECT COUNT(*) AS n FROM subjects WHERE status != 'unknown'"))[0].n >= WEBHOOKS + 100,
       { timeoutMs: 180_000, intervalMs: 500 },
     );
@@ -339,7 +321,7 @@ async function ingressRun(clients) {
       clients,
       requests: WEBHOOKS,
       failures,
-      all_applied: Boolean(applied),
+      all_applied: applied,
       req_per_s: (WEBHOOKS / wall) * 1000,
       mean_ms: latencies.reduce((a, b) => a + b, 0) / latencies.length,
       p50_ms: percentile(latencies, 50),
@@ -391,7 +373,8 @@ async function reconcileRun(n) {
     const cronMs = performance.now() - started;
     const samples = [];
     let checked = 0;
-    const done = await waitFor(
+    const done = await within(
+      `${n} subjects checked`,
       async () => {
         checked = (await stack.sql("SELECT COUNT(*) AS n FROM subjects WHERE last_checked_at >= ?", Date.now() - (performance.now() - started) - 1000))[0].n;
         samples.push([performance.now() - started, checked]);
@@ -407,7 +390,7 @@ async function reconcileRun(n) {
     const [t90, k90] = at(0.9) ?? samples[samples.length - 1];
     return {
       n,
-      completed: Boolean(done),
+      completed: done,
       seed_ms: seedMs,
       cron_handler_ms: cronMs,
       checked,
@@ -463,36 +446,18 @@ async function reconcile() {
 // ---------------------------------------------------------------------------------------
 // 5. Notifications
 
-/** An endpoint answering 200 after `delayMs`, noting when each subject's notification arrived. */
-async function startSink(delayMs) {
-  const arrivals = new Map();
-  const server = createServer((req, res) => {
-    const chunks = [];
-    req.on("data", (c) => chunks.push(c));
-    req.on("end", () => {
-      try {
-        const body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-        const ref = body.data?.ref ?? body.data?.subject_ref;
-        if (!arrivals.has(ref)) arrivals.set(ref, performance.now());
-      } catch {
-        // counted as missing
-      }
-      setTimeout(() => res.writeHead(200).end(), delayMs);
-    });
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}/hooks/kyc`,
-    arrivals,
-    stop: () => new Promise((resolve) => server.close(resolve)),
-  };
+/** When each subject's first notification arrived at `sink` (ms since the epoch), by ref. */
+function arrivals(sink) {
+  const first = new Map();
+  for (const { ref, arrivedAt } of sink.received()) if (!first.has(ref)) first.set(ref, arrivedAt);
+  return first;
 }
 
 async function notify() {
   log(`## Notifications (status changes delivered to an endpoint answering after ${LATENCY_MS} ms)`);
   progress("notify...");
-  const sink = await startSink(LATENCY_MS);
   const secret = `whsec_${Buffer.from("kyc-edge-bench-notification-key!").toString("base64")}`;
+  const sink = await startSink({ secrets: [secret], delayMs: LATENCY_MS });
   const stack = await startStack({ vars: { WORKERS_PLAN: "paid", APP_WEBHOOK_URL: sink.url, APP_WEBHOOK_SECRET: secret } });
   try {
     const sentAt = new Map();
@@ -500,31 +465,34 @@ async function notify() {
       `notify-${i}`,
       JSON.stringify(kycsUpdated(`notify-${i}`, { status: "approved", sub_status: "kyc_form_submission_accepted", createdAt: new Date(Date.now() - 60_000 + i) })),
     ]);
-    const started = performance.now();
+    const started = Date.now();
     await pool(bodies, 16, async ([ref, raw]) => {
-      sentAt.set(ref, performance.now());
+      sentAt.set(ref, Date.now());
       const res = await stack.alignWebhook(raw);
       if (res.status !== 200) throw new Error(`notify webhook: ${res.status}`);
     });
-    await waitFor(() => sink.arrivals.size >= NOTIFY_N, { timeoutMs: 300_000, intervalMs: 200 });
-    const delays = [...sink.arrivals].filter(([ref]) => sentAt.has(ref)).map(([ref, t]) => t - sentAt.get(ref)).sort((a, b) => a - b);
-    const times = [...sink.arrivals.values()].sort((a, b) => a - b);
+    const burst = await eventually(`${NOTIFY_N} notifications delivered`, () => {
+      const first = arrivals(sink);
+      return first.size >= NOTIFY_N && first;
+    }, { timeoutMs: 300_000, intervalMs: 200 });
+    const delays = [...burst].filter(([ref]) => sentAt.has(ref)).map(([ref, t]) => t - sentAt.get(ref)).sort((a, b) => a - b);
+    const times = [...burst.values()].sort((a, b) => a - b);
     // Unloaded: one change at a time, the next sent once the previous was delivered.
     const single = [];
     for (let i = 0; i < 20; i += 1) {
       const ref = `notify-alone-${i}`;
-      const t = performance.now();
+      const t = Date.now();
       const res = await stack.alignWebhook(
         JSON.stringify(kycsUpdated(ref, { status: "approved", sub_status: "kyc_form_submission_accepted", createdAt: new Date(Date.now() - 1000) })),
       );
       if (res.status !== 200) throw new Error(`notify webhook: ${res.status}`);
-      await waitFor(() => sink.arrivals.has(ref), { timeoutMs: 60_000, intervalMs: 20 });
-      single.push(sink.arrivals.get(ref) - t);
+      const note = await eventually(`the notification about ${ref}`, () => sink.received().find((r) => r.ref === ref), { timeoutMs: 60_000, intervalMs: 20 });
+      single.push(note.arrivedAt - t);
     }
     single.sort((a, b) => a - b);
     const result = {
       changes: NOTIFY_N,
-      delivered: sink.arrivals.size - single.length,
+      delivered: burst.size,
       deliveries_per_s: (NOTIFY_N / (times[times.length - 1] - started)) * 1000,
       p50_ms: percentile(delays, 50),
       p99_ms: percentile(delays, 99),

@@ -28,7 +28,8 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import { kycsUpdated, startStack } from "../tests/support/kit.mjs";
+import { startStack } from "../tests/support/stack.mjs";
+import { ALIGN_STATUSES, kycsUpdated, pool } from "../sandbox/kit.mjs";
 import { prng } from "../sandbox/providers.mjs";
 import { percentile, quietConsole } from "./metered.mjs";
 
@@ -49,14 +50,8 @@ const fmt = (n, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "-");
 
 const sha256 = (raw) => createHash("sha256").update(raw).digest("hex");
 
-/** Align's states, with what kyc-edge normalizes each to (docs/providers/align.md, Status). */
-const STATES = [
-  { status: "not_started", sub_status: null, normalized: "not_started" },
-  { status: "pending", sub_status: "kyc_form_submission_started", normalized: "pending" },
-  { status: "approved", sub_status: "kyc_form_submission_accepted", normalized: "approved" },
-  { status: "rejected", sub_status: "kyc_form_resubmission_required", normalized: "resubmission_required" },
-  { status: "rejected", sub_status: null, normalized: "rejected" },
-];
+/** Align's states, with what kyc-edge normalizes each to. */
+const STATES = Object.entries(ALIGN_STATUSES).map(([normalized, words]) => ({ ...words, normalized }));
 
 // ---------------------------------------------------------------------------------------
 // The schedule: which request is sent in which order. Deterministic for a seed.
@@ -258,18 +253,12 @@ async function soak(stack, { refs, tasks, distinct, repeats, results, started })
   }
   async function apiMismatches() {
     const wrong = [];
-    let i = 0;
-    await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        while (i < refs.length) {
-          const ref = refs[i++];
-          const res = await stack.subject("align", ref);
-          if (res.status !== 200 || !compare(ref, res.json)) {
-            wrong.push({ ref, want: expected.get(ref), got: res.status === 200 ? res.json : { http: res.status, body: res.text.slice(0, 200) }, read: res.headers.get("x-kyc-edge-read") });
-          }
-        }
-      }),
-    );
+    await pool(refs, 16, async (ref) => {
+      const res = await stack.subject("align", ref);
+      if (res.status !== 200 || !compare(ref, res.json)) {
+        wrong.push({ ref, want: expected.get(ref), got: res.status === 200 ? res.json : { http: res.status, body: res.text.slice(0, 200) }, read: res.headers.get("x-kyc-edge-read") });
+      }
+    });
     return wrong;
   }
   async function queueState() {

@@ -10,7 +10,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { API_TOKEN, eventually, startStack } from "./support/kit.mjs";
+import { API_TOKEN, startStack } from "./support/stack.mjs";
+import { eventually } from "../sandbox/kit.mjs";
 import { readPersistedFiles } from "./support/worker.mjs";
 import { argosTime } from "../sandbox/providers.mjs";
 
@@ -157,10 +158,14 @@ describe("bulk import", () => {
     for (let run = 1; run <= 3; run += 1) {
       await stack.cron(t0 + run * 5 * MINUTE);
       checked.push(
-        await eventually(async () => {
-          const n = await count(stack, "last_checked_at IS NOT NULL");
-          return n >= run * PER_RUN && n;
-        }, { timeoutMs: 60_000, intervalMs: 250 }),
+        await eventually(
+          `${run * PER_RUN} subjects checked after cron run ${run}`,
+          async () => {
+            const n = await count(stack, "last_checked_at IS NOT NULL");
+            return n >= run * PER_RUN && n;
+          },
+          { timeoutMs: 60_000, intervalMs: 250 },
+        ),
       );
     }
     const enqueued = stack.logLines("cron").slice(-3).map((l) => l.enqueued);

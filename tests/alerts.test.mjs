@@ -7,8 +7,8 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { startApp } from "./support/app.mjs";
-import { eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { startStack } from "./support/stack.mjs";
+import { eventually, kycsUpdated, startSink } from "../sandbox/kit.mjs";
 
 const ALERT_SECRET = "whsec_QWxlcnRzU2VjcmV0Rm9yVGVzdHMxMjM0NTY3ODkwYWI=";
 const APP_SECRET = "whsec_R4mMtD8u9t0mMX3bqm1Q7ugO8hbRdeuCqkzFgVDBo4E=";
@@ -25,10 +25,7 @@ function alertsOf(receiver, kind) {
 
 /** Waits for `n` accepted alerts of `kind`, then checks no more arrive for a while. */
 async function exactly(receiver, kind, n, { quietMs = 2_500, timeoutMs = 15_000 } = {}) {
-  assert.ok(
-    await eventually(() => alertsOf(receiver, kind).length >= n, { timeoutMs }),
-    `${kind}: wanted ${n}, got ${JSON.stringify(alertsOf(receiver, kind))}`,
-  );
+  await eventually(() => `${n} ${kind} alerts (got ${JSON.stringify(alertsOf(receiver, kind))})`, () => alertsOf(receiver, kind).length >= n, { timeoutMs });
   await sleep(quietMs);
   const got = alertsOf(receiver, kind);
   assert.equal(got.length, n, `${kind}: exactly ${n}: ${JSON.stringify(got)}`);
@@ -51,8 +48,8 @@ describe("alerts: providers, drift and the app's delivery", () => {
   let app;
 
   before(async () => {
-    receiver = await startApp({ secrets: [ALERT_SECRET] });
-    app = await startApp({ secrets: [APP_SECRET] });
+    receiver = await startSink({ secrets: [ALERT_SECRET] });
+    app = await startSink({ secrets: [APP_SECRET] });
     stack = await startStack({
       vars: {
         ALERT_WEBHOOK_URL: receiver.url,
@@ -91,14 +88,11 @@ describe("alerts: providers, drift and the app's delivery", () => {
     const id = "alert-degraded-1";
     stack.standIn.setAlign(id, { status: "approved" });
     assert.equal((await stack.api("PUT", `/v1/subjects/align/${id}`, { body: {} })).status, 201);
-    assert.ok(await eventually(async () => (await stack.row("align", id)).status === "approved"));
+    await eventually(`${id} approved`, async () => (await stack.row("align", id)).status === "approved");
     stack.standIn.failNext(3, { status: 500, provider: "align" });
     for (let failures = 1; failures <= 3; failures++) {
       assert.equal((await stack.api("POST", `/v1/subjects/align/${id}/refresh`)).status, 202);
-      assert.ok(
-        await eventually(async () => (await stack.stats()).providers.align.consecutive_failures === failures),
-        `${failures} failures`,
-      );
+      await eventually(`${failures} consecutive Align failures`, async () => (await stack.stats()).providers.align.consecutive_failures === failures);
     }
     await stack.cron(Date.now());
     await stack.cron(Date.now() + 1_000);
@@ -117,7 +111,7 @@ describe("alerts: providers, drift and the app's delivery", () => {
 
     // Recovery: the next check succeeds; the next run resolves it, once.
     assert.equal((await stack.api("POST", `/v1/subjects/align/${id}/refresh`)).status, 202);
-    assert.ok(await eventually(async () => (await stack.stats()).providers.align.consecutive_failures === 0));
+    await eventually("Align's failures cleared by a good check", async () => (await stack.stats()).providers.align.consecutive_failures === 0);
     await stack.cron(Date.now() + 2_000);
     await stack.cron(Date.now() + 3_000);
     const both = await exactly(receiver, "provider_degraded", 2);
@@ -132,11 +126,11 @@ describe("alerts: providers, drift and the app's delivery", () => {
     const id = "alert-drift-1";
     stack.standIn.setAlign(id, { status: "pending" });
     assert.equal((await stack.api("PUT", `/v1/subjects/align/${id}`, { body: {} })).status, 201);
-    assert.ok(await eventually(async () => (await stack.row("align", id)).status === "pending"));
+    await eventually(`${id} pending`, async () => (await stack.row("align", id)).status === "pending");
     // The provider decides and its webhook is lost: the poll finds the change.
     stack.standIn.setAlign(id, { status: "approved" });
     assert.equal((await stack.api("POST", `/v1/subjects/align/${id}/refresh`)).status, 202);
-    assert.ok(await eventually(async () => (await stack.row("align", id)).status === "approved"));
+    await eventually(`${id} approved`, async () => (await stack.row("align", id)).status === "approved");
     // The run after the grace period settles it as drift.
     const later = Date.now() + 11 * MINUTE;
     await stack.cron(later);
@@ -155,11 +149,9 @@ describe("alerts: providers, drift and the app's delivery", () => {
     const id = "alert-dead-1";
     stack.standIn.setAlign(id, { status: "pending" });
     assert.equal((await stack.api("PUT", `/v1/subjects/align/${id}`, { body: {} })).status, 201);
-    assert.ok(
-      await eventually(async () => (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications.length === 1, {
-        timeoutMs: 20_000,
-      }),
-    );
+    await eventually("one dead notification", async () => (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications.length === 1, {
+      timeoutMs: 20_000,
+    });
     app.respondAlways(null);
     const base = Date.now() + 13 * MINUTE;
     await stack.cron(base);
@@ -168,9 +160,7 @@ describe("alerts: providers, drift and the app's delivery", () => {
     assert.deepEqual(dead.data, { endpoint: "APP_WEBHOOK_URL", count: 1 });
     const notification = (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications[0];
     assert.equal((await stack.api("POST", `/v1/notifications/${notification.id}/redeliver`)).status, 202);
-    assert.ok(
-      await eventually(async () => (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications.length === 0),
-    );
+    await eventually("no dead notification after the redelivery", async () => (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications.length === 0);
     await stack.cron(base + MINUTE);
     assert.equal((await exactly(receiver, "notification_dead", 2))[1].type, "alert.resolved");
 
@@ -178,7 +168,7 @@ describe("alerts: providers, drift and the app's delivery", () => {
     app.respondAlways(410);
     stack.standIn.setAlign(id, { status: "approved" });
     assert.equal((await stack.api("POST", `/v1/subjects/align/${id}/refresh`)).status, 202);
-    assert.ok(await eventually(async () => (await stack.stats()).notifications.disabled !== null));
+    await eventually("notifications disabled by the 410", async () => (await stack.stats()).notifications.disabled !== null);
     await stack.cron(base + 2 * MINUTE);
     await stack.cron(base + 3 * MINUTE);
     const [disabled] = await exactly(receiver, "delivery_disabled", 1);
@@ -203,7 +193,7 @@ describe("alerts: a stalled cron, and a failing alert endpoint", () => {
   let receiver;
 
   before(async () => {
-    receiver = await startApp({ secrets: [ALERT_SECRET] });
+    receiver = await startSink({ secrets: [ALERT_SECRET] });
     stack = await startStack({
       vars: { ALERT_WEBHOOK_URL: receiver.url, ALERT_WEBHOOK_SECRET: ALERT_SECRET, DASHBOARD_URL: DASHBOARD },
     });
@@ -219,11 +209,10 @@ describe("alerts: a stalled cron, and a failing alert endpoint", () => {
     receiver.respondAlways(500);
     await stack.cron(Date.now() - 20 * MINUTE);
     for (let i = 0; i < 3; i++) assert.equal((await stack.api("GET", "/healthz")).status, 200);
-    const failing = await eventually(async () => {
+    const failing = await eventually("a failing alert endpoint in stats", async () => {
       const stats = await stack.stats();
       return stats.alerts.failing === 1 && stats.alerts.last_error !== null && stats.alerts;
     });
-    assert.ok(failing, "a failing alert endpoint shows in stats");
     assert.equal(failing.last_error, "HTTP 500");
     assert.equal((await stack.api("GET", "/v1/alerts")).json.delivery.failing, 1);
     receiver.respondAlways(null);
@@ -272,7 +261,7 @@ describe("alerts: a stalled cron, and a failing alert endpoint", () => {
 
 describe("alerts: a configuration error", () => {
   test("is raised once (by the cron and by failing requests) and resolved by the first run with a usable configuration", async () => {
-    const receiver = await startApp({ secrets: [ALERT_SECRET] });
+    const receiver = await startSink({ secrets: [ALERT_SECRET] });
     const dir = await mkdtemp(join(tmpdir(), "kyc-edge-alerts-config-"));
     const vars = { ALERT_WEBHOOK_URL: receiver.url, ALERT_WEBHOOK_SECRET: ALERT_SECRET, DASHBOARD_URL: DASHBOARD };
     let stack = await startStack({ persistDir: dir, vars: { ...vars, KV_TTL_SECONDS: "10" } });
@@ -301,7 +290,7 @@ describe("alerts: a configuration error", () => {
 
 describe("alerts: a reminder after the quiet period", () => {
   test("an alert still open after ALERT_REMIND_AFTER_MINUTES is announced again, once", async () => {
-    const receiver = await startApp({ secrets: [ALERT_SECRET] });
+    const receiver = await startSink({ secrets: [ALERT_SECRET] });
     const stack = await startStack({
       vars: {
         ALERT_WEBHOOK_URL: receiver.url,
@@ -314,11 +303,11 @@ describe("alerts: a reminder after the quiet period", () => {
       const id = "alert-remind-1";
       stack.standIn.setAlign(id, { status: "approved" });
       assert.equal((await stack.api("PUT", `/v1/subjects/align/${id}`, { body: {} })).status, 201);
-      assert.ok(await eventually(async () => (await stack.row("align", id)).status === "approved"));
+      await eventually(`${id} approved`, async () => (await stack.row("align", id)).status === "approved");
       stack.standIn.failNext(3, { status: 500, provider: "align" });
       for (let failures = 1; failures <= 3; failures++) {
         assert.equal((await stack.api("POST", `/v1/subjects/align/${id}/refresh`)).status, 202);
-        assert.ok(await eventually(async () => (await stack.stats()).providers.align.consecutive_failures === failures));
+        await eventually(`${failures} consecutive Align failures`, async () => (await stack.stats()).providers.align.consecutive_failures === failures);
       }
       const t = Date.now();
       await stack.cron(t);

@@ -4,7 +4,8 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readPersistedFiles } from "./support/worker.mjs";
 import { alignSignature } from "../sandbox/sign.mjs";
-import { ALIGN_KEY, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { ALIGN_KEY, startStack } from "./support/stack.mjs";
+import { eventually, kycsUpdated } from "../sandbox/kit.mjs";
 
 const statusOf = async (stack, ref) => (await stack.subject("align", ref)).json?.status;
 
@@ -28,7 +29,7 @@ describe("Align webhooks", () => {
     assert.equal(res.status, 200, res.text);
     assert.equal(res.json.duplicate, false);
     assert.equal(res.json.queued, true);
-    assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "approved")), true);
+    await eventually(`${id} approved`, () => statusOf(stack, id).then((s) => s === "approved"));
     const subject = (await stack.subject("align", id)).json;
     assert.equal(subject.provider, "align");
     assert.equal(subject.ref, id);
@@ -49,7 +50,7 @@ describe("Align webhooks", () => {
     stack.standIn.resetCounts();
     const res = await stack.alignWebhook(kycsUpdated(id, { withObject: false }));
     assert.equal(res.status, 200);
-    assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "resubmission_required")), true);
+    await eventually(`${id} resubmission_required`, () => statusOf(stack, id).then((s) => s === "resubmission_required"));
     const subject = await stack.row("align", id);
     assert.equal(subject.source, "poll");
     assert.ok(subject.last_checked_at);
@@ -112,7 +113,7 @@ describe("Align webhooks", () => {
     assert.equal(second.status, 200);
     assert.equal(second.json.duplicate, true);
     assert.equal(second.json.queued, false);
-    assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "pending")), true);
+    await eventually(`${id} pending`, () => statusOf(stack, id).then((s) => s === "pending"));
     const { events } = (await stack.api("GET", `/v1/subjects/align/${id}/events`)).json;
     assert.equal(events.filter((e) => e.type === "webhook").length, 1);
     assert.equal(events.filter((e) => e.type === "change").length, 1);
@@ -128,14 +129,13 @@ describe("Align webhooks", () => {
     const approved = kycsUpdated(id, { status: "approved", createdAt: new Date(t - 1000) });
     const pending = kycsUpdated(id, { status: "pending", createdAt: new Date(t - 5000) });
     assert.equal((await stack.alignWebhook(approved)).status, 200);
-    assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "approved")), true);
+    await eventually(`${id} approved`, () => statusOf(stack, id).then((s) => s === "approved"));
     const jobs = () => stack.logLines("job").filter((j) => j.job === "reconcile" && j.ref === id);
     assert.equal(jobs().length, 1, "the approved body's job applied it without asking");
     assert.equal((await stack.alignWebhook(pending)).status, 200);
     // The late body is older than the record (by Align's own clock): its job does not apply
     // it, asks the API instead, which fails. Wait for that job's line, then check.
-    const late = await eventually(() => jobs().find((j) => j.check_error === "HTTP 500"));
-    assert.ok(late, "the late body's job ran and asked the API");
+    const late = await eventually("the late body's job to ask the API and fail", () => jobs().find((j) => j.check_error === "HTTP 500"));
     assert.equal(late.outcome, "check failed");
     assert.equal(await statusOf(stack, id), "approved");
     stack.standIn.failNext(0);
@@ -146,7 +146,7 @@ describe("Align webhooks", () => {
     stack.standIn.setAlign(id, { status: "approved", sub_status: "kyc_form_submission_accepted" });
     stack.standIn.failNext(1000, { status: 500, provider: "align" });
     assert.equal((await stack.alignWebhook(kycsUpdated(id, { withObject: false }))).status, 200);
-    const failed = await eventually(async () => {
+    const failed = await eventually("a failure counted against Align", async () => {
       const stats = await stack.stats();
       return stats.providers.align.consecutive_failures > 0 && stats;
     });
@@ -160,7 +160,7 @@ describe("Align webhooks", () => {
     // The API recovers; the next run after the (longer) back-off converges.
     stack.standIn.failNext(0);
     await stack.cron(Date.now() + 60 * 60_000);
-    assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "approved")), true);
+    await eventually(`${id} approved`, () => statusOf(stack, id).then((s) => s === "approved"));
   });
 
   test("PUT starts tracking before any webhook and learns the status", async () => {
@@ -171,7 +171,7 @@ describe("Align webhooks", () => {
     assert.equal(created.json.external_id, "user-42");
     const again = await stack.api("PUT", `/v1/subjects/align/${id}`, { body: { external_id: "user-42" } });
     assert.equal(again.status, 200);
-    assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "pending")), true);
+    await eventually(`${id} pending`, () => statusOf(stack, id).then((s) => s === "pending"));
     const bad = await stack.api("PUT", `/v1/subjects/align/${id}`, { body: { external_id: "" } });
     assert.equal(bad.status, 400);
     const listed = await stack.api("GET", "/v1/subjects?external_id=user-42");
@@ -204,7 +204,7 @@ describe("Align state", () => {
       const id = "0d1f2e3a-0000-4000-8000-000000000009";
       stack.standIn.setAlign(id, { status: "approved" });
       await stack.alignWebhook(kycsUpdated(id, { status: "approved" }));
-      assert.equal(await eventually(() => statusOf(stack, id).then((s) => s === "approved")), true);
+      await eventually(`${id} approved`, () => statusOf(stack, id).then((s) => s === "approved"));
       await stack.worker.restart();
       const after = await stack.subject("align", id);
       assert.equal(after.status, 200);

@@ -5,9 +5,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Validator } from "@seriousme/openapi-schema-validator";
-import { startApp } from "./support/app.mjs";
 import { alignSignature, sumsubDigest } from "../sandbox/sign.mjs";
-import { ALIGN_KEY, API_TOKEN, ARGOS_KEY, ARGOS_TOKEN, PERSONA_SECRET, SUMSUB_WEBHOOK_SECRET, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { ALIGN_KEY, API_TOKEN, ARGOS_KEY, ARGOS_TOKEN, PERSONA_SECRET, SUMSUB_WEBHOOK_SECRET, startStack } from "./support/stack.mjs";
+import { eventually, kycsUpdated, startSink } from "../sandbox/kit.mjs";
 import { personaEvent, personaSignature } from "../sandbox/providers/persona.mjs";
 import { check, document, DOCUMENT_PATH, operations, templateOf } from "./support/openapi.mjs";
 
@@ -54,7 +54,7 @@ describe("the API against its document", () => {
   }
 
   before(async () => {
-    app = await startApp({ secrets: [SECRET] });
+    app = await startSink({ secrets: [SECRET] });
     stack = await startStack({ sumsub: true, persona: true, vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: SECRET, NOTIFY_MAX_AGE_SECONDS: "1" } });
   });
   after(async () => {
@@ -128,7 +128,7 @@ describe("the API against its document", () => {
     assert.equal((await call("POST", "/webhooks/persona", { token: null, body: personaBody })).status, 401);
 
     // Subjects.
-    assert.ok(await eventually(async () => (await stack.row("align", id)).status === "pending"));
+    await eventually(`${id} pending`, async () => (await stack.row("align", id)).status === "pending");
     assert.equal((await call("PUT", "/v1/subjects/align/api-put-1", { body: { external_id: "u-1" } })).status, 201);
     assert.equal((await call("PUT", "/v1/subjects/align/api-put-1", { body: { external_id: "u-1" } })).status, 200);
     assert.equal((await call("PUT", "/v1/subjects/align/api-put-1", { body: { external_id: "" } })).status, 400);
@@ -212,7 +212,7 @@ describe("the API against its document", () => {
     app.respondAlways(503);
     stack.standIn.setAlign(id, { status: "approved" });
     assert.equal((await stack.api("POST", `/v1/subjects/align/${id}/refresh`)).status, 202);
-    assert.ok(await eventually(async () => (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications.length > 0, { timeoutMs: 20_000 }));
+    await eventually("a dead notification", async () => (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications.length > 0, { timeoutMs: 20_000 });
     app.respondAlways(null);
     const dead = await call("GET", "/v1/notifications?state=dead");
     assert.equal(dead.status, 200);
@@ -268,7 +268,7 @@ describe("the API against its document", () => {
 
 describe("the logs", () => {
   test("one JSON line per request, job and cron run; never a secret, token, body or PII value", async () => {
-    const app = await startApp({ secrets: [SECRET] });
+    const app = await startSink({ secrets: [SECRET] });
     const stack = await startStack({ vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: SECRET } });
     try {
       const pii = ["ada.lovelace@example.com", "Lovelace", "Ji Sung Park", "900101-1234567", "1990-01-01", "Test Person"];
@@ -287,7 +287,7 @@ describe("the logs", () => {
       await stack.alignWebhook(kycsUpdated("logs-pii-0002", { status: "approved" }), { key: "sk_wrong_key" });
       await stack.api("GET", "/v1/stats", { token: "wrong-token-for-the-log" });
       await stack.cron(Date.now() + 60_000);
-      assert.ok(await eventually(() => app.received().length >= 2));
+      await eventually("two notifications received", () => app.received().length >= 2);
       await new Promise((r) => setTimeout(r, 1500));
 
       const lines = stack.worker.logs();

@@ -8,7 +8,8 @@ import { readFileSync } from "node:fs";
 import { readPersistedFiles } from "./support/worker.mjs";
 import { argosEncrypt } from "../sandbox/sign.mjs";
 import { argosTime } from "../sandbox/providers.mjs";
-import { ARGOS_KEY, ARGOS_TOKEN, eventually, startStack } from "./support/kit.mjs";
+import { ARGOS_KEY, ARGOS_TOKEN, startStack } from "./support/stack.mjs";
+import { eventually } from "../sandbox/kit.mjs";
 
 const FIXTURES = new URL("../core/tests/fixtures/argos/", import.meta.url);
 
@@ -29,15 +30,7 @@ function apiItems(name, userid) {
 
 const statusOf = async (stack, ref) => (await stack.subject("argos", ref)).json?.status;
 
-/** Waits until the subject's status is `status`; returns the subject (or fails). */
-async function reaches(stack, ref, status) {
-  const subject = await eventually(async () => {
-    const res = await stack.subject("argos", ref);
-    return res.json?.status === status && res.json;
-  });
-  assert.ok(subject, `${ref} never became ${status} (now ${await statusOf(stack, ref)})`);
-  return subject;
-}
+const reaches = (stack, ref, status) => stack.reaches("argos", ref, status);
 
 async function eventsOf(stack, ref) {
   const res = await stack.api("GET", `/v1/subjects/argos/${encodeURIComponent(ref)}/events`);
@@ -94,11 +87,10 @@ describe("ARGOS webhooks", () => {
     // AML screening finished: the same submission, now with aml_result.
     api({ ...decided, aml_result: { currentstatus: "Red Flag", risk_level_summary: "HIGH" } });
     await send("aml");
-    subject = await eventually(async () => {
+    subject = await eventually(`${userid}'s AML result`, async () => {
       const s = (await stack.subject("argos", userid)).json;
       return s?.aml && s;
     });
-    assert.ok(subject, "aml never arrived");
     assert.deepEqual(subject.aml, { status: "Red Flag", risk_level: "HIGH" });
     assert.equal(subject.status, "approved", "an AML result does not change the KYC status");
     assert.equal(subject.version, 5, "created (1) + four applied changes");
@@ -224,11 +216,11 @@ describe("ARGOS webhooks", () => {
     assert.equal(subject.aml, null, "a request_type=kyc answer carries no AML");
     // Re-checking an approved subject asks for its AML too.
     assert.equal((await stack.api("POST", `/v1/subjects/argos/${userid}/refresh`)).status, 202);
-    subject = await eventually(async () => {
+    subject = await eventually(`${userid}'s AML result`, async () => {
       const s = (await stack.subject("argos", userid)).json;
       return s?.aml && s;
     });
-    assert.deepEqual(subject?.aml, { status: "Not Screened", risk_level: "Not Screened" }, "AML of the approved submission");
+    assert.deepEqual(subject.aml, { status: "Not Screened", risk_level: "Not Screened" }, "AML of the approved submission");
 
     // The admin flips the approved submission to rejected in the dashboard.
     stack.standIn.setArgosSubmissions(userid, apiItems("api_approved_flipped", userid));

@@ -18,7 +18,8 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { prng } from "../sandbox/providers.mjs";
-import { kycsUpdated, startStack } from "./support/kit.mjs";
+import { startStack } from "./support/stack.mjs";
+import { ALIGN_STATUSES, kycsUpdated, pool } from "../sandbox/kit.mjs";
 
 const SEED = Number(process.env.CONVERGENCE_SEED ?? 20260422);
 const SUBJECTS = 240;
@@ -39,15 +40,6 @@ const MAX_RUNS_PER_ROUND = 12;
 
 const MINUTE = 60_000;
 const DAY = 24 * 60 * MINUTE;
-
-/** Normalized status → what the Align API (and a webhook body) says. */
-const ALIGN_WORDS = {
-  not_started: { status: "not_started", sub_status: null },
-  pending: { status: "pending", sub_status: "kyc_form_submission_accepted" },
-  approved: { status: "approved", sub_status: null },
-  rejected: { status: "rejected", sub_status: null },
-  resubmission_required: { status: "rejected", sub_status: "kyc_form_resubmission_required" },
-};
 
 /** Status changes a provider makes (every one changes the normalized status). */
 const NEXT = {
@@ -79,21 +71,6 @@ function shuffle(random, items) {
     [items[i], items[j]] = [items[j], items[i]];
   }
   return items;
-}
-
-/** Runs `fn` over `items` with at most `width` in flight. */
-async function pool(items, width, fn) {
-  const results = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(width, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        results[i] = await fn(items[i], i);
-      }
-    }),
-  );
-  return results;
 }
 
 describe("convergence under dropped, duplicated and reordered webhooks, faults and a restart", () => {
@@ -166,7 +143,7 @@ describe("convergence under dropped, duplicated and reordered webhooks, faults a
     const byId = new Map(rows.map((r) => [r.ref, r]));
     const behind = ids.filter((id) => {
       const row = byId.get(id);
-      const words = ALIGN_WORDS[truth.get(id)];
+      const words = ALIGN_STATUSES[truth.get(id)];
       return (
         !row ||
         row.status !== truth.get(id) ||
@@ -232,7 +209,7 @@ describe("convergence under dropped, duplicated and reordered webhooks, faults a
     for (const id of ids) {
       const status = random() < 0.5 ? "not_started" : "pending";
       truth.set(id, status);
-      stack.standIn.setAlign(id, ALIGN_WORDS[status]);
+      stack.standIn.setAlign(id, ALIGN_STATUSES[status]);
     }
     const started = Date.now();
     const created = await pool(ids, 8, (id) => stack.api("PUT", `/v1/subjects/align/${id}`, { body: { external_id: `user-${id}` } }));
@@ -258,11 +235,11 @@ describe("convergence under dropped, duplicated and reordered webhooks, faults a
         if (random() >= CHANGE_RATE) continue;
         const next = pick(random, NEXT[truth.get(id)]);
         truth.set(id, next);
-        stack.standIn.setAlign(id, ALIGN_WORDS[next]);
+        stack.standIn.setAlign(id, ALIGN_STATUSES[next]);
         changed.add(id);
         expected.changes += 1;
         // The provider's own timestamp: after everything the worker observed so far.
-        const body = kycsUpdated(id, { ...ALIGN_WORDS[next], createdAt: new Date(), withObject: random() < 0.5 });
+        const body = kycsUpdated(id, { ...ALIGN_STATUSES[next], createdAt: new Date(), withObject: random() < 0.5 });
         const raw = JSON.stringify(body);
         thisRound.push([id, raw]);
         if (random() < DROP_RATE) {

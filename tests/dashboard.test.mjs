@@ -5,8 +5,8 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
 import { chromium } from "playwright-core";
-import { startApp } from "./support/app.mjs";
-import { API_TOKEN, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { API_TOKEN, startStack } from "./support/stack.mjs";
+import { eventually, kycsUpdated, startSink } from "../sandbox/kit.mjs";
 
 const SECRET = "whsec_R4mMtD8u9t0mMX3bqm1Q7ugO8hbRdeuCqkzFgVDBo4E=";
 const ARTIFACTS = new URL("../test-artifacts/", import.meta.url);
@@ -21,9 +21,9 @@ describe("the dashboard", () => {
   const consoleErrors = [];
 
   before(async () => {
-    app = await startApp({ secrets: [SECRET] });
+    app = await startSink({ secrets: [SECRET] });
     // The alert endpoint is down: the dashboard must say so.
-    alertEndpoint = await startApp({ secrets: [] });
+    alertEndpoint = await startSink({ secrets: [] });
     alertEndpoint.respondAlways(500);
     stack = await startStack({
       vars: {
@@ -49,21 +49,19 @@ describe("the dashboard", () => {
     await stack.alignWebhook(repeat);
     await stack.alignWebhook(repeat);
     for (const id of ["dash-pending-1", "dash-pending-2"]) {
-      assert.ok(await eventually(async () => (await stack.row("align", id)).status === "pending"));
+      await eventually(`${id} pending`, async () => (await stack.row("align", id)).status === "pending");
     }
     await stack.api("PUT", "/v1/subjects/align/dash-stuck-1", { body: { external_id: "user-stuck" } });
     await stack.cron(Date.now() - 60_000);
     // The three first statuses were told; then the app is down and the next change's
     // notification dies.
-    assert.ok(await eventually(() => app.received().filter((r) => r.status === 200).length === 4));
+    await eventually("four notifications delivered", () => app.received().filter((r) => r.status === 200).length === 4);
     app.respondAlways(503);
     stack.standIn.setAlign("dash-pending-1", { status: "rejected" });
     await stack.api("POST", "/v1/subjects/align/dash-pending-1/refresh");
-    assert.ok(
-      await eventually(async () => (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications.length === 1, {
-        timeoutMs: 20_000,
-      }),
-    );
+    await eventually("one dead notification", async () => (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications.length === 1, {
+      timeoutMs: 20_000,
+    });
     app.respondAlways(null);
     await stack.cron(Date.now());
     // An import waiting for its first checks (paced an hour apart) and a backfill started.
@@ -73,7 +71,7 @@ describe("the dashboard", () => {
     assert.equal(imported.json.created, 3);
     assert.equal((await stack.api("POST", "/v1/backfill/argos")).status, 202);
     // The dead notification's alert was sent and refused.
-    assert.ok(await eventually(async () => (await stack.stats()).alerts.failing >= 1));
+    await eventually("the refused alert counted as failing", async () => (await stack.stats()).alerts.failing >= 1);
 
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -170,10 +168,8 @@ describe("the dashboard", () => {
     const button = page.getByTestId("notifications").locator(`[data-redeliver="${dead.id}"]`);
     await button.waitFor();
     await button.click();
-    assert.ok(await eventually(() => app.received().filter((r) => r.id === dead.id && r.status === 200).length > before));
-    assert.ok(
-      await eventually(async () => (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications.length === 0),
-    );
+    await eventually("the redelivered notification answered 200", () => app.received().filter((r) => r.id === dead.id && r.status === 200).length > before);
+    await eventually("no dead notification after the redelivery", async () => (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications.length === 0);
     await page.getByTestId("refresh").click();
     await page.getByTestId("delivery").locator("[data-field=dead]").getByText("0").waitFor();
   });

@@ -4,21 +4,13 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { freePort } from "../sandbox/kit.mjs";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const TOKEN = "dev-smoke-token-81f0-0123456789abcdef";
-
-async function freePort() {
-  const server = createServer();
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function serve(port, persistDir) {
   const child = spawn("bash", ["scripts/dev.sh", "--var", `API_TOKEN:${TOKEN}`], {

@@ -3,7 +3,8 @@
 // version cannot read is skipped visibly, never guessed.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { startStack } from "./support/stack.mjs";
+import { eventually, kycsUpdated } from "../sandbox/kit.mjs";
 
 const DAY = 24 * 3600_000;
 
@@ -17,11 +18,10 @@ describe("errors", () => {
       for (const id of [unknown, known]) {
         assert.equal((await stack.api("PUT", `/v1/subjects/align/${id}`, { body: {} })).status, 201);
       }
-      const failed = await eventually(async () => {
+      const failed = await eventually("the 404 recorded as a check error", async () => {
         const row = await stack.row("align", unknown);
         return row.check_error && row;
       });
-      assert.ok(failed, "the 404 was recorded");
       assert.equal(failed.check_error, "HTTP 404");
       assert.equal(failed.status, "unknown", "a failure never changes a status");
       // The registration asked for this check: Align may not know the customer yet, so it is
@@ -33,7 +33,7 @@ describe("errors", () => {
       const failuresOf = async () => (await stack.sql("SELECT failures, unfound FROM subjects WHERE ref = ?", unknown))[0];
       for (let attempt = 2; attempt <= 7; attempt += 1) {
         await stack.cron(Date.parse(row.next_check_at) + 1000);
-        assert.ok(await eventually(async () => (await failuresOf()).failures === attempt), `attempt ${attempt}`);
+        await eventually(`failed check ${attempt} counted`, async () => (await failuresOf()).failures === attempt);
         row = await stack.row("align", unknown);
       }
       const wait = Date.parse(row.next_check_at) - Date.now();
@@ -41,19 +41,19 @@ describe("errors", () => {
       // Ten checks without a record retire it: no more checks, until someone names it again.
       for (let attempt = 8; attempt <= 10; attempt += 1) {
         await stack.cron(Date.parse(row.next_check_at) + 1000);
-        assert.ok(await eventually(async () => (await failuresOf()).unfound === attempt), `attempt ${attempt}`);
+        await eventually(`unfound check ${attempt} counted`, async () => (await failuresOf()).unfound === attempt);
         row = await stack.row("align", unknown);
       }
       assert.equal(row.next_check_at.slice(0, 4), "9999", "retired: never due");
       assert.equal((await stack.stats()).retired.align, 1, "visible in stats");
-      assert.ok(await eventually(async () => (await stack.row("align", known)).status === "pending"));
+      await eventually("the known customer pending", async () => (await stack.row("align", known)).status === "pending");
       const health = (await stack.stats()).providers.align;
       assert.equal(health.consecutive_failures, 0, "one customer's 404 is not a provider failure");
       assert.equal(health.degraded, false);
       // Once Align knows the customer, a refresh revives it and the check clears the error.
       stack.standIn.setAlign(unknown, { status: "approved" });
       assert.equal((await stack.api("POST", `/v1/subjects/align/${unknown}/refresh`)).status, 202);
-      const cleared = await eventually(async () => {
+      const cleared = await eventually("the revived customer approved", async () => {
         const row = await stack.row("align", unknown);
         return row.status === "approved" && row;
       });
@@ -94,7 +94,7 @@ describe("errors", () => {
       assert.equal((await stack.api("GET", "/healthz", { token: null })).status, 500, "not healthy");
       await stack.cron();
       assert.equal(stack.standIn.requests().length, 0, "the stand-in was never called");
-      // Nothing but the operator's alert (issue 22), which names the variable only.
+      // Nothing but the operator's alert, which names the variable only.
       const withoutAlerts = (dump) => {
         const tables = JSON.parse(dump);
         delete tables.alerts;
@@ -118,7 +118,7 @@ describe("errors", () => {
         stack.standIn.setAlign(id, { status: "pending" });
         assert.equal((await stack.api("PUT", `/v1/subjects/align/${id}`, { body: {} })).status, 201);
       }
-      assert.ok(await eventually(async () => (await stack.row("align", "row-ok-3")).status === "pending"));
+      await eventually("row-ok-3 pending", async () => (await stack.row("align", "row-ok-3")).status === "pending");
       await stack.sql("UPDATE subjects SET status = 'on_hold', next_check_at = 0 WHERE ref = 'row-bad-2'");
       await stack.sql("UPDATE subjects SET next_check_at = 0 WHERE ref != 'row-bad-2'");
       stack.standIn.resetCounts();
@@ -127,7 +127,7 @@ describe("errors", () => {
       assert.equal(run.unreadable, 1);
       assert.match(run.unreadable_row, /^align\/row-bad-2: unknown variant `on_hold`/);
       assert.equal(run.enqueued, 2);
-      assert.ok(await eventually(() => stack.standIn.requests().length === 2));
+      await eventually("the two readable rows checked at the provider", () => stack.standIn.requests().length === 2);
       assert.deepEqual(stack.standIn.requests().map((r) => r.path).sort(), ["/v0/customers/row-ok-1", "/v0/customers/row-ok-3"]);
       // Reading it through the API is a clear 500, not a guessed status.
       const res = await stack.api("GET", "/v1/subjects/align/row-bad-2?consistency=strong");

@@ -10,7 +10,8 @@ import http from "node:http";
 import net from "node:net";
 import { createHmac, randomBytes } from "node:crypto";
 import { alignSignature, sumsubDigest } from "../sandbox/sign.mjs";
-import { ALIGN_KEY, API_TOKEN, ARGOS_TOKEN, PERSONA_SECRET, SUMSUB_WEBHOOK_SECRET, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { ALIGN_KEY, API_TOKEN, ARGOS_TOKEN, PERSONA_SECRET, SUMSUB_WEBHOOK_SECRET, rawPath, startStack } from "./support/stack.mjs";
+import { eventually, kycsUpdated, parseJson } from "../sandbox/kit.mjs";
 import { personaEvent, personaSignature } from "../sandbox/providers/persona.mjs";
 
 /** DEFAULT_MAX_BODY_BYTES (core/src/config.rs): the stacks here keep the default. */
@@ -86,13 +87,7 @@ function stream(url, { method = "POST", path, headers, total, chunkSize = 64 * 1
       clearTimeout(timer);
       req.destroy();
       const text = Buffer.concat(parts).toString("utf8");
-      let json;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        json = undefined;
-      }
-      resolve({ status: res.statusCode, text, json, sentAtAnswer, total });
+      resolve({ status: res.statusCode, text, json: parseJson(text), sentAtAnswer, total });
     });
     (async () => {
       const chunk = Buffer.alloc(chunkSize, 0x20);
@@ -105,24 +100,6 @@ function stream(url, { method = "POST", path, headers, total, chunkSize = 64 * 1
       if (!answered && sent === total) req.end();
     })().catch(() => {});
   });
-}
-
-/** A GET or POST over node:http with the path sent byte for byte (fetch would resolve `..`). */
-async function rawPath(url, method, path, headers = {}) {
-  const { port } = new URL(url);
-  const req = http.request({ host: "127.0.0.1", port, method, path, headers, agent: false });
-  req.end();
-  const [res] = await once(req, "response");
-  const parts = [];
-  for await (const part of res) parts.push(part);
-  const text = Buffer.concat(parts).toString("utf8");
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.statusCode, text, json };
 }
 
 /** A body sent with Transfer-Encoding: chunked in three pieces. */
@@ -207,8 +184,7 @@ function hostileStack(options = {}) {
 
   /** Waits until the reconcile an accepted webhook queued for `ref` ran and D1 is quiet. */
   ctx.settle = async (provider, ref) => {
-    const checked = await eventually(async () => (await ctx.stack.row(provider, ref))?.last_checked_at);
-    assert.ok(checked, `${provider}/${ref} was checked`);
+    await eventually(`${provider}/${ref} checked`, async () => (await ctx.stack.row(provider, ref))?.last_checked_at);
     const deadline = Date.now() + 15_000;
     let last = await ctx.stack.fingerprint();
     for (;;) {
@@ -318,8 +294,8 @@ describe("hostile bodies", () => {
       });
       if (!whole.reset) assertError(whole, 413, "payload_too_large");
       assert.ok(whole.sentAtAnswer < TEN_MB, `answered after ${whole.sentAtAnswer} of ${TEN_MB} bytes`);
-      const line = await eventually(() => stack.logLines("request").find((l) => l.request_id === requestId));
-      assert.equal(line?.status, 413);
+      const line = await eventually(`the log line of request ${requestId}`, () => stack.logLines("request").find((l) => l.request_id === requestId));
+      assert.equal(line.status, 413);
       assert.equal(line.error_code, "payload_too_large");
       t.diagnostic(
         `10 MB chunked: ${whole.reset ? "connection reset" : "413 read"} after ${whole.sentAtAnswer} bytes were written`,
@@ -347,8 +323,8 @@ describe("hostile bodies", () => {
           assert.equal(res.json.error.message, `body exceeds ${limit} bytes`, `${method} ${path}`);
         }
         assert.ok(res.sentAtAnswer <= limit + 64 * 1024, `${method} ${path} answered after ${res.sentAtAnswer} bytes`);
-        const line = await eventually(() => stack.logLines("request").find((l) => l.request_id === requestId));
-        assert.deepEqual([line?.status, line?.error_code], [413, "payload_too_large"], `${method} ${path}`);
+        const line = await eventually(`the log line of request ${requestId}`, () => stack.logLines("request").find((l) => l.request_id === requestId));
+        assert.deepEqual([line.status, line.error_code], [413, "payload_too_large"], `${method} ${path}`);
       }
       await ctx.untracked("align", "hostile-api-body");
     });

@@ -4,15 +4,14 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
-import { startApp } from "./support/app.mjs";
-import { eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { startStack } from "./support/stack.mjs";
+import { ALIGN_STATUSES, eventually, kycsUpdated, startSink } from "../sandbox/kit.mjs";
 
 // Secrets as `openssl rand -base64 32` prints them, with the Standard Webhooks prefix.
 const SECRET = "whsec_R4mMtD8u9t0mMX3bqm1Q7ugO8hbRdeuCqkzFgVDBo4E=";
 const NEXT_SECRET = "whsec_9x0Tg1HuxJ8n0ZqDqCvQ2aY3v6m8x1pW5TzLg0b7k9c=";
 
-const APPROVED = { status: "approved", sub_status: "kyc_form_submission_accepted" };
-const PENDING = { status: "pending", sub_status: "kyc_form_submission_started" };
+const { approved: APPROVED, pending: PENDING } = ALIGN_STATUSES;
 
 async function notificationsOf(stack, ref, state) {
   const query = `/v1/notifications?subject=align/${ref}${state ? `&state=${state}` : ""}`;
@@ -32,7 +31,7 @@ const about = (app, ref) => app.received().filter((r) => r.ref === ref);
 function notifyingStack(maxAgeSeconds) {
   const env = {};
   before(async () => {
-    env.app = await startApp({ secrets: [SECRET] });
+    env.app = await startSink({ secrets: [SECRET] });
     env.stack = await startStack({
       vars: { APP_WEBHOOK_URL: env.app.url, APP_WEBHOOK_SECRET: SECRET, NOTIFY_MAX_AGE_SECONDS: String(maxAgeSeconds) },
     });
@@ -53,7 +52,7 @@ describe("notifications", () => {
     const id = "notify-approved-0001";
     const res = await stack.alignWebhook(kycsUpdated(id, APPROVED));
     assert.equal(res.status, 200, res.text);
-    assert.ok(await eventually(() => about(app, id).length >= 1));
+    await eventually(`a notification about ${id}`, () => about(app, id).length >= 1);
     // Later checks confirm the status: nothing more to tell.
     stack.standIn.setAlign(id, APPROVED);
     await stack.cron(Date.now() + 60_000);
@@ -71,7 +70,7 @@ describe("notifications", () => {
       ["align", id, "approved", "unknown", "webhook", 2],
     );
     assert.ok(!first.raw.includes("ada.lovelace") && !first.raw.includes("Lovelace"), "no PII in the body");
-    const stored = await eventually(async () => {
+    const stored = await eventually(`${id}'s notification delivered`, async () => {
       const [n] = await notificationsOf(stack, id);
       return n.state === "delivered" && n;
     });
@@ -85,14 +84,14 @@ describe("notifications", () => {
     const id = "notify-retry-0002";
     app.respond(id, [500, 503]);
     await stack.alignWebhook(kycsUpdated(id, APPROVED));
-    assert.ok(await eventually(() => about(app, id).some((r) => r.status === 200), { timeoutMs: 60_000 }));
+    await eventually(`${id}'s notification answered 200 after the retries`, () => about(app, id).some((r) => r.status === 200), { timeoutMs: 60_000 });
     const received = about(app, id);
     assert.deepEqual(received.map((r) => r.status), [500, 503, 200]);
     assert.equal(new Set(received.map((r) => r.id)).size, 1, "stable across retries");
     assert.ok(received.every((r) => r.verified[0]));
     assert.ok(received[1].arrivedAt - received[0].arrivedAt >= 4_000, "backed off about 5 s");
     assert.ok(received[2].timestamp >= received[1].timestamp, "each attempt carries its own timestamp");
-    const stored = await eventually(async () => {
+    const stored = await eventually(`${id}'s notification delivered`, async () => {
       const [n] = await notificationsOf(stack, id);
       return n.state === "delivered" && n;
     });
@@ -107,7 +106,7 @@ describe("notifications", () => {
     app.respond(id, [503]);
     await stack.alignWebhook(kycsUpdated(id, { ...PENDING, createdAt: new Date(t - 2000) }));
     await stack.alignWebhook(kycsUpdated(id, { ...APPROVED, createdAt: new Date(t - 1000) }));
-    assert.ok(await eventually(() => about(app, id).filter((r) => r.status === 200).length === 2, { timeoutMs: 30_000 }));
+    await eventually(`both of ${id}'s notifications delivered`, () => about(app, id).filter((r) => r.status === 200).length === 2, { timeoutMs: 30_000 });
     const received = about(app, id);
     assert.deepEqual(
       received.map((r) => [r.version, r.status]),
@@ -126,14 +125,14 @@ describe("notifications", () => {
     const id = "notify-restart-0005";
     app.respond(id, [503]);
     await stack.alignWebhook(kycsUpdated(id, APPROVED));
-    assert.ok(await eventually(() => about(app, id).length === 1));
+    await eventually(`the first attempt about ${id}`, () => about(app, id).length === 1);
     // The retry waits in the queue for ~5 s: a restart loses it.
     await stack.worker.restart();
     await sleep(7_000);
     assert.equal(about(app, id).length, 1, "the queued retry died with the old instance");
     // The cron finds the notification due and sends it again.
     await stack.cron(Date.now());
-    assert.ok(await eventually(() => about(app, id).some((r) => r.status === 200)));
+    await eventually(`${id}'s notification delivered after the restart`, () => about(app, id).some((r) => r.status === 200));
     assert.equal(new Set(about(app, id).map((r) => r.id)).size, 1);
   });
 });
@@ -148,11 +147,10 @@ describe("notifications that keep failing", () => {
     const id = "notify-dead-0003";
     app.respond(id, Array(20).fill(500));
     await stack.alignWebhook(kycsUpdated(id, APPROVED));
-    const dead = await eventually(
-      async () => (await notificationsOf(stack, id, "dead"))[0],
-      { timeoutMs: 40_000, intervalMs: 500 },
-    );
-    assert.ok(dead, "dead after two attempts");
+    const dead = await eventually(`${id}'s notification dead after two attempts`, async () => (await notificationsOf(stack, id, "dead"))[0], {
+      timeoutMs: 40_000,
+      intervalMs: 500,
+    });
     assert.equal(dead.last_response, "HTTP 500");
     const listed = (await stack.api("GET", "/v1/notifications?state=dead")).json.notifications;
     assert.ok(listed.some((n) => n.id === dead.id));
@@ -162,11 +160,11 @@ describe("notifications that keep failing", () => {
     app.recover(id);
     const redelivered = await stack.api("POST", `/v1/notifications/${dead.id}/redeliver`);
     assert.equal(redelivered.status, 202, redelivered.text);
-    assert.ok(await eventually(() => about(app, id).some((r) => r.status === 200)));
+    await eventually(`the redelivery about ${id} answered 200`, () => about(app, id).some((r) => r.status === 200));
     const last = about(app, id).at(-1);
     assert.equal(last.id, dead.id, "the same webhook-id");
     assert.equal(about(app, id).length, attempts + 1);
-    assert.ok(await eventually(async () => (await notificationsOf(stack, id))[0].state === "delivered"));
+    await eventually(`${id}'s notification delivered`, async () => (await notificationsOf(stack, id))[0].state === "delivered");
     const unknown = await stack.api("POST", "/v1/notifications/msg_999999_abc/redeliver");
     assert.equal(unknown.status, 404);
   });
@@ -174,17 +172,17 @@ describe("notifications that keep failing", () => {
 
 describe("notifications when the application answers 410 Gone", () => {
   test("delivery is disabled, visible in stats, and resumes once re-enabled", async () => {
-    const app = await startApp({ secrets: [SECRET] });
+    const app = await startSink({ secrets: [SECRET] });
     const stack = await startStack({ vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: SECRET } });
     try {
       app.respondAlways(410);
       await stack.alignWebhook(kycsUpdated("gone-0001", APPROVED));
-      assert.ok(await eventually(async () => (await stack.stats()).notifications.disabled));
+      await eventually("notifications disabled after the 410", async () => (await stack.stats()).notifications.disabled);
       const { notifications } = await stack.stats();
       assert.equal(notifications.disabled.reason, "HTTP 410");
       // Later changes are recorded but not sent while disabled.
       await stack.alignWebhook(kycsUpdated("gone-0002", APPROVED));
-      assert.ok(await eventually(async () => (await stack.stats()).notifications.pending === 2));
+      await eventually("two notifications pending while disabled", async () => (await stack.stats()).notifications.pending === 2);
       await stack.cron(Date.now() + 60_000);
       await sleep(1500);
       assert.equal(app.received().length, 1, "nothing sent while disabled");
@@ -192,7 +190,7 @@ describe("notifications when the application answers 410 Gone", () => {
       const enabled = await stack.api("POST", "/v1/notifications/enable");
       assert.equal(enabled.status, 200, enabled.text);
       assert.deepEqual([enabled.json.was_disabled, enabled.json.queued], [true, 2]);
-      assert.ok(await eventually(async () => (await stack.stats()).notifications.delivered === 2));
+      await eventually("both notifications delivered once enabled again", async () => (await stack.stats()).notifications.delivered === 2);
       const stats = (await stack.stats()).notifications;
       assert.deepEqual([stats.disabled, stats.pending], [null, 0]);
       assert.deepEqual(
@@ -208,13 +206,13 @@ describe("notifications when the application answers 410 Gone", () => {
 
 describe("notifications during a secret rotation", () => {
   test("with two secrets configured, each request verifies under either one alone", async () => {
-    const app = await startApp({ secrets: [SECRET, NEXT_SECRET] });
+    const app = await startSink({ secrets: [SECRET, NEXT_SECRET] });
     const stack = await startStack({
       vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: `${SECRET} ${NEXT_SECRET}` },
     });
     try {
       await stack.alignWebhook(kycsUpdated("rotate-0001", APPROVED));
-      assert.ok(await eventually(() => app.received().length === 1));
+      await eventually("the notification signed under both secrets", () => app.received().length === 1);
       const [request] = app.received();
       assert.deepEqual(request.verified, [true, true]);
       assert.equal(request.signature.split(" ").length, 2, "one v1 signature per secret");
@@ -230,7 +228,7 @@ describe("notifications without APP_WEBHOOK_URL", () => {
     const stack = await startStack();
     try {
       await stack.alignWebhook(kycsUpdated("unsent-0001", APPROVED));
-      const pending = await eventually(async () => (await notificationsOf(stack, "unsent-0001"))[0]);
+      const pending = await eventually("unsent-0001's notification recorded", async () => (await notificationsOf(stack, "unsent-0001"))[0]);
       assert.equal(pending.state, "pending");
       assert.equal(pending.attempts, 0);
       assert.equal(pending.payload.data.status, "approved");

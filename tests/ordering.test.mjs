@@ -6,11 +6,11 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { argosTime } from "../sandbox/providers.mjs";
-import { eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { startStack } from "./support/stack.mjs";
+import { ALIGN_STATUSES, eventually, kycsUpdated } from "../sandbox/kit.mjs";
 
 const FIXTURES = new URL("../core/tests/fixtures/argos/", import.meta.url);
-const REJECTED = { status: "rejected", sub_status: null };
-const APPROVED = { status: "approved", sub_status: "kyc_form_submission_accepted" };
+const { rejected: REJECTED, approved: APPROVED } = ALIGN_STATUSES;
 
 /** A fixture webhook body with its ids replaced, as exact bytes. */
 function fixture(name, fields) {
@@ -30,7 +30,7 @@ describe("ordering", () => {
       const path = `/v0/customers/${id}`;
       stack.standIn.setAlign(id, REJECTED);
       assert.equal((await stack.api("PUT", `/v1/subjects/align/${id}`, { body: {} })).status, 201);
-      assert.ok(await eventually(async () => (await stack.row("align", id)).status === "rejected"));
+      await eventually(`${id} rejected`, async () => (await stack.row("align", id)).status === "rejected");
 
       // Two checks run side by side (one queue batch): the first to reach Align reads
       // "rejected" and its answer takes 2 s; right after it read, an admin approves; the
@@ -40,15 +40,15 @@ describe("ordering", () => {
       assert.equal((await stack.api("POST", `/v1/subjects/align/${id}/refresh`)).status, 202);
       const webhook = await stack.alignWebhook(kycsUpdated(id, { withObject: false }));
       assert.equal(webhook.status, 200, webhook.text);
-      assert.ok(await eventually(async () => (await stack.row("align", id)).status === "approved"));
+      await eventually(`${id} approved`, async () => (await stack.row("align", id)).status === "approved");
       assert.equal(
         stack.standIn.requests().filter((r) => r.path === path).length,
         1,
         "the approved answer was written before the slow one landed",
       );
       // The slow, older answer lands last and must lose.
-      assert.ok(await eventually(() => stack.standIn.requests().filter((r) => r.path === path).length === 2, { timeoutMs: 10_000 }));
-      assert.ok(await eventually(() => stack.logLines("job").filter((j) => j.ref === id).length >= 3));
+      await eventually("the slow answer to land", () => stack.standIn.requests().filter((r) => r.path === path).length === 2, { timeoutMs: 10_000 });
+      await eventually(`three jobs about ${id}`, () => stack.logLines("job").filter((j) => j.ref === id).length >= 3);
       const row = await stack.row("align", id);
       assert.equal(row.status, "approved");
       assert.equal((await stack.subject("align", id)).json.status, "approved", "KV agrees");
@@ -64,11 +64,8 @@ describe("ordering", () => {
       // one is neither applied nor dropped, and a check sent after both answers decides.
       const contested = stack.logLines("job").filter((j) => j.ref === id && j.outcome === "contested");
       assert.equal(contested.length, 1, "the slow answer was contested");
-      assert.ok(
-        await eventually(() => stack.standIn.requests().filter((r) => r.path === path).length === 3, { timeoutMs: 10_000 }),
-        "a fresh check was sent",
-      );
-      assert.ok(await eventually(() => stack.logLines("job").filter((j) => j.ref === id && j.outcome === "confirmed").length >= 1));
+      await eventually("a fresh check sent", () => stack.standIn.requests().filter((r) => r.path === path).length === 3, { timeoutMs: 10_000 });
+      await eventually(`a job confirming ${id}`, () => stack.logLines("job").some((j) => j.ref === id && j.outcome === "confirmed"));
       assert.equal((await stack.row("align", id)).status, "approved");
     } finally {
       await stack.stop();
@@ -91,20 +88,20 @@ describe("ordering", () => {
       screened("Red Flag", "HIGH");
       let res = await stack.argosWebhook(redFlag);
       assert.deepEqual([res.status, res.json.duplicate, res.json.queued], [200, false, true]);
-      assert.ok(await eventually(async () => (await aml())?.status === "Red Flag"));
+      await eventually("AML Red Flag", async () => (await aml())?.status === "Red Flag");
       const amlFetches = () => stack.standIn.requests().filter((r) => r.query.request_type === "aml").length;
       assert.equal(amlFetches(), 1, "AML is learned from request_type=aml");
 
       screened("Cleared", "LOW");
       res = await stack.argosWebhook(cleared);
       assert.equal(res.json.duplicate, false);
-      assert.ok(await eventually(async () => (await aml())?.status === "Cleared"));
+      await eventually("AML Cleared", async () => (await aml())?.status === "Cleared");
 
       // Red Flag again: ARGOS sends the first body again, byte for byte.
       screened("Red Flag", "HIGH");
       res = await stack.argosWebhook(redFlag);
       assert.deepEqual([res.status, res.json.duplicate, res.json.queued], [200, true, true], "a duplicate that still triggers a check");
-      assert.ok(await eventually(async () => (await aml())?.status === "Red Flag"), "the third body was acted on");
+      await eventually("AML Red Flag again: the third body acted on", async () => (await aml())?.status === "Red Flag");
       assert.equal(amlFetches(), 3);
       const { events } = (await stack.api("GET", `/v1/subjects/argos/${userid}/events`)).json;
       // The repeat is counted on the first body's row (its last arrival), not stored again.
@@ -141,7 +138,7 @@ describe("ordering", () => {
       );
       const res = await stack.argosWebhook(fixture("rejected", { userid, submission_id: "subPage4" }));
       assert.equal(res.status, 200, res.text);
-      assert.ok(await eventually(async () => (await stack.subject("argos", userid)).json?.status === "approved"));
+      await eventually(`${userid} approved`, async () => (await stack.subject("argos", userid)).json?.status === "approved");
       const pages = stack.standIn.requests().filter((r) => r.query.userid === userid && r.query.request_type === "kyc");
       assert.deepEqual(
         pages.map((r) => r.query.nextpage_id ?? null),
@@ -160,15 +157,15 @@ describe("ordering", () => {
       const submission_id = "subDeleted01";
       stack.standIn.setArgosSubmissions(userid, [{ submission_id, kyc: { result: "approved" } }]);
       await stack.argosWebhook(fixture("approved", { userid, submission_id }));
-      assert.ok(await eventually(async () => (await stack.subject("argos", userid)).json?.status === "approved"));
+      await eventually(`${userid} approved`, async () => (await stack.subject("argos", userid)).json?.status === "approved");
       const version = (await stack.row("argos", userid)).version;
 
       stack.standIn.setArgosSubmissions(userid, []);
       stack.standIn.resetCounts();
       const res = await stack.argosWebhook(fixture("delete", { userid, submission_id }));
       assert.equal(res.status, 200, res.text);
-      assert.ok(await eventually(() => stack.standIn.requests().some((r) => r.query.userid === userid)), "the delete was checked");
-      assert.ok(await eventually(() => stack.logLines("job").some((j) => j.ref === userid && j.outcome === "confirmed")));
+      await eventually("the delete checked at ARGOS", () => stack.standIn.requests().some((r) => r.query.userid === userid));
+      await eventually(`a job confirming ${userid}`, () => stack.logLines("job").some((j) => j.ref === userid && j.outcome === "confirmed"));
       await sleep(300);
       const row = await stack.row("argos", userid);
       assert.equal(row.status, "approved", "a deletion never erases a decision");

@@ -4,32 +4,20 @@
 // signed and dated but only ever a trigger: every status below comes from the API's inquiries.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { readPersistedFiles } from "./support/worker.mjs";
-import { startApp } from "./support/app.mjs";
-import { PERSONA_PII, personaEvent } from "../sandbox/providers/persona.mjs";
-import { PERSONA_KEY, PERSONA_SECRET, eventually, startStack } from "./support/kit.mjs";
+import { PERSONA_PII, personaEvent, personaSignature } from "../sandbox/providers/persona.mjs";
+import { PERSONA_KEY, PERSONA_SECRET, startStack } from "./support/stack.mjs";
+import { eventually, freePort, startSink } from "../sandbox/kit.mjs";
 
 const SECOND = 1000;
 const DAY = 24 * 3600 * SECOND;
 const APP_SECRET = "whsec_R4mMtD8u9t0mMX3bqm1Q7ugO8hbRdeuCqkzFgVDBo4E=";
 
-/** `t=…,v1=…` computed here, independently of the worker. */
-function sign(secret, raw, t = Math.floor(Date.now() / SECOND)) {
-  return `t=${t},v1=${createHmac("sha256", secret).update(`${t}.${raw}`).digest("hex")}`;
-}
+/** `t=…,v1=…` computed with node:crypto, independently of the worker. */
+const sign = personaSignature;
 
-const statusOf = async (stack, ref) => (await stack.subject("persona", ref)).json?.status;
-
-async function reaches(stack, ref, status) {
-  const subject = await eventually(async () => {
-    const res = await stack.subject("persona", ref);
-    return res.json?.status === status && res.json;
-  });
-  assert.ok(subject, `${ref} never became ${status} (now ${await statusOf(stack, ref)})`);
-  return subject;
-}
+const reaches = (stack, ref, status) => stack.reaches("persona", ref, status);
 
 const inquiryFetches = (stack, ref) =>
   stack.standIn.requests().filter((r) => r.path === "/api/v1/inquiries" && (ref === undefined || r.query["filter[reference-id]"] === ref));
@@ -234,11 +222,10 @@ describe("Persona events", () => {
       bounded.standIn.persona.setInquiries(ref, [{ status: "approved" }, { status: "pending" }, { status: "pending" }, { status: "pending" }, { status: "pending" }]);
       assert.equal((await bounded.api("PUT", `/v1/subjects/persona/${ref}`)).status, 201);
       assert.equal((await bounded.api("POST", `/v1/subjects/persona/${ref}/refresh`)).status, 202);
-      const row = await eventually(async () => {
+      const row = await eventually(`${ref}'s check to fail`, async () => {
         const [r] = await bounded.sql("SELECT status, last_error FROM subjects WHERE provider = 'persona' AND ref = ?", ref);
         return r?.last_error && r;
       });
-      assert.ok(row, "the check failed");
       assert.equal(row.status, "unknown", "nothing was guessed");
       assert.equal(row.last_error, "answer too large");
       // PUT and refresh each checked: two pages each, never a third.
@@ -324,8 +311,7 @@ describe("Persona rate limit", () => {
     stack.standIn.failNext(1, { status: 429, provider: "persona", headers: { "ratelimit-limit": "300", "ratelimit-remaining": "0", "ratelimit-reset": "600" } });
     const asked = Date.now();
     assert.equal((await stack.api("POST", `/v1/subjects/persona/${ref}/refresh`)).status, 202);
-    const paused = await eventually(async () => (await stack.stats()).providers.persona.paused_until);
-    assert.ok(paused, "paused_until is set");
+    const paused = await eventually("Persona paused (paused_until set)", async () => (await stack.stats()).providers.persona.paused_until);
     const until = Date.parse(paused);
     assert.ok(until >= asked + 600 * SECOND && until <= Date.now() + 600 * SECOND + SECOND, paused);
     const row = await stack.row("persona", ref);
@@ -376,11 +362,10 @@ describe("Persona without the right API key", () => {
       stack.standIn.persona.setInquiries(ref, [{ status: "approved" }]);
       assert.equal((await stack.api("PUT", `/v1/subjects/persona/${ref}`)).status, 201);
       assert.equal((await stack.api("POST", `/v1/subjects/persona/${ref}/refresh`)).status, 202);
-      const row = await eventually(async () => {
+      const row = await eventually(`${ref}'s check to fail`, async () => {
         const [r] = await stack.sql("SELECT status, last_error FROM subjects WHERE provider = 'persona' AND ref = ?", ref);
         return r?.last_error && r;
       });
-      assert.ok(row, "the check failed");
       assert.equal(row.last_error, "HTTP 401");
       assert.equal(row.status, "unknown");
       assert.equal(stack.standIn.requests().find((r) => r.path === "/api/v1/inquiries")?.status, 401);
@@ -392,7 +377,7 @@ describe("Persona without the right API key", () => {
 
 describe("Persona privacy", () => {
   test("planted names, birth dates, addresses, e-mail and phone reach no D1, KV, notification or log", async () => {
-    const app = await startApp({ secrets: [APP_SECRET] });
+    const app = await startSink({ secrets: [APP_SECRET] });
     const stack = await startStack({ persona: true, vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: APP_SECRET } });
     try {
       const ref = "persona-pii-1";
@@ -406,8 +391,7 @@ describe("Persona privacy", () => {
       const bad = personaEvent("inquiry.approved", { ...inquiry, attributes: { ...inquiry.attributes, "reference-id": PERSONA_PII["email-address"].replace("@", " ") } });
       assert.equal((await stack.personaWebhook(bad)).status, 400);
       await reaches(stack, ref, "approved");
-      const note = await eventually(() => app.received().find((n) => n.ref === ref && n.body?.data?.status === "approved"));
-      assert.ok(note, "the application was notified");
+      const note = await eventually(`the application notified of ${ref} approved`, () => app.received().find((n) => n.ref === ref && n.body?.data?.status === "approved"));
       assert.ok(note.verified.every(Boolean));
       assert.ok(inquiryFetches(stack, ref).length >= 1, "the API answer with PII was read");
 
@@ -437,11 +421,7 @@ describe("make trigger PROVIDER=persona", () => {
   test("the sandbox moves Persona's truth and sends a signed event the worker accepts", async () => {
     const { startSandbox } = await import("../sandbox/server.mjs");
     const { execFile } = await import("node:child_process");
-    const { createServer } = await import("node:net");
-    const probe = createServer();
-    await new Promise((resolve) => probe.listen(0, "127.0.0.1", resolve));
-    const { port } = probe.address();
-    await new Promise((resolve) => probe.close(resolve));
+    const port = await freePort();
     const vars = {
       PERSONA_API_KEY: "sandbox_persona_trigger_1f2e",
       PERSONA_WEBHOOK_SECRET: "wbhsec_trigger_9a8b",

@@ -4,13 +4,13 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
-import { eventually, skippedEnabled, startStack } from "./support/kit.mjs";
+import { skippedEnabled, startStack } from "./support/stack.mjs";
+import { ALIGN_STATUSES, eventually } from "../sandbox/kit.mjs";
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
 const DAY = 24 * 60 * MINUTE;
-const PENDING = { status: "pending", sub_status: "kyc_form_submission_accepted" };
-const APPROVED = { status: "approved", sub_status: "kyc_form_submission_accepted" };
+const { pending: PENDING, approved: APPROVED } = ALIGN_STATUSES;
 
 /** Subject rows as D1 holds them (the list reads D1). */
 async function rows(stack) {
@@ -52,11 +52,10 @@ async function register(stack, ids, truth) {
 
 /** Waits until every id reads `status` from D1. */
 async function learned(stack, ids, status) {
-  const ok = await eventually(async () => {
+  await eventually(`${ids.length} subjects ${status}`, async () => {
     const all = await rows(stack);
     return ids.every((id) => all.get(id)?.status === status);
   });
-  assert.ok(ok, `${ids.length} subjects never became ${status}`);
 }
 
 describe("cron budget", () => {
@@ -70,7 +69,7 @@ describe("cron budget", () => {
       // one (>= 4.5 min) would make a reconciled subject due again at the same time.
       stack.standIn.failNext(12, { status: 500, provider: "align" });
       await register(stack, ids, PENDING);
-      assert.ok(await eventually(async () => (await stack.stats()).providers.align.consecutive_failures === 12));
+      await eventually("12 consecutive Align failures", async () => (await stack.stats()).providers.align.consecutive_failures === 12);
       const before = await rows(stack);
       for (const id of ids) assert.equal(before.get(id).status, "unknown", "a failure never changes a status");
       // Oldest due first; ties by key.
@@ -90,7 +89,7 @@ describe("cron budget", () => {
         // Several runs at the same scheduled time: each leases what is still due.
         await stack.cron(time);
         const done = 5 * run + take;
-        assert.ok(await eventually(() => fetched(stack).length >= done), `run ${run + 1}: ${done} fetched`);
+        await eventually(`run ${run + 1}: ${done} fetched`, () => fetched(stack).length >= done);
         await learned(stack, order.slice(0, done), "pending");
         const last = (await stack.stats()).last_cron_run;
         assert.equal(last.due, 12 - 5 * run, `run ${run + 1}: due`);
@@ -142,8 +141,7 @@ describe("provider health", () => {
       stack.standIn.failNext(1, { status: 429, retryAfter: 600, provider: "align" });
       const asked = Date.now();
       assert.equal((await stack.api("POST", `/v1/subjects/align/${a}/refresh`)).status, 202);
-      const paused = await eventually(async () => (await stack.stats()).providers.align.paused_until);
-      assert.ok(paused, "paused_until is set");
+      const paused = await eventually("Align paused (paused_until set)", async () => (await stack.stats()).providers.align.paused_until);
       const pausedUntil = Date.parse(paused);
       assert.ok(pausedUntil >= asked + 600 * SECOND && pausedUntil <= Date.now() + 600 * SECOND, paused);
       const health = (await stack.stats()).providers.align;
@@ -171,9 +169,9 @@ describe("provider health", () => {
       last = (await stack.stats()).last_cron_run;
       assert.deepEqual(skippedEnabled(last), []);
       assert.equal(last.enqueued, 2);
-      assert.ok(await eventually(() => fetched(stack).length === 2));
+      await eventually("both subjects fetched", () => fetched(stack).length === 2);
       assert.deepEqual(fetched(stack).sort(), [a, b]);
-      await eventually(async () => (await stack.stats()).providers.align.paused_until === null);
+      await eventually("Align no longer paused", async () => (await stack.stats()).providers.align.paused_until === null);
       const after = (await stack.stats()).providers.align;
       assert.equal(after.paused_until, null);
       assert.equal(after.consecutive_failures, 0);
@@ -190,7 +188,7 @@ describe("provider health", () => {
       await learned(stack, [id], "approved");
       const version = (await row(stack, id)).version;
       // The provider flips the decision while its API is failing.
-      stack.standIn.setAlign(id, { status: "rejected", sub_status: null });
+      stack.standIn.setAlign(id, ALIGN_STATUSES.rejected);
       stack.standIn.failNext(3, { status: 500, provider: "align" });
       for (const [failures, backoff] of [
         [1, MINUTE],
@@ -199,11 +197,10 @@ describe("provider health", () => {
       ]) {
         const asked = new Date().toISOString();
         assert.equal((await stack.api("POST", `/v1/subjects/align/${id}/refresh`)).status, 202);
-        const health = await eventually(async () => {
+        const health = await eventually(`${failures} Align failures recorded`, async () => {
           const p = (await stack.stats()).providers.align;
           return p.consecutive_failures === failures && p;
         });
-        assert.ok(health, `${failures} failures recorded`);
         assert.equal(health.degraded, failures >= 3, `degraded after ${failures}`);
         assert.equal(health.last_error, "HTTP 500");
         const now = await row(stack, id);
@@ -215,11 +212,10 @@ describe("provider health", () => {
       // The API recovers: the next check learns the flip and the provider is healthy again.
       assert.equal((await stack.api("POST", `/v1/subjects/align/${id}/refresh`)).status, 202);
       await learned(stack, [id], "rejected");
-      const health = await eventually(async () => {
+      const health = await eventually("Align's failures cleared", async () => {
         const p = (await stack.stats()).providers.align;
         return p.consecutive_failures === 0 && p;
       });
-      assert.ok(health);
       assert.equal(health.degraded, false);
       assert.ok(health.last_success_at);
       assert.equal((await stack.subject("align", id)).json.status, "rejected");
@@ -276,7 +272,7 @@ describe("refresh and back-off", () => {
       const checked = p.last_checked_at;
       const kvWrites = kvWritten(stack);
       await stack.cron(time);
-      assert.ok(await eventually(async () => (await row(stack, pending)).last_checked_at !== checked));
+      await eventually("the pending subject checked again", async () => (await row(stack, pending)).last_checked_at !== checked);
       const last = (await stack.stats()).last_cron_run;
       assert.equal(last.enqueued, 1, "the approved subject is not due");
       p = await row(stack, pending);
@@ -287,7 +283,7 @@ describe("refresh and back-off", () => {
       // An unchanged check of an approved subject moves it a step further: the next day.
       assert.equal((await stack.api("POST", `/v1/subjects/align/${approved}/refresh`)).status, 202);
       const before = a.last_checked_at;
-      assert.ok(await eventually(async () => (await row(stack, approved)).last_checked_at !== before));
+      await eventually("the approved subject checked again", async () => (await row(stack, approved)).last_checked_at !== before);
       a = await row(stack, approved);
       assertDelay(a.last_checked_at, a.next_check_at, DAY, "approved, unchanged");
     });

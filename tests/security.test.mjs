@@ -5,37 +5,24 @@
 // here with node:crypto (sandbox/sign.mjs), never by kyc-edge.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import http from "node:http";
-import { once } from "node:events";
-import { startApp } from "./support/app.mjs";
-import { API_TOKEN, ARGOS_TOKEN, READ_TOKEN, eventually, kycsUpdated, startStack } from "./support/kit.mjs";
+import { API_TOKEN, ARGOS_TOKEN, READ_TOKEN, rawPath, startStack } from "./support/stack.mjs";
+import { ALIGN_STATUSES, eventually, kycsUpdated, startSink } from "../sandbox/kit.mjs";
 
 const NEXT_TOKEN = "rotated-admin-token-9d2e-0123456789abcdef";
 const SECRET = "whsec_R4mMtD8u9t0mMX3bqm1Q7ugO8hbRdeuCqkzFgVDBo4E=";
 const ARGOS_IP = "52.78.194.237";
 const ANSWER_CAP = 64 * 1024;
-const APPROVED = { status: "approved", sub_status: "kyc_form_submission_accepted" };
-
-/** A request whose path is sent exactly as written (fetch would resolve dot segments). */
-async function rawPath(url, method, path, headers = {}) {
-  const { port } = new URL(url);
-  const req = http.request({ host: "127.0.0.1", port, method, path, headers, agent: false });
-  req.end();
-  const [res] = await once(req, "response");
-  const parts = [];
-  for await (const part of res) parts.push(part);
-  const text = Buffer.concat(parts).toString("utf8");
-  return { status: res.statusCode, text, headers: res.headers };
-}
+const APPROVED = ALIGN_STATUSES.approved;
 
 function assertApiHeaders(res, what) {
   assert.equal(res.headers.get("cache-control"), "no-store", `${what}: Cache-Control`);
   assert.equal(res.headers.get("x-content-type-options"), "nosniff", `${what}: nosniff`);
 }
 
-/** Checks the row of `ref` until `predicate` holds; the row then. */
-async function rowWhen(stack, provider, ref, predicate, timeoutMs = 15_000) {
+/** Checks the row of `ref` until `predicate` holds (`what` says what that is); the row then. */
+async function rowWhen(stack, provider, ref, what, predicate, timeoutMs = 15_000) {
   return eventually(
+    `${provider}/${ref}: ${what}`,
     async () => {
       const res = await stack.api("GET", `/v1/subjects/${provider}/${encodeURIComponent(ref)}?consistency=strong`);
       return res.status === 200 && predicate(res.json) && res.json;
@@ -47,7 +34,7 @@ async function rowWhen(stack, provider, ref, predicate, timeoutMs = 15_000) {
 describe("security", () => {
   const env = {};
   before(async () => {
-    env.app = await startApp({ secrets: [SECRET] });
+    env.app = await startSink({ secrets: [SECRET] });
     env.stack = await startStack({
       vars: {
         API_TOKEN: `${API_TOKEN}, ${NEXT_TOKEN}`,
@@ -76,8 +63,8 @@ describe("security", () => {
     stack.standIn.setAlign("sec-admin-0001", APPROVED);
     assert.equal((await stack.api("PUT", "/v1/subjects/align/sec-admin-0001", { body: {} })).status, 201);
     // Its check settles (and its notification is delivered) before D1 is compared below.
-    assert.ok(await rowWhen(stack, "align", "sec-admin-0001", (row) => row.status === "approved"));
-    assert.ok(await eventually(() => env.app.received().some((r) => r.ref === "sec-admin-0001")));
+    await rowWhen(stack, "align", "sec-admin-0001", "approved", (row) => row.status === "approved");
+    await eventually("the notification about sec-admin-0001", () => env.app.received().some((r) => r.ref === "sec-admin-0001"));
     await new Promise((resolve) => setTimeout(resolve, 500));
     assert.equal((await stack.api("GET", "/v1/subjects/align/sec-admin-0001", { token: READ_TOKEN })).status, 200);
     const before = await stack.fingerprint();
@@ -144,14 +131,14 @@ describe("security", () => {
     const elsewhere = `${stack.standIn.url}/elsewhere/v0/customers/${ref}`;
     stack.standIn.answerNext(1, { status: 302, headers: { location: elsewhere }, provider: "align" });
     assert.equal((await stack.api("PUT", `/v1/subjects/align/${ref}`, { body: {} })).status, 201);
-    const failed = await rowWhen(stack, "align", ref, (row) => row.check_error);
+    const failed = await rowWhen(stack, "align", ref, "a check error recorded", (row) => row.check_error);
     assert.equal(failed.check_error, `HTTP 302 redirect (not followed) to ${elsewhere}`);
     assert.equal(failed.status, "unknown");
     assert.ok(!stack.standIn.arrivals().some((r) => r.path.startsWith("/elsewhere")), "the key went nowhere else");
     assert.ok(stack.logLines("job").some((line) => String(line.check_error).includes(elsewhere)), "the log names the Location");
     // A retry (the redirect is not repeated) reads the customer.
     await stack.cron(Date.parse(failed.next_check_at) + 1000);
-    assert.ok(await rowWhen(stack, "align", ref, (row) => row.status === "approved"));
+    await rowWhen(stack, "align", ref, "approved", (row) => row.status === "approved");
   });
 
   test("2. a redirect from the application is a failed attempt, retried then dead, with its Location recorded", async () => {
@@ -162,6 +149,7 @@ describe("security", () => {
     stack.standIn.setAlign(ref, APPROVED);
     assert.equal((await stack.alignWebhook(kycsUpdated(ref, APPROVED))).status, 200);
     const dead = await eventually(
+      `${ref}'s notification dead after its retries`,
       async () => {
         await stack.cron(Date.now() + 60_000);
         const res = await stack.api("GET", `/v1/notifications?subject=align/${ref}`);
@@ -170,7 +158,6 @@ describe("security", () => {
       },
       { timeoutMs: 30_000, intervalMs: 1000 },
     );
-    assert.ok(dead, "dead after its retries");
     assert.ok(dead.attempts >= 2, `retried (${dead.attempts} attempts)`);
     assert.equal(dead.last_response, `HTTP 302 redirect (not followed) to ${moved}`);
     const received = app.received().filter((r) => r.ref === ref);
@@ -187,7 +174,7 @@ describe("security", () => {
     ]) {
       stack.standIn.answerNext(1, { status: 200, body: huge, headers, provider: "align" });
       assert.equal((await stack.api("PUT", `/v1/subjects/align/${ref}`, { body: {} })).status, 201);
-      const failed = await rowWhen(stack, "align", ref, (row) => row.check_error);
+      const failed = await rowWhen(stack, "align", ref, "a check error recorded", (row) => row.check_error);
       assert.equal(failed.check_error, "answer too large", ref);
       assert.equal((await fetch(`${stack.url}/healthz`)).status, 200);
     }
@@ -201,11 +188,10 @@ describe("security", () => {
     const started = await stack.api("POST", "/v1/backfill/align", { body: {} });
     assert.equal(started.status, 202, started.text);
     await stack.cron(Date.now() + 1000);
-    const walk = await eventually(async () => {
+    await eventually("the backfill to record the oversized page", async () => {
       const res = await stack.api("GET", "/v1/backfill/align");
       return JSON.stringify(res.json).includes(`larger than ${ANSWER_CAP} bytes`) && res.json;
     });
-    assert.ok(walk, "the backfill records the oversized page");
   });
 
   test("4. refs that are only dots are refused on every route and never reach a provider", async () => {
@@ -273,7 +259,7 @@ describe("security", () => {
     const ref = "sec-argos-registered";
     stack.standIn.setArgosSubmissions(ref, [{ userid: "sec-argos-someone-else", kyc: { result: "approved" } }]);
     assert.equal((await stack.api("PUT", `/v1/subjects/argos/${ref}`, { body: {} })).status, 201);
-    const failed = await rowWhen(stack, "argos", ref, (row) => row.check_error);
+    const failed = await rowWhen(stack, "argos", ref, "a check error recorded", (row) => row.check_error);
     assert.equal(failed.check_error, "wrong subject");
     assert.equal(failed.status, "unknown");
     const accepted = await stack.argosWebhook({ webhook_trigger: "submit", userid: ref }, { ip: ARGOS_IP });
@@ -308,16 +294,15 @@ describe("security", () => {
     const unfound = async () => (await stack.sql("SELECT unfound FROM subjects WHERE provider = 'align' AND ref = ?", ref))[0].unfound;
     // RETIRE_AFTER_UNFOUND_CHECKS is 3 in this stack (the default is 10).
     for (let attempt = 1; attempt <= 3; attempt += 1) {
-      const row = await rowWhen(stack, "align", ref, () => true);
+      const row = await rowWhen(stack, "align", ref, "registered", () => true);
       assert.ok(!row.next_check_at.startsWith("9999"), `still checked before check ${attempt}`);
       if (attempt > 1) await stack.cron(Date.parse(row.next_check_at) + 1000);
-      assert.ok(await eventually(async () => (await unfound()) >= attempt), `check ${attempt}`);
+      await eventually(`unfound check ${attempt} counted`, async () => (await unfound()) >= attempt);
     }
-    const retired = await rowWhen(stack, "align", ref, (row) => row.next_check_at.startsWith("9999"));
-    assert.ok(retired, "retired: never due");
+    await rowWhen(stack, "align", ref, "retired: never due", (row) => row.next_check_at.startsWith("9999"));
     assert.ok((await stack.stats()).retired.align >= 1, "visible in stats");
     assert.ok([200, 201].includes((await stack.api("PUT", `/v1/subjects/align/${ref}`, { body: {} })).status));
-    assert.ok(await rowWhen(stack, "align", ref, (row) => !row.next_check_at.startsWith("9999")), "revived");
+    await rowWhen(stack, "align", ref, "revived: due again", (row) => !row.next_check_at.startsWith("9999"));
   });
 
   test("8. e-mail refs are masked in logs; provider_status never carries free text", async () => {
@@ -325,7 +310,7 @@ describe("security", () => {
     const email = "jane.doe+kyc@example.com";
     stack.standIn.setAlign(email, { status: "Jane Doe born 1990-01-01" });
     assert.equal((await stack.api("PUT", `/v1/subjects/align/${encodeURIComponent(email)}`, { body: {} })).status, 201);
-    const row = await rowWhen(stack, "align", email, (r) => r.last_checked_at);
+    const row = await rowWhen(stack, "align", email, "checked", (r) => r.last_checked_at);
     assert.equal(row.status, "unknown");
     assert.equal(row.provider_status ?? null, null, "free text is dropped");
     const logged = JSON.stringify(stack.logLines());

@@ -6,37 +6,17 @@
 // every status must come from the stand-in API's answer.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { startApp } from "./support/app.mjs";
 import { readPersistedFiles } from "./support/worker.mjs";
-import { sumsubTime } from "../sandbox/providers/sumsub.mjs";
 import { sumsubDigest } from "../sandbox/sign.mjs";
-import { SUMSUB_WEBHOOK_SECRET, eventually, kycsUpdated, skippedEnabled, startStack } from "./support/kit.mjs";
+import { SUMSUB_WEBHOOK_SECRET, skippedEnabled, startStack } from "./support/stack.mjs";
+import { eventually, freePort, kycsUpdated, startSink, sumsubEvent } from "../sandbox/kit.mjs";
 
 const SECRET = "whsec_R4mMtD8u9t0mMX3bqm1Q7ugO8hbRdeuCqkzFgVDBo4E=";
 const SECOND = 1000;
 
-/** A Sumsub webhook body as documented (docs/providers/sumsub.md); `extra` adds or replaces
- * fields. */
-function hook(type, ref, extra = {}) {
-  return {
-    applicantId: "63e0f3a8c2d1b40d8e9f0a1b",
-    inspectionId: "63e0f3a8c2d1b40d8e9f0a1c",
-    correlationId: `req-${randomUUID()}`,
-    externalUserId: ref,
-    levelName: "basic-kyc-level",
-    type,
-    sandboxMode: true,
-    reviewStatus: "pending",
-    createdAtMs: sumsubTime(Date.now(), { millis: true }),
-    applicantType: "individual",
-    ...extra,
-  };
-}
-
 const reviewed = (ref, reviewAnswer, reviewRejectType, extra = {}) =>
-  hook("applicantReviewed", ref, {
+  sumsubEvent("applicantReviewed", ref, {
     reviewStatus: "completed",
     reviewResult: reviewRejectType ? { reviewAnswer, reviewRejectType, rejectLabels: ["FORGERY"] } : { reviewAnswer },
     ...extra,
@@ -45,14 +25,7 @@ const reviewed = (ref, reviewAnswer, reviewRejectType, extra = {}) =>
 const applicantPath = (ref) => `/resources/applicants/-;externalUserId=${encodeURIComponent(ref)}/one`;
 const fetches = (stack, ref) => stack.standIn.requests().filter((r) => r.path === applicantPath(ref));
 
-async function reaches(stack, ref, status, check = () => true) {
-  const subject = await eventually(async () => {
-    const res = await stack.subject("sumsub", ref);
-    return res.json?.status === status && check(res.json) && res.json;
-  });
-  assert.ok(subject, `${ref} never became ${status} (now ${JSON.stringify((await stack.subject("sumsub", ref)).json)})`);
-  return subject;
-}
+const reaches = (stack, ref, status, check) => stack.reaches("sumsub", ref, status, check);
 
 async function eventsOf(stack, ref) {
   const res = await stack.api("GET", `/v1/subjects/sumsub/${encodeURIComponent(ref)}/events`);
@@ -94,7 +67,7 @@ describe("Sumsub webhooks and checks", () => {
   let stack;
   let app;
   before(async () => {
-    app = await startApp({ secrets: [SECRET] });
+    app = await startSink({ secrets: [SECRET] });
     stack = await startStack({ sumsub: true, vars: { APP_WEBHOOK_URL: app.url, APP_WEBHOOK_SECRET: SECRET } });
   });
   after(async () => {
@@ -154,7 +127,7 @@ describe("Sumsub webhooks and checks", () => {
   test("a body over the limit is 413, an authenticated non-Sumsub body 400, both writing nothing", async () => {
     await quiet(stack);
     const before = await stack.fingerprint();
-    const big = JSON.stringify(hook("applicantPending", "ext-big-0003", { padding: "x".repeat(300 * 1024) }));
+    const big = JSON.stringify(sumsubEvent("applicantPending", "ext-big-0003", { padding: "x".repeat(300 * 1024) }));
     const tooLarge = await stack.sumsubWebhook(big);
     assert.equal(tooLarge.status, 413, tooLarge.text);
     for (const [why, body] of [
@@ -162,7 +135,7 @@ describe("Sumsub webhooks and checks", () => {
       ["not JSON", "applicantReviewed ext-x"],
       ["a JSON array", "[]"],
       ["no type", JSON.stringify({ externalUserId: "ext-notype-0003", reviewStatus: "completed" })],
-      ["an externalUserId that cannot be a ref", JSON.stringify(hook("applicantReviewed", "Jane Doe <jane@example.com>"))],
+      ["an externalUserId that cannot be a ref", JSON.stringify(sumsubEvent("applicantReviewed", "Jane Doe <jane@example.com>"))],
     ]) {
       const res = await stack.sumsubWebhook(body);
       assert.equal(res.status, 400, `${why}: ${res.text}`);
@@ -176,7 +149,7 @@ describe("Sumsub webhooks and checks", () => {
     const ref = "ext-unknown-0004";
     const before = (await stack.stats()).webhooks.sumsub;
     for (const type of ["applicantKytTxnApproved", "applicantPersonalInfoChanged", "someFutureEvent"]) {
-      const res = await stack.sumsubWebhook(hook(type, ref));
+      const res = await stack.sumsubWebhook(sumsubEvent(type, ref));
       await accepted(res, { event: type, ref: null, queued: false });
     }
     const after = (await stack.stats()).webhooks.sumsub;
@@ -219,7 +192,7 @@ describe("Sumsub webhooks and checks", () => {
     for (const [type, review, status, providerStatus, subStatus] of steps) {
       stack.standIn.setSumsub(ref, review);
       // The body claims something else: only the API's answer counts.
-      const res = await stack.sumsubWebhook(hook(type, ref, { reviewStatus: "completed", reviewResult: { reviewAnswer: "GREEN" } }));
+      const res = await stack.sumsubWebhook(sumsubEvent(type, ref, { reviewStatus: "completed", reviewResult: { reviewAnswer: "GREEN" } }));
       await accepted(res, { event: type, ref });
       const subject = await reaches(stack, ref, status, (s) => s.provider_status === providerStatus);
       assert.equal(subject.sub_status, subStatus, type);
@@ -242,22 +215,21 @@ describe("Sumsub webhooks and checks", () => {
     stack.standIn.setSumsub(ref, { reviewStatus: "completed", reviewAnswer: "GREEN" });
     await accepted(await stack.sumsubWebhook(reviewed(ref, "GREEN")), { ref });
     await reaches(stack, ref, "approved");
-    assert.ok(await eventually(() => app.received().some((r) => r.ref === ref && r.body?.data?.status === "approved")));
+    await eventually(`the application notified of ${ref} approved`, () => app.received().some((r) => r.ref === ref && r.body?.data?.status === "approved"));
 
     stack.standIn.setSumsub(ref, { reviewStatus: "completed", reviewAnswer: "RED", reviewRejectType: "FINAL" });
     await accepted(await stack.sumsubWebhook(reviewed(ref, "RED", "FINAL")), { ref });
     const subject = await reaches(stack, ref, "rejected");
     assert.equal(subject.sub_status, "RED_FINAL");
-    const told = await eventually(() => app.received().find((r) => r.ref === ref && r.body?.data?.status === "rejected"));
-    assert.ok(told, "the flip was notified");
+    const told = await eventually(`the flip of ${ref} to rejected notified`, () => app.received().find((r) => r.ref === ref && r.body?.data?.status === "rejected"));
     assert.equal(told.body.data.previous_status, "approved");
     assert.equal(told.body.data.provider, "sumsub");
     assert.ok(told.verified.every(Boolean), "validly signed");
 
     // Deleted at Sumsub: the API now answers 404; the decision on record stays.
     stack.standIn.removeSumsub(ref);
-    await accepted(await stack.sumsubWebhook(hook("applicantDeleted", ref)), { event: "applicantDeleted", ref });
-    assert.ok(await eventually(() => fetches(stack, ref).some((r) => r.status === 404)), "the deletion was checked");
+    await accepted(await stack.sumsubWebhook(sumsubEvent("applicantDeleted", ref)), { event: "applicantDeleted", ref });
+    await eventually("the deletion checked (a 404 from the API)", () => fetches(stack, ref).some((r) => r.status === 404));
     await sleep(500);
     const kept = (await stack.subject("sumsub", ref)).json;
     assert.equal(kept.status, "rejected", "a deletion never erases the decision");
@@ -303,7 +275,7 @@ describe("Sumsub webhooks and checks", () => {
     const res = await stack.sumsubWebhook(reviewed(ref, "GREEN", undefined, { info: { firstName: pii.firstName, dob: pii.dob } }));
     await accepted(res, { ref });
     await reaches(stack, ref, "approved");
-    assert.ok(await eventually(() => app.received().some((r) => r.ref === ref)), "a notification was sent");
+    await eventually(`a notification about ${ref}`, () => app.received().some((r) => r.ref === ref));
     const applicant = stack.standIn.requests().find((r) => r.path === applicantPath(ref) && r.status === 200);
     assert.ok(applicant, "the answer carrying PII was read");
 
@@ -338,9 +310,8 @@ describe("Sumsub rate limit", () => {
       stack.standIn.setSumsub(ref, { reviewStatus: "pending" });
       stack.standIn.failNext(1, { status: 429, retryAfter: 600, provider: "sumsub" });
       const asked = Date.now();
-      await accepted(await stack.sumsubWebhook(hook("applicantPending", ref)), { ref });
-      const paused = await eventually(async () => (await stack.stats()).providers.sumsub.paused_until);
-      assert.ok(paused, "paused_until is set");
+      await accepted(await stack.sumsubWebhook(sumsubEvent("applicantPending", ref)), { ref });
+      const paused = await eventually("Sumsub paused (paused_until set)", async () => (await stack.stats()).providers.sumsub.paused_until);
       const pausedUntil = Date.parse(paused);
       assert.ok(pausedUntil >= asked + 600 * SECOND, paused);
       assert.equal((await stack.stats()).providers.sumsub.last_error, "HTTP 429");
@@ -374,9 +345,9 @@ describe("Sumsub request signatures", () => {
       const ref = "ext-badsig-0011";
       stack.standIn.setSumsub(ref, { reviewStatus: "completed", reviewAnswer: "GREEN" });
       await accepted(await stack.sumsubWebhook(reviewed(ref, "GREEN")), { ref });
-      assert.ok(await eventually(() => fetches(stack, ref).some((r) => r.status === 401)), "the request was refused");
+      await eventually("the request refused by the stand-in (401)", () => fetches(stack, ref).some((r) => r.status === 401));
       assert.ok(stack.standIn.sumsubSignatureFailures() >= 1);
-      const health = await eventually(async () => (await stack.stats()).providers.sumsub.last_error);
+      const health = await eventually("Sumsub's last error recorded", async () => (await stack.stats()).providers.sumsub.last_error);
       assert.equal(health, "HTTP 401");
       assert.equal((await stack.subject("sumsub", ref)).json.status, "unknown");
     } finally {
@@ -402,11 +373,7 @@ describe("make trigger PROVIDER=sumsub", () => {
   test("moves the sandbox's Sumsub truth and sends a correctly digested webhook the worker follows", async () => {
     const { startSandbox } = await import("../sandbox/server.mjs");
     const { execFile } = await import("node:child_process");
-    const { createServer } = await import("node:net");
-    const probe = createServer();
-    await new Promise((resolve) => probe.listen(0, "127.0.0.1", resolve));
-    const { port } = probe.address();
-    await new Promise((resolve) => probe.close(resolve));
+    const port = await freePort();
     const vars = {
       SUMSUB_APP_TOKEN: "sbx:sandbox_trigger_e2e_0c1d",
       SUMSUB_SECRET_KEY: "sandbox_sumsub_trigger_secret",

@@ -33,21 +33,14 @@ else process.env.WRANGLER_LOG = logLevel;
  * mixed on one directory. Run it while no worker is using `persistDir`.
  */
 export async function applyMigrations(persistDir, { migrationsDir } = {}) {
-  const { binding, migrations_dir: configuredDir = "migrations", migrations_table: table = "d1_migrations" } = config.d1_databases[0];
+  const { migrations_dir: configuredDir = "migrations", migrations_table: table = "d1_migrations" } = config.d1_databases[0];
   const dir = migrationsDir ?? join(ROOT, configuredDir);
   const names = (await readdir(dir))
     .filter((name) => name.endsWith(".sql"))
     .sort()
     .sort((a, b) => parseInt(a, 10) - parseInt(b, 10));
-  const mf = new Miniflare({
-    modules: true,
-    script: "",
-    cf: false,
-    defaultPersistRoot: join(persistDir, "v3"),
-    d1Databases: { [binding]: workerOptions.d1Databases[binding] },
-  });
+  const { db, close } = await openD1(persistDir);
   try {
-    const db = await mf.getD1Database(binding);
     const execute = (sql) => db.batch(unstable_splitSqlQuery(sql).map((query) => db.prepare(query)));
     // Byte-for-byte wrangler's statement, so both leave the same schema behind.
     await execute(`CREATE TABLE IF NOT EXISTS ${table}(
@@ -62,8 +55,24 @@ export async function applyMigrations(persistDir, { migrationsDir } = {}) {
       await execute(`${sql}\nINSERT INTO ${table} (name) values ('${name}');`);
     }
   } finally {
-    await mf.dispose();
+    await close();
   }
+}
+
+/**
+ * Opens the worker's D1 database persisted under `persistDir` without the worker (none may be
+ * running on it): { db (a D1Database), close() }.
+ */
+export async function openD1(persistDir) {
+  const { binding } = config.d1_databases[0];
+  const mf = new Miniflare({
+    modules: true,
+    script: "",
+    cf: false,
+    defaultPersistRoot: join(persistDir, "v3"),
+    d1Databases: { [binding]: workerOptions.d1Databases[binding] },
+  });
+  return { db: await mf.getD1Database(binding), close: () => mf.dispose() };
 }
 
 /**

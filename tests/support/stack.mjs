@@ -1,11 +1,15 @@
 // What every end-to-end test needs: a fresh persisted state directory with the D1 schema,
-// the compiled worker on loopback, a stand-in provider API, and small HTTP helpers.
+// the compiled worker on loopback, a stand-in provider API, and the calls tests make on them.
+// Helpers the sandbox and the bench share too (eventually, bodies, the notification sink)
+// are in sandbox/kit.mjs.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
+import http from "node:http";
+import { once } from "node:events";
 import { applyMigrations, startWorker } from "./worker.mjs";
 import { startStandIn } from "../../sandbox/providers.mjs";
+import { eventually, fetchJson, parseJson } from "../../sandbox/kit.mjs";
 import { alignSignature, sumsubDigest } from "../../sandbox/sign.mjs";
 import { personaSignature } from "../../sandbox/providers/persona.mjs";
 
@@ -91,19 +95,11 @@ export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPa
     async api(method, path, { body, token = API_TOKEN } = {}) {
       const headers = token === null ? {} : { authorization: `Bearer ${token}` };
       if (body !== undefined) headers["content-type"] = "application/json";
-      const res = await fetch(`${worker.url}${path}`, {
+      return fetchJson(`${worker.url}${path}`, {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
       });
-      const text = await res.text();
-      let json;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        json = undefined;
-      }
-      return { status: res.status, json, text, headers: res.headers };
     },
     /** GET a subject: from KV when projected (no schedule fields), else D1. */
     subject(provider, ref) {
@@ -117,13 +113,7 @@ export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPa
     logLines(kind) {
       return worker
         .logs()
-        .map(({ message }) => {
-          try {
-            return JSON.parse(message);
-          } catch {
-            return null;
-          }
-        })
+        .map(({ message }) => parseJson(message))
         .filter((line) => line && (kind === undefined || line.kind === kind));
     },
     /** Rows of a statement run on the worker's D1. */
@@ -142,17 +132,19 @@ export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPa
     stats() {
       return stack.api("GET", "/v1/stats").then((r) => r.json);
     },
+    /** Waits until GET serves the subject with `status` (and `check` holds); the subject then. */
+    reaches(provider, ref, status, check = () => true) {
+      return eventually(
+        async () => `${provider}/${ref} to become ${status} (now ${JSON.stringify((await stack.subject(provider, ref)).json)})`,
+        async () => {
+          const res = await stack.subject(provider, ref);
+          return res.json?.status === status && check(res.json) && res.json;
+        },
+      );
+    },
     /** POSTs a raw body to an ingress route. */
-    async post(path, body, headers = {}) {
-      const res = await fetch(`${worker.url}${path}`, { method: "POST", headers, body });
-      const text = await res.text();
-      let json;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        json = undefined;
-      }
-      return { status: res.status, json, text };
+    post(path, body, headers = {}) {
+      return fetchJson(`${worker.url}${path}`, { method: "POST", headers, body });
     },
     /** An Align webhook signed independently (node:crypto), unless `signature` is given. */
     alignWebhook(body, { signature, key = ALIGN_KEY } = {}) {
@@ -199,38 +191,21 @@ export async function startStack({ vars = {}, latencyMs = 0, persistDir, argosPa
   return stack;
 }
 
-/** Polls `check` until it returns a truthy value or `timeoutMs` passes; returns the last value. */
-export async function eventually(check, { timeoutMs = 10_000, intervalMs = 100 } = {}) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await check();
-    if (last || Date.now() > deadline) return last;
-    await sleep(intervalMs);
-  }
-}
-
-/** The Align `customer.kycs.updated` body, as documented (with PII in `entity_object`). */
 /** What a cron run skipped among the configured providers: one without its secrets set is
  * always listed as `<provider>:disabled`, which says nothing about the run. */
 export const skippedEnabled = (run) => run.skipped.filter((entry) => !entry.endsWith(":disabled"));
 
-export function kycsUpdated(customerId, { status, sub_status, createdAt = new Date(), withObject = true }) {
-  const body = {
-    event_type: "customer.kycs.updated",
-    entity_id: customerId,
-    entity_type: "customer",
-    created_at: createdAt.toISOString(),
-  };
-  if (withObject) {
-    body.entity_object = {
-      customer_id: customerId,
-      email: "ada.lovelace@example.com",
-      first_name: "Ada",
-      last_name: "Lovelace",
-      type: "individual",
-      kycs: { status, sub_status, status_breakdown: [], kyc_flow_link: "https://kyc.example/flow/1" },
-    };
-  }
-  return body;
+/**
+ * A request over node:http with `path` sent byte for byte (fetch would resolve dot segments):
+ * { status, text, json (undefined: not JSON), headers (node's) }.
+ */
+export async function rawPath(url, method, path, headers = {}) {
+  const { port } = new URL(url);
+  const req = http.request({ host: "127.0.0.1", port, method, path, headers, agent: false });
+  req.end();
+  const [res] = await once(req, "response");
+  const parts = [];
+  for await (const part of res) parts.push(part);
+  const text = Buffer.concat(parts).toString("utf8");
+  return { status: res.statusCode, text, json: parseJson(text), headers: res.headers };
 }
