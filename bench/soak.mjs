@@ -174,7 +174,6 @@ async function soak(stack, { refs, tasks, distinct, repeats, results, started })
   // The load: CLIENTS clients take tasks in schedule order. A task's body is made (and the
   // stand-in's truth set) synchronously when it is taken, so a repeat, always later in the
   // schedule, finds its original's body, and a subject's updates are dispatched in order.
-  let next = 0;
   let sent = 0;
   const loadStarted = performance.now();
   const loadProgress = [];
@@ -183,51 +182,45 @@ async function soak(stack, { refs, tasks, distinct, repeats, results, started })
     loadProgress.push({ s: (performance.now() - loadStarted) / 1000, sent, jobs_acked: jobs.acked.size, cron_runs: cron.runs });
     progress(`  sent ${sent}/${tasks.length}, jobs acked ${jobs.acked.size}, cron runs ${cron.runs}`);
   }, 10_000);
-  await Promise.all(
-    Array.from({ length: Math.min(CLIENTS, tasks.length) }, async () => {
-      while (next < tasks.length) {
-        const index = next++;
-        const task = tasks[index];
-        let raw;
-        if (task.kind === "new") {
-          const { subject, state } = task;
-          standIn.setAlign(refs[subject], { status: state.status, sub_status: state.sub_status });
-          truth[subject] = { ...state, seq: task.seq };
-          // Strictly increasing per subject, so every update is a distinct body.
-          const createdAt = Math.max(Date.now(), lastCreated[subject] + 1);
-          lastCreated[subject] = createdAt;
-          raw = JSON.stringify(
-            kycsUpdated(refs[subject], { status: state.status, sub_status: state.sub_status, createdAt: new Date(createdAt) }),
-          );
-          bodies[task.id] = raw;
-        } else {
-          raw = bodies[task.of];
-        }
-        const t = performance.now();
-        let response;
-        try {
-          const res = await stack.alignWebhook(raw);
-          response = { status: res.status, duplicate: res.json?.duplicate, queued: res.json?.queued, error: res.status >= 300 ? res.text.slice(0, 300) : undefined };
-        } catch (error) {
-          // No answer at all (connection reset, ...): recorded as status 0.
-          response = { status: 0, error: String(error.cause?.message ?? error.message ?? error) };
-        }
-        const ms = performance.now() - t;
-        const id = task.kind === "new" ? task.id : task.of;
-        responses[index] = {
-          index,
-          kind: task.kind,
-          body: id,
-          ref: refs[task.subject],
-          key: sha256(raw),
-          ...response,
-          ms,
-          at: Date.now(),
-        };
-        sent += 1;
-      }
-    }),
-  );
+  await pool(tasks, CLIENTS, async (task, index) => {
+    let raw;
+    if (task.kind === "new") {
+      const { subject, state } = task;
+      standIn.setAlign(refs[subject], { status: state.status, sub_status: state.sub_status });
+      truth[subject] = { ...state, seq: task.seq };
+      // Strictly increasing per subject, so every update is a distinct body.
+      const createdAt = Math.max(Date.now(), lastCreated[subject] + 1);
+      lastCreated[subject] = createdAt;
+      raw = JSON.stringify(
+        kycsUpdated(refs[subject], { status: state.status, sub_status: state.sub_status, createdAt: new Date(createdAt) }),
+      );
+      bodies[task.id] = raw;
+    } else {
+      raw = bodies[task.of];
+    }
+    const t = performance.now();
+    let response;
+    try {
+      const res = await stack.alignWebhook(raw);
+      response = { status: res.status, duplicate: res.json?.duplicate, queued: res.json?.queued, error: res.status >= 300 ? res.text.slice(0, 300) : undefined };
+    } catch (error) {
+      // No answer at all (connection reset, ...): recorded as status 0.
+      response = { status: 0, error: String(error.cause?.message ?? error.message ?? error) };
+    }
+    const ms = performance.now() - t;
+    const id = task.kind === "new" ? task.id : task.of;
+    responses[index] = {
+      index,
+      kind: task.kind,
+      body: id,
+      ref: refs[task.subject],
+      key: sha256(raw),
+      ...response,
+      ms,
+      at: Date.now(),
+    };
+    sent += 1;
+  });
   const loadMs = performance.now() - loadStarted;
   clearInterval(ticker);
   readJobLogs();
