@@ -17,7 +17,7 @@ use crate::{clock, config, d1, random};
 use kyc_core::api::{self, Denied, ErrorCode, Role, Route, RouteError, API_HEADERS};
 use kyc_core::config::Config;
 use kyc_core::headers::{usable_request_id, AUTHORIZATION, REQUEST_ID};
-use kyc_core::schedule::Plan;
+use kyc_core::schedule::WorkersPlan;
 use kyc_core::secret::any_matches;
 use serde_json::json;
 use worker::{Env, Request, Response, Result};
@@ -38,7 +38,7 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
     log.set("request_id", request_id.as_str())
         .set("method", req.method().as_ref());
     // Before the configuration is read, the smallest plan's limit applies.
-    let mut calls = Calls::new(Plan::Free.subrequests());
+    let mut calls = Calls::new(WorkersPlan::Free.subrequests());
     // The path is parsed from the URL on each call: once per request.
     let path = req.path();
     let is_api = path.starts_with("/v1/");
@@ -83,7 +83,7 @@ async fn dispatch(
     log.set("route", route.name());
     // Health too: a deployment with a malformed configuration is not healthy.
     let config = config::load(env)?;
-    *calls = Calls::new(config.plan.subrequests());
+    *calls = Calls::new(config.workers_plan.subrequests());
     if route.needs_token() {
         let role = authorize(&req, &config)?;
         log.set("role", role_name(role));
