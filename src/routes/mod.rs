@@ -116,22 +116,10 @@ async fn dispatch(
             webhooks::receive(req, &services, provider, token, log).await
         }
         Route::ListSubjects => subjects::list(&req, &services).await,
-        Route::GetSubject {
-            provider,
-            subject_ref,
-        } => subjects::get(&req, &services, provider, subject_ref, log).await,
-        Route::PutSubject {
-            provider,
-            subject_ref,
-        } => subjects::put(req, &services, provider, subject_ref, log).await,
-        Route::SubjectEvents {
-            provider,
-            subject_ref,
-        } => subjects::events(&req, &services, provider, subject_ref).await,
-        Route::RefreshSubject {
-            provider,
-            subject_ref,
-        } => subjects::refresh(&services, provider, subject_ref, log).await,
+        Route::GetSubject { subject } => subjects::get(&req, &services, subject, log).await,
+        Route::PutSubject { subject } => subjects::put(req, &services, subject, log).await,
+        Route::SubjectEvents { subject } => subjects::events(&req, &services, subject).await,
+        Route::RefreshSubject { subject } => subjects::refresh(&services, subject, log).await,
         Route::Stats => stats::get(&services).await,
         Route::ListNotifications => notifications::list(&req, &services).await,
         Route::RedeliverNotification { id } => notifications::redeliver(&services, id, log).await,
