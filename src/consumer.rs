@@ -64,7 +64,7 @@ pub async fn consume(batch: &MessageBatch<Value>, env: &Env) {
             return log.emit(&calls);
         }
     };
-    let calls = Calls::new(config.plan.subrequests());
+    let calls = Calls::new(config.workers_plan.subrequests());
     join_all(messages.iter().map(|message| {
         let services = Services {
             env,

@@ -33,7 +33,7 @@ pub async fn run(scheduled_at: Timestamp, env: &Env) {
     let calls = Calls::new(0);
     let calls = match config::load(env) {
         Ok(config) => {
-            let calls = Calls::new(config.plan.subrequests());
+            let calls = Calls::new(config.workers_plan.subrequests());
             match d1::database(env) {
                 Ok(db) => {
                     let services = Services {

@@ -12,7 +12,7 @@ use worker::{D1Database, D1PreparedStatement, D1Result, Env};
 pub const BINDING: &str = "DB";
 
 pub fn database(env: &Env) -> Result<D1Database, StoreError> {
-    env.d1(BINDING).map_err(|e| StoreError::D1(e.to_string()))
+    env.d1(BINDING).map_err(StoreError::D1)
 }
 
 fn js(value: &SqlValue) -> JsValue {
@@ -27,13 +27,11 @@ fn prepare(db: &D1Database, statement: &Statement) -> Result<D1PreparedStatement
     let params: Vec<JsValue> = statement.params.iter().map(js).collect();
     db.prepare(statement.sql.as_ref())
         .bind(&params)
-        .map_err(|e| StoreError::D1(e.to_string()))
+        .map_err(StoreError::D1)
 }
 
 fn rows(result: &D1Result) -> Result<Rows, StoreError> {
-    let values: Vec<Value> = result
-        .results()
-        .map_err(|e| StoreError::Unreadable(e.to_string()))?;
+    let values: Vec<Value> = result.results().map_err(StoreError::D1)?;
     Ok(values
         .into_iter()
         .filter_map(|value| match value {
@@ -65,10 +63,7 @@ pub async fn batch(
         .iter()
         .map(|s| prepare(db, s))
         .collect::<Result<Vec<_>, _>>()?;
-    let results = db
-        .batch(prepared)
-        .await
-        .map_err(|e| StoreError::D1(e.to_string()))?;
+    let results = db.batch(prepared).await.map_err(StoreError::D1)?;
     meter(calls, &results);
     results.iter().map(rows).collect()
 }
@@ -83,7 +78,7 @@ pub async fn run(
     let result = prepare(db, statement)?
         .all()
         .await
-        .map_err(|e| StoreError::D1(e.to_string()))?;
+        .map_err(StoreError::D1)?;
     meter(calls, std::slice::from_ref(&result));
     rows(&result)
 }
@@ -91,6 +86,14 @@ pub async fn run(
 /// The first row of a statement's rows as a typed value, if any.
 pub fn first<T: serde::de::DeserializeOwned>(rows: &Rows) -> Result<Option<T>, StoreError> {
     rows.first()
-        .map(|row| kyc_core::db::row(row).map_err(|e| StoreError::Unreadable(e.to_string())))
+        .map(|row| kyc_core::db::row(row).map_err(StoreError::Unreadable))
         .transpose()
+}
+
+/// Every row of a statement's rows as a typed value; one unreadable row fails them all.
+pub fn all<T: serde::de::DeserializeOwned>(rows: &Rows) -> Result<Vec<T>, StoreError> {
+    rows.iter()
+        .map(kyc_core::db::row)
+        .collect::<Result<_, _>>()
+        .map_err(StoreError::Unreadable)
 }

@@ -8,30 +8,45 @@ use serde_json::json;
 use std::fmt;
 use worker::Response;
 
-/// A failure of D1, KV or the Queue, or a row this version cannot read.
+/// A failure of D1, KV or the Queue (with the platform's error as its source), or a row this
+/// version cannot read (with the deserializer's).
 #[derive(Debug)]
 pub enum StoreError {
-    D1(String),
-    Kv(String),
-    Queue(String),
+    D1(worker::Error),
+    Kv(worker::Error),
+    Queue(worker::Error),
     /// A stored row that does not deserialize into its typed shape.
-    Unreadable(String),
+    Unreadable(serde_json::Error),
+    /// A write that returns its row (`RETURNING`) returned none.
+    NotReturned(&'static str),
     /// The invocation spent its plan's subrequests; the work is retried later.
     OverBudget,
     /// A job's run ended without finishing (D1 failed, writers kept winning its
-    /// compare-and-set, a row it could not read); the job is retried later.
-    Failed(String),
+    /// compare-and-set, a row it could not read): the core's run reports why as text, since
+    /// it holds no worker types. The job is retried later.
+    Unfinished(String),
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::D1(why) => write!(f, "D1: {why}"),
-            StoreError::Kv(why) => write!(f, "KV: {why}"),
-            StoreError::Queue(why) => write!(f, "queue: {why}"),
-            StoreError::Unreadable(why) => write!(f, "unreadable row: {why}"),
+            StoreError::D1(error) => write!(f, "D1: {error}"),
+            StoreError::Kv(error) => write!(f, "KV: {error}"),
+            StoreError::Queue(error) => write!(f, "queue: {error}"),
+            StoreError::Unreadable(error) => write!(f, "unreadable row: {error}"),
+            StoreError::NotReturned(what) => write!(f, "{what} was not returned"),
             StoreError::OverBudget => f.write_str("subrequest budget spent"),
-            StoreError::Failed(why) => f.write_str(why),
+            StoreError::Unfinished(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::D1(error) | StoreError::Kv(error) | StoreError::Queue(error) => Some(error),
+            StoreError::Unreadable(error) => Some(error),
+            StoreError::NotReturned(_) | StoreError::OverBudget | StoreError::Unfinished(_) => None,
         }
     }
 }

@@ -91,22 +91,22 @@ async fn put(
 ) -> Result<(), StoreError> {
     calls.spend(Call::KvWrite)?;
     env.kv(BINDING)
-        .map_err(|e| StoreError::Kv(e.to_string()))?
+        .map_err(StoreError::Kv)?
         .put(key, value)
-        .map_err(|e| StoreError::Kv(e.to_string()))?
+        .map_err(|e| StoreError::Kv(e.into()))?
         .expiration_ttl(ttl_seconds)
         .execute()
         .await
-        .map_err(|e| StoreError::Kv(e.to_string()))
+        .map_err(|e| StoreError::Kv(e.into()))
 }
 
 async fn delete(calls: &Calls, env: &Env, key: &str) -> Result<(), StoreError> {
     calls.spend(Call::KvWrite)?;
     env.kv(BINDING)
-        .map_err(|e| StoreError::Kv(e.to_string()))?
+        .map_err(StoreError::Kv)?
         .delete(key)
         .await
-        .map_err(|e| StoreError::Kv(e.to_string()))
+        .map_err(|e| StoreError::Kv(e.into()))
 }
 
 /// The projected subject as JSON text, if KV has it.
@@ -122,9 +122,9 @@ pub async fn read(
 async fn get(calls: &Calls, env: &Env, key: &str) -> Result<Option<String>, StoreError> {
     calls.spend(Call::KvRead)?;
     env.kv(BINDING)
-        .map_err(|e| StoreError::Kv(e.to_string()))?
+        .map_err(StoreError::Kv)?
         .get(key)
         .text()
         .await
-        .map_err(|e| StoreError::Kv(e.to_string()))
+        .map_err(|e| StoreError::Kv(e.into()))
 }

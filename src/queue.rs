@@ -25,10 +25,10 @@ pub async fn send_later(
         .delay_seconds(delay_seconds)
         .build();
     env.queue(BINDING)
-        .map_err(|e| StoreError::Queue(e.to_string()))?
+        .map_err(StoreError::Queue)?
         .send(message)
         .await
-        .map_err(|e| StoreError::Queue(e.to_string()))
+        .map_err(StoreError::Queue)
 }
 
 /// Sends every job to run `delay_seconds` from now, one call each (a delayed batch is rare:
@@ -49,7 +49,7 @@ pub async fn send_all_later(
 pub async fn send_all(calls: &Calls, env: &Env, jobs: &[Job]) -> (usize, Result<(), StoreError>) {
     let queue = match env.queue(BINDING) {
         Ok(queue) => queue,
-        Err(error) => return (0, Err(StoreError::Queue(error.to_string()))),
+        Err(error) => return (0, Err(StoreError::Queue(error))),
     };
     let mut sent = 0;
     for chunk in jobs.chunks(MAX_SEND_BATCH) {
@@ -58,7 +58,7 @@ pub async fn send_all(calls: &Calls, env: &Env, jobs: &[Job]) -> (usize, Result<
         }
         let messages: Vec<String> = chunk.iter().map(Job::encode).collect();
         if let Err(error) = queue.send_batch(messages).await {
-            return (sent, Err(StoreError::Queue(error.to_string())));
+            return (sent, Err(StoreError::Queue(error)));
         }
         sent += chunk.len();
     }

@@ -76,7 +76,7 @@ fn verdict(report: Report) -> Result<(), StoreError> {
     match report.retry {
         None => Ok(()),
         Some(RetryReason::OverBudget) => Err(StoreError::OverBudget),
-        Some(RetryReason::Error(error)) => Err(StoreError::Failed(error)),
+        Some(RetryReason::Error(error)) => Err(StoreError::Unfinished(error)),
     }
 }
 

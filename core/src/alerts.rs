@@ -3,6 +3,7 @@
 //! after a quiet period, resolve one whose condition ended. Pure: the clock is passed in and
 //! the plan is data; `db::alerts` turns it into statements.
 
+use crate::outbound::class_of_recorded;
 use crate::time::{format, TimeDelta, Timestamp};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -185,7 +186,7 @@ impl Readings {
                     "consecutive_failures": health.consecutive_failures,
                     "paused_until": paused.map(format),
                     // Our own classification of the failure (status code, timeout), never a body.
-                    "last_error": health.last_error.as_deref().map(error_class),
+                    "last_error": health.last_error.as_deref().map(class_of_recorded),
                 }),
                 ended: false,
             });
@@ -240,15 +241,6 @@ impl Readings {
             });
         }
         found
-    }
-}
-
-/// A failure class without what follows it: a redirect's `Location` may name a subject or carry
-/// a token, and alerts go to chat rooms.
-fn error_class(error: &str) -> String {
-    match error.find(" to ") {
-        Some(at) if error.contains("redirect") => error[..at].to_owned(),
-        _ => error.to_owned(),
     }
 }
 

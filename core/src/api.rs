@@ -1,7 +1,7 @@
 //! The HTTP surface, as pure functions: which route a method and path name, and the error
 //! codes an answer may carry. The adapter only dispatches.
 
-use crate::subject::Provider;
+use crate::subject::{IdError, Provider, SubjectRef};
 use percent_encoding::percent_decode_str;
 use std::borrow::Cow;
 use std::fmt;
@@ -73,20 +73,16 @@ pub enum Route<'a> {
     },
     ListSubjects,
     GetSubject {
-        provider: &'a str,
-        subject_ref: &'a str,
+        subject: SubjectPath,
     },
     PutSubject {
-        provider: &'a str,
-        subject_ref: &'a str,
+        subject: SubjectPath,
     },
     SubjectEvents {
-        provider: &'a str,
-        subject_ref: &'a str,
+        subject: SubjectPath,
     },
     RefreshSubject {
-        provider: &'a str,
-        subject_ref: &'a str,
+        subject: SubjectPath,
     },
     Stats,
     ListNotifications,
@@ -98,10 +94,10 @@ pub enum Route<'a> {
     /// Bulk registration: up to [`crate::import::MAX_LINES`] subjects.
     ImportSubjects,
     StartBackfill {
-        provider: &'a str,
+        provider: Provider,
     },
     GetBackfill {
-        provider: &'a str,
+        provider: Provider,
     },
     CronRuns,
     /// `GET /v1/alerts`: open and recent alerts.
@@ -257,14 +253,17 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, RouteError> {
         ["v1", "subjects", "batch"] => {
             ("POST", (method == "POST").then_some(Route::ImportSubjects))
         }
-        ["v1", "backfill", provider] if Provider::parse(provider).is_some() => (
-            "GET, POST",
-            match method {
-                "GET" => Some(Route::GetBackfill { provider }),
-                "POST" => Some(Route::StartBackfill { provider }),
-                _ => None,
-            },
-        ),
+        ["v1", "backfill", name] => {
+            let provider = Provider::parse(name).ok_or(RouteError::NotFound)?;
+            (
+                "GET, POST",
+                match method {
+                    "GET" => Some(Route::GetBackfill { provider }),
+                    "POST" => Some(Route::StartBackfill { provider }),
+                    _ => None,
+                },
+            )
+        }
         ["v1", "runs"] => ("GET", (method == "GET").then_some(Route::CronRuns)),
         ["v1", "alerts"] => ("GET", (method == "GET").then_some(Route::Alerts)),
         ["openapi.json"] => ("GET", (method == "GET").then_some(Route::OpenApi)),
@@ -276,34 +275,29 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, RouteError> {
             "GET",
             (method == "GET").then_some(Route::Dashboard { file }),
         ),
-        ["v1", "subjects", provider, subject_ref] if is_param(provider, subject_ref) => (
-            "GET, PUT",
-            match method {
-                "GET" => Some(Route::GetSubject {
-                    provider,
-                    subject_ref,
-                }),
-                "PUT" => Some(Route::PutSubject {
-                    provider,
-                    subject_ref,
-                }),
-                _ => None,
-            },
-        ),
-        ["v1", "subjects", provider, subject_ref, "events"] if is_param(provider, subject_ref) => (
-            "GET",
-            (method == "GET").then_some(Route::SubjectEvents {
-                provider,
-                subject_ref,
-            }),
-        ),
-        ["v1", "subjects", provider, subject_ref, "refresh"] if is_param(provider, subject_ref) => {
+        ["v1", "subjects", provider, subject_ref] => {
+            let subject = SubjectPath::parse(provider, subject_ref)?;
+            (
+                "GET, PUT",
+                match method {
+                    "GET" => Some(Route::GetSubject { subject }),
+                    "PUT" => Some(Route::PutSubject { subject }),
+                    _ => None,
+                },
+            )
+        }
+        ["v1", "subjects", provider, subject_ref, "events"] => {
+            let subject = SubjectPath::parse(provider, subject_ref)?;
+            (
+                "GET",
+                (method == "GET").then_some(Route::SubjectEvents { subject }),
+            )
+        }
+        ["v1", "subjects", provider, subject_ref, "refresh"] => {
+            let subject = SubjectPath::parse(provider, subject_ref)?;
             (
                 "POST",
-                (method == "POST").then_some(Route::RefreshSubject {
-                    provider,
-                    subject_ref,
-                }),
+                (method == "POST").then_some(Route::RefreshSubject { subject }),
             )
         }
         ["v1", "stats"] => ("GET", (method == "GET").then_some(Route::Stats)),
@@ -353,15 +347,39 @@ pub fn path_param(raw: &str) -> Cow<'_, str> {
     percent_decode_str(raw).decode_utf8_lossy()
 }
 
-/// Path parameters are non-empty; whether they are valid is the handler's to say (400),
-/// but a provider kyc-edge does not know is not a route (404).
-fn is_param(provider: &str, subject_ref: &str) -> bool {
-    Provider::parse(provider).is_some() && !subject_ref.is_empty()
+/// A subject named by a path, parsed once by the router: a provider kyc-edge does not know,
+/// or an empty ref, is not a route (404). A ref that is not a usable one is still a route:
+/// the handler answers it 400, once the caller is authorized, with the reason kept here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectPath {
+    pub provider: Provider,
+    /// The ref, percent-decoded once, then parsed.
+    pub subject_ref: Result<SubjectRef, IdError>,
+}
+
+impl SubjectPath {
+    fn parse(provider: &str, subject_ref: &str) -> Result<Self, RouteError> {
+        let provider = Provider::parse(provider).ok_or(RouteError::NotFound)?;
+        if subject_ref.is_empty() {
+            return Err(RouteError::NotFound);
+        }
+        Ok(Self {
+            provider,
+            subject_ref: SubjectRef::parse(&path_param(subject_ref)),
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn subject(provider: &str, subject_ref: &str) -> SubjectPath {
+        SubjectPath {
+            provider: Provider::named(provider),
+            subject_ref: SubjectRef::parse(subject_ref),
+        }
+    }
 
     #[test]
     fn every_route_and_its_methods() {
@@ -388,32 +406,28 @@ mod tests {
                 "GET",
                 "/v1/subjects/align/c-1",
                 Route::GetSubject {
-                    provider: "align",
-                    subject_ref: "c-1",
+                    subject: subject("align", "c-1"),
                 },
             ),
             (
                 "PUT",
                 "/v1/subjects/argos/u1",
                 Route::PutSubject {
-                    provider: "argos",
-                    subject_ref: "u1",
+                    subject: subject("argos", "u1"),
                 },
             ),
             (
                 "GET",
                 "/v1/subjects/align/c-1/events",
                 Route::SubjectEvents {
-                    provider: "align",
-                    subject_ref: "c-1",
+                    subject: subject("align", "c-1"),
                 },
             ),
             (
                 "POST",
                 "/v1/subjects/align/c-1/refresh",
                 Route::RefreshSubject {
-                    provider: "align",
-                    subject_ref: "c-1",
+                    subject: subject("align", "c-1"),
                 },
             ),
             ("GET", "/v1/stats", Route::Stats),
@@ -423,12 +437,16 @@ mod tests {
             (
                 "POST",
                 "/v1/backfill/argos",
-                Route::StartBackfill { provider: "argos" },
+                Route::StartBackfill {
+                    provider: Provider::named("argos"),
+                },
             ),
             (
                 "GET",
                 "/v1/backfill/align",
-                Route::GetBackfill { provider: "align" },
+                Route::GetBackfill {
+                    provider: Provider::named("align"),
+                },
             ),
             ("GET", "/v1/runs", Route::CronRuns),
             ("GET", "/v1/alerts", Route::Alerts),
@@ -458,6 +476,33 @@ mod tests {
         for (method, path, want) in cases {
             assert_eq!(route(method, path), Ok(want), "{method} {path}");
         }
+    }
+
+    #[test]
+    fn a_subject_path_is_parsed_once_by_the_router() {
+        let Ok(Route::GetSubject { subject }) = route("GET", "/v1/subjects/align/a%3Ab%40c") else {
+            panic!("a route")
+        };
+        assert_eq!(subject.provider, Provider::named("align"));
+        assert_eq!(
+            subject.subject_ref.map(|r| r.to_string()),
+            Ok("a:b@c".into())
+        );
+        // An unusable ref is the handler's 400 (after authorization), not a 404.
+        let Ok(Route::RefreshSubject { subject }) =
+            route("POST", "/v1/subjects/align/has%20space/refresh")
+        else {
+            panic!("a route")
+        };
+        assert!(subject.subject_ref.is_err());
+        assert_eq!(
+            route("GET", "/v1/subjects/paypal/c-1"),
+            Err(RouteError::NotFound)
+        );
+        assert_eq!(
+            route("GET", "/v1/backfill/paypal"),
+            Err(RouteError::NotFound)
+        );
     }
 
     #[test]

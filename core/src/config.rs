@@ -5,7 +5,7 @@
 
 use crate::notify::SigningKeys;
 use crate::providers::ProviderProtocol;
-use crate::schedule::{Plan, ScheduleConfig};
+use crate::schedule::{ScheduleConfig, WorkersPlan};
 use crate::secret::{token_list, Secret};
 use crate::subject::Provider;
 use chrono::TimeDelta;
@@ -39,12 +39,12 @@ pub struct Config {
     /// The most bytes of one page of a provider's list (backfill) read before parsing.
     pub provider_max_list_bytes: usize,
     pub max_body_bytes: usize,
-    pub plan: Plan,
+    pub workers_plan: WorkersPlan,
     /// Subjects one cron run may enqueue.
     pub reconcile_budget: u32,
     /// Imported subjects of one provider whose first check falls due per cron period: the
     /// share of the budget imports and backfills may take (`FIRST_CHECKS_PER_RUN`; by
-    /// default the plan's, [`Plan::first_checks_per_run`], split between the enabled providers).
+    /// default the plan's, [`WorkersPlan::first_checks_per_run`], split between the enabled providers).
     pub first_checks_per_run: u32,
     /// Pages of a provider's list one cron run reads for a backfill (`BACKFILL_PAGES_PER_RUN`).
     pub backfill_pages_per_run: u32,
@@ -317,8 +317,8 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
         let plan = vars.one_of(
             "WORKERS_PLAN",
-            Plan::Free,
-            &[("free", Plan::Free), ("paid", Plan::Paid)],
+            WorkersPlan::Free,
+            &[("free", WorkersPlan::Free), ("paid", WorkersPlan::Paid)],
         )?;
         // A budget above the plan's is capped: the plan is a hard limit, not a preference.
         let reconcile_budget = match vars.positive("RECONCILE_BUDGET")? {
@@ -389,7 +389,7 @@ impl Config {
                 key: "MAX_BODY_BYTES",
                 problem: format!("{max_body_bytes} is too large"),
             })?,
-            plan,
+            workers_plan: plan,
             reconcile_budget,
             first_checks_per_run,
             backfill_pages_per_run: to_u32(
@@ -606,7 +606,7 @@ mod tests {
     #[test]
     fn defaults_are_safe() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.plan, Plan::Free);
+        assert_eq!(c.workers_plan, WorkersPlan::Free);
         assert_eq!(c.reconcile_budget, 500);
         assert_eq!(c.max_body_bytes, 256 * 1024);
         assert_eq!(c.schedule, ScheduleConfig::default());
@@ -673,7 +673,7 @@ mod tests {
     #[test]
     fn a_budget_above_the_plan_is_capped_at_the_plan() {
         let c = config(&[("RECONCILE_BUDGET", "100000")]).unwrap();
-        assert_eq!(c.reconcile_budget, Plan::Free.max_budget());
+        assert_eq!(c.reconcile_budget, WorkersPlan::Free.max_budget());
     }
 
     #[test]

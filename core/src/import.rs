@@ -2,7 +2,7 @@
 //! malformed line is refused with its reason and never takes its neighbours with it.
 
 use crate::subject::{ExternalId, Provider, RefKind, SubjectRef};
-use serde::Deserialize;
+use serde_json::Value;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -50,17 +50,18 @@ impl fmt::Display for BatchError {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One line's fields as sent, before they are validated.
 struct WireLine {
     provider: String,
-    #[serde(rename = "ref")]
     subject_ref: String,
-    #[serde(default)]
     external_id: Option<String>,
-    #[serde(default)]
     ref_kind: Option<String>,
 }
+
+/// The fields a line may carry.
+const FIELDS: [&str; 4] = ["provider", "ref", "external_id", "ref_kind"];
+
+const NOT_STRINGS: &str = "provider, ref, external_id and ref_kind must be strings";
 
 /// Reads a request body: a JSON array of `{provider, ref, external_id?, ref_kind?}`, or the
 /// same objects one per line (NDJSON; blank lines are skipped, yet keep their numbers).
@@ -72,19 +73,23 @@ pub fn parse_batch(
     let text = String::from_utf8_lossy(body);
     let trimmed = text.trim_start();
     let items: Vec<(usize, Result<WireLine, String>)> = if trimmed.starts_with('[') {
-        let values: Vec<serde_json::Value> = serde_json::from_str(trimmed).map_err(|e| {
+        let values: Vec<Value> = serde_json::from_str(trimmed).map_err(|e| {
             BatchError::NotAnArray(format!("line {}, column {}", e.line(), e.column()))
         })?;
         values
             .into_iter()
             .enumerate()
-            .map(|(i, value)| (i + 1, serde_json::from_value(value).map_err(reason)))
+            .map(|(i, value)| (i + 1, read_line(value)))
             .collect()
     } else {
         text.split('\n')
             .enumerate()
             .filter(|(_, line)| !line.trim().is_empty())
-            .map(|(i, line)| (i + 1, serde_json::from_str(line.trim()).map_err(reason)))
+            .map(|(i, line)| {
+                let value =
+                    serde_json::from_str(line.trim()).map_err(|_| "not a JSON object".to_owned());
+                (i + 1, value.and_then(read_line))
+            })
             .collect()
     };
     if items.is_empty() {
@@ -119,32 +124,45 @@ pub fn parse_batch(
         .collect())
 }
 
-/// serde's message names the field and the position, never the value (a ref or an external
-/// id may be personal data an application put there by mistake).
-fn reason(e: serde_json::Error) -> String {
-    let message = e.to_string();
-    let message = message.split(" at line ").next().unwrap_or_default();
-    if e.is_syntax() || e.is_eof() {
-        "not a JSON object".to_owned()
-    } else if let Some(field) = message.strip_prefix("unknown field ") {
-        // A field name is input too: named only when it looks like one (a typo worth seeing).
-        let name = field
-            .split(',')
-            .next()
-            .unwrap_or_default()
-            .trim_matches('`');
-        let looks_like_a_name = !name.is_empty()
-            && name.len() <= 32
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if looks_like_a_name {
-            format!("unknown field `{name}`")
-        } else {
-            "an unknown field (allowed: provider, ref, external_id, ref_kind)".to_owned()
+/// A line's fields, read from the parsed value rather than from a deserializer's message:
+/// the reason names a field (when it looks like one) and never quotes a value (a ref or an
+/// external id may be personal data an application put there by mistake). Fields are looked
+/// at in name order: an unknown or mistyped one is reported before a missing one.
+fn read_line(value: Value) -> Result<WireLine, String> {
+    let Value::Object(fields) = value else {
+        return Err(NOT_STRINGS.to_owned());
+    };
+    let mut keys: Vec<&String> = fields.keys().collect();
+    keys.sort();
+    for key in keys {
+        if !FIELDS.contains(&key.as_str()) {
+            return Err(unknown_field(key));
         }
-    } else if message.starts_with("missing field") {
-        message.to_owned()
+        let required = matches!(key.as_str(), "provider" | "ref");
+        match &fields[key] {
+            Value::String(_) => {}
+            Value::Null if !required => {}
+            _ => return Err(NOT_STRINGS.to_owned()),
+        }
+    }
+    let text = |name: &str| fields.get(name).and_then(Value::as_str).map(str::to_owned);
+    Ok(WireLine {
+        provider: text("provider").ok_or("missing field `provider`")?,
+        subject_ref: text("ref").ok_or("missing field `ref`")?,
+        external_id: text("external_id"),
+        ref_kind: text("ref_kind"),
+    })
+}
+
+/// A field name is input too: named only when it looks like one (a typo worth seeing).
+fn unknown_field(name: &str) -> String {
+    let looks_like_a_name = !name.is_empty()
+        && name.len() <= 32
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if looks_like_a_name {
+        format!("unknown field `{name}`")
     } else {
-        "provider, ref, external_id and ref_kind must be strings".to_owned()
+        "an unknown field (allowed: provider, ref, external_id, ref_kind)".to_owned()
     }
 }
 

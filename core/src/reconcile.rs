@@ -86,8 +86,6 @@ pub struct Plan {
     /// Index of the change's notification (`RETURNING seq`): its outbox row.
     pub notification: Option<usize>,
     pub effect: Effect,
-    /// When the subject is next due, as planned (a request made meanwhile keeps it sooner).
-    pub next_check: Option<NextCheck>,
     /// Write the returned row to KV: what a reader sees changed.
     pub project: bool,
     /// A reading was contested: a fresh poll sent from this instant on decides it.
@@ -119,7 +117,6 @@ impl Plan {
             history: None,
             notification: None,
             effect: Effect::Stale,
-            next_check: None,
             project: false,
             recheck_at: None,
         }
@@ -319,7 +316,6 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
         history: None,
         notification: None,
         effect,
-        next_check: Some(next),
         project: false,
         recheck_at,
     };
@@ -515,10 +511,6 @@ fn plan_failure(
         history: None,
         notification: None,
         effect: Effect::Failed { class, scope },
-        next_check: Some(NextCheck {
-            at: next_at,
-            step: stored.check_step,
-        }),
         project: false,
         recheck_at: None,
     }

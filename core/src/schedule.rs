@@ -196,18 +196,18 @@ pub const DEGRADED_AFTER_FAILURES: u32 = 3;
 
 /// The Cloudflare plan the worker runs on; it bounds what one invocation may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Plan {
+pub enum WorkersPlan {
     /// 50 subrequests, 50 D1 queries and 10 ms CPU per invocation.
     Free,
     /// 10,000 subrequests, 1,000 D1 queries, 30 s CPU by default.
     Paid,
 }
 
-impl Plan {
+impl WorkersPlan {
     pub fn parse(value: &str) -> Option<Self> {
         match value {
-            "free" => Some(Plan::Free),
-            "paid" => Some(Plan::Paid),
+            "free" => Some(WorkersPlan::Free),
+            "paid" => Some(WorkersPlan::Paid),
             _ => None,
         }
     }
@@ -217,8 +217,8 @@ impl Plan {
     /// subrequests) and little CPU; 10,000 on Paid is 100 sends.
     pub fn max_budget(self) -> u32 {
         match self {
-            Plan::Free => 500,
-            Plan::Paid => 10_000,
+            WorkersPlan::Free => 500,
+            WorkersPlan::Paid => 10_000,
         }
     }
 
@@ -231,8 +231,8 @@ impl Plan {
     /// every write, webhooks included, fails until midnight UTC. Paid: half the budget.
     pub fn first_checks_per_run(self, budget: u32) -> u32 {
         match self {
-            Plan::Free => 4.min(budget),
-            Plan::Paid => budget / 2,
+            WorkersPlan::Free => 4.min(budget),
+            WorkersPlan::Paid => budget / 2,
         }
     }
 
@@ -241,8 +241,8 @@ impl Plan {
     /// queue batch inside both.
     pub fn subrequests(self) -> u32 {
         match self {
-            Plan::Free => 50,
-            Plan::Paid => 1_000,
+            WorkersPlan::Free => 50,
+            WorkersPlan::Paid => 1_000,
         }
     }
 }
@@ -452,10 +452,10 @@ mod tests {
 
     #[test]
     fn plans_bound_budgets_and_subrequests() {
-        assert_eq!(Plan::Free.max_budget(), 500);
-        assert_eq!(Plan::Paid.max_budget(), 10_000);
-        assert_eq!(Plan::Free.subrequests(), 50);
-        assert_eq!(Plan::parse("free"), Some(Plan::Free));
-        assert_eq!(Plan::parse("enterprise"), None);
+        assert_eq!(WorkersPlan::Free.max_budget(), 500);
+        assert_eq!(WorkersPlan::Paid.max_budget(), 10_000);
+        assert_eq!(WorkersPlan::Free.subrequests(), 50);
+        assert_eq!(WorkersPlan::parse("free"), Some(WorkersPlan::Free));
+        assert_eq!(WorkersPlan::parse("enterprise"), None);
     }
 }

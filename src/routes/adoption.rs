@@ -142,9 +142,7 @@ struct StartBody {
     since: Option<String>,
 }
 
-fn enabled(services: &Services<'_>, provider: &str) -> Result<Provider> {
-    let provider = Provider::parse(provider)
-        .ok_or_else(|| ApiError::not_found(format!("unknown provider {provider:?}")))?;
+fn enabled(services: &Services<'_>, provider: Provider) -> Result<Provider> {
     if services.config.protocol(provider).is_none() {
         return Err(ApiError::not_found(format!(
             "{provider} is not enabled (its secrets are not set)"
@@ -163,7 +161,7 @@ async fn load(services: &Services<'_>, provider: Provider) -> Result<Option<Back
 pub async fn start_backfill(
     mut req: Request,
     services: &Services<'_>,
-    provider: &str,
+    provider: Provider,
     log: &mut Line,
 ) -> Result<Response> {
     let provider = enabled(services, provider)?;
@@ -225,7 +223,7 @@ pub async fn start_backfill(
 }
 
 /// `GET /v1/backfill/{provider}`: the latest walk, 404 when there was none.
-pub async fn get_backfill(services: &Services<'_>, provider: &str) -> Result<Response> {
+pub async fn get_backfill(services: &Services<'_>, provider: Provider) -> Result<Response> {
     let provider = enabled(services, provider)?;
     match load(services, provider).await? {
         Some(backfill) => Ok(Response::from_json(&backfill.view())?),

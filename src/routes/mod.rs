@@ -17,7 +17,7 @@ use crate::{clock, config, d1, random};
 use kyc_core::api::{self, Denied, ErrorCode, Role, Route, RouteError, API_HEADERS};
 use kyc_core::config::Config;
 use kyc_core::headers::{usable_request_id, AUTHORIZATION, REQUEST_ID};
-use kyc_core::schedule::Plan;
+use kyc_core::schedule::WorkersPlan;
 use kyc_core::secret::any_matches;
 use serde_json::json;
 use worker::{Env, Request, Response, Result};
@@ -38,7 +38,7 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
     log.set("request_id", request_id.as_str())
         .set("method", req.method().as_ref());
     // Before the configuration is read, the smallest plan's limit applies.
-    let mut calls = Calls::new(Plan::Free.subrequests());
+    let mut calls = Calls::new(WorkersPlan::Free.subrequests());
     // The path is parsed from the URL on each call: once per request.
     let path = req.path();
     let is_api = path.starts_with("/v1/");
@@ -83,7 +83,7 @@ async fn dispatch(
     log.set("route", route.name());
     // Health too: a deployment with a malformed configuration is not healthy.
     let config = config::load(env)?;
-    *calls = Calls::new(config.plan.subrequests());
+    *calls = Calls::new(config.workers_plan.subrequests());
     if route.needs_token() {
         let role = authorize(&req, &config)?;
         log.set("role", role_name(role));
@@ -116,22 +116,10 @@ async fn dispatch(
             webhooks::receive(req, &services, provider, token, log).await
         }
         Route::ListSubjects => subjects::list(&req, &services).await,
-        Route::GetSubject {
-            provider,
-            subject_ref,
-        } => subjects::get(&req, &services, provider, subject_ref, log).await,
-        Route::PutSubject {
-            provider,
-            subject_ref,
-        } => subjects::put(req, &services, provider, subject_ref, log).await,
-        Route::SubjectEvents {
-            provider,
-            subject_ref,
-        } => subjects::events(&req, &services, provider, subject_ref).await,
-        Route::RefreshSubject {
-            provider,
-            subject_ref,
-        } => subjects::refresh(&services, provider, subject_ref, log).await,
+        Route::GetSubject { subject } => subjects::get(&req, &services, subject, log).await,
+        Route::PutSubject { subject } => subjects::put(req, &services, subject, log).await,
+        Route::SubjectEvents { subject } => subjects::events(&req, &services, subject).await,
+        Route::RefreshSubject { subject } => subjects::refresh(&services, subject, log).await,
         Route::Stats => stats::get(&services).await,
         Route::ListNotifications => notifications::list(&req, &services).await,
         Route::RedeliverNotification { id } => notifications::redeliver(&services, id, log).await,

@@ -1,13 +1,12 @@
 //! `/v1/notifications`: what the application was (or will be) told, and the levers an
 //! operator needs: send a dead one again, turn delivery back on after a 410.
 
-use crate::error::{ApiError, StoreError};
+use crate::error::ApiError;
 use crate::log::Line;
 use crate::services::Services;
 use crate::{clock, d1, queue};
 use kyc_core::api::query_pairs;
 use kyc_core::db::notifications::{self as outbox, ListFilter, Notification, State};
-use kyc_core::db::row;
 use kyc_core::jobs::Job;
 use kyc_core::notify::parse_message_id;
 use kyc_core::statement;
@@ -62,11 +61,7 @@ pub async fn list(req: &Request, services: &Services<'_>) -> Result<Response> {
         }
     }
     let rows = d1::run(&services.calls, services.db, &outbox::list(&filter)).await?;
-    let notifications: Vec<Notification> = rows
-        .iter()
-        .map(row)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| ApiError::from(StoreError::Unreadable(e.to_string())))?;
+    let notifications: Vec<Notification> = d1::all(&rows)?;
     let next_cursor = (notifications.len() as u32 == filter.limit)
         .then(|| notifications.last().map(|n| n.seq.to_string()))
         .flatten();

@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::log::Line;
 use crate::services::Services;
 use crate::{clock, d1, kv, queue};
-use kyc_core::api::{path_param, query_pairs};
+use kyc_core::api::{query_pairs, SubjectPath};
 use kyc_core::db::events::history;
 use kyc_core::db::subjects::{self as statements, ListFilter, SubjectRow};
 use kyc_core::headers::READ_FROM;
@@ -23,12 +23,12 @@ type Result<T> = std::result::Result<T, ApiError>;
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
 
-fn parse_key(provider: &str, subject_ref: &str) -> Result<(Provider, SubjectRef)> {
-    let provider = Provider::parse(provider)
-        .ok_or_else(|| ApiError::not_found(format!("unknown provider {provider:?}")))?;
-    let subject_ref = SubjectRef::parse(&path_param(subject_ref))
+/// The subject the router parsed; an unusable ref is answered here, after authorization.
+fn subject_key(subject: SubjectPath) -> Result<(Provider, SubjectRef)> {
+    let subject_ref = subject
+        .subject_ref
         .map_err(|e| ApiError::bad_request(format!("ref {e}")))?;
-    Ok((provider, subject_ref))
+    Ok((subject.provider, subject_ref))
 }
 
 fn json_text(body: String, read_from: &str) -> Result<Response> {
@@ -64,11 +64,10 @@ async fn load(
 pub async fn get(
     req: &Request,
     services: &Services<'_>,
-    provider: &str,
-    subject_ref: &str,
+    subject: SubjectPath,
     log: &mut Line,
 ) -> Result<Response> {
-    let (provider, subject_ref) = parse_key(provider, subject_ref)?;
+    let (provider, subject_ref) = subject_key(subject)?;
     log.set("provider", provider.as_str())
         .set("ref", ref_for_log(subject_ref.as_str()).as_ref());
     let mut strong = false;
@@ -109,11 +108,10 @@ struct PutBody {
 pub async fn put(
     mut req: Request,
     services: &Services<'_>,
-    provider: &str,
-    subject_ref: &str,
+    subject: SubjectPath,
     log: &mut Line,
 ) -> Result<Response> {
-    let (provider, subject_ref) = parse_key(provider, subject_ref)?;
+    let (provider, subject_ref) = subject_key(subject)?;
     log.set("provider", provider.as_str())
         .set("ref", ref_for_log(subject_ref.as_str()).as_ref());
     let raw = body::read(&mut req, SMALL_BODY_BYTES).await?;
@@ -139,11 +137,11 @@ pub async fn put(
     );
     let results = d1::batch(&services.calls, services.db, &batch).await?;
     let registered = statements::registered(&results)
-        .map_err(|e| ApiError::from(crate::error::StoreError::Unreadable(e.to_string())))?;
+        .map_err(|e| ApiError::from(crate::error::StoreError::Unreadable(e)))?;
     let (created, changed) = (registered.created, registered.renamed);
     let row = registered.row.ok_or_else(|| {
-        ApiError::from(crate::error::StoreError::Unreadable(
-            "the registered subject was not returned".into(),
+        ApiError::from(crate::error::StoreError::NotReturned(
+            "the registered subject",
         ))
     })?;
     // What a reader sees changed (a new subject, or a new external id): project it.
@@ -179,11 +177,10 @@ pub async fn put(
 /// Reconcile one subject now.
 pub async fn refresh(
     services: &Services<'_>,
-    provider: &str,
-    subject_ref: &str,
+    subject: SubjectPath,
     log: &mut Line,
 ) -> Result<Response> {
-    let (provider, subject_ref) = parse_key(provider, subject_ref)?;
+    let (provider, subject_ref) = subject_key(subject)?;
     log.set("provider", provider.as_str())
         .set("ref", ref_for_log(subject_ref.as_str()).as_ref());
     let rows = d1::run(
@@ -255,10 +252,9 @@ fn time(ms: i64) -> String {
 pub async fn events(
     req: &Request,
     services: &Services<'_>,
-    provider: &str,
-    subject_ref: &str,
+    subject: SubjectPath,
 ) -> Result<Response> {
-    let (provider, subject_ref) = parse_key(provider, subject_ref)?;
+    let (provider, subject_ref) = subject_key(subject)?;
     let (mut limit, mut before) = (MAX_PAGE, None);
     for (key, value) in query_pairs(&req.inner().url()) {
         match key.as_str() {
@@ -284,11 +280,7 @@ pub async fn events(
         &history(provider, &subject_ref, before, limit),
     )
     .await?;
-    let rows: Vec<EventRow> = rows
-        .iter()
-        .map(kyc_core::db::row)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| ApiError::from(crate::error::StoreError::Unreadable(e.to_string())))?;
+    let rows: Vec<EventRow> = d1::all(&rows)?;
     let next_cursor = (rows.len() as u32 == limit)
         .then(|| rows.last().map(|r| r.id.to_string()))
         .flatten();
@@ -361,11 +353,7 @@ pub async fn list(req: &Request, services: &Services<'_>) -> Result<Response> {
         }
     }
     let rows = d1::run(&services.calls, services.db, &statements::list(&filter)).await?;
-    let rows: Vec<SubjectRow> = rows
-        .iter()
-        .map(kyc_core::db::row)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| ApiError::from(crate::error::StoreError::Unreadable(e.to_string())))?;
+    let rows: Vec<SubjectRow> = d1::all(&rows)?;
     let next_cursor = (rows.len() as u32 == filter.limit)
         .then(|| {
             rows.last()
@@ -388,11 +376,7 @@ pub async fn stuck(req: &Request, services: &Services<'_>) -> Result<Response> {
         }
     }
     let rows = d1::run(&services.calls, services.db, &statements::stuck(limit)).await?;
-    let rows: Vec<SubjectRow> = rows
-        .iter()
-        .map(kyc_core::db::row)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| ApiError::from(crate::error::StoreError::Unreadable(e.to_string())))?;
+    let rows: Vec<SubjectRow> = d1::all(&rows)?;
     let subjects: Vec<_> = rows.iter().map(SubjectRow::full_view).collect();
     Ok(Response::from_json(&json!({ "subjects": subjects }))?)
 }

@@ -40,7 +40,7 @@ fuzz_target!(|body: &[u8]| {
                     assert!(trusted.aml.is_none() && !trusted.no_record);
                 }
             }
-            Err(IngressError::Malformed(why)) => assert_no_email_quoted(why, body),
+            Err(IngressError::Malformed(why)) => assert_no_email_quoted(&why.to_string(), body),
             Err(other) => panic!("parsing authenticates nothing, yet: {other:?}"),
         }
     }

@@ -53,7 +53,7 @@ fuzz_target!(|body: &[u8]| {
                     )),
                 }
             }
-            Err(IngressError::Malformed(why)) => assert_no_email_quoted(why, body),
+            Err(IngressError::Malformed(why)) => assert_no_email_quoted(&why.to_string(), body),
             Err(other) => panic!("parsing authenticates nothing, yet: {other:?}"),
         }
     }

@@ -87,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
                         assert!(at <= received_at);
                     }
                 }
-                Err(IngressError::Malformed(why)) => assert_no_email_quoted(&why, body),
+                Err(IngressError::Malformed(why)) => assert_no_email_quoted(&why.to_string(), body),
                 Err(other) => panic!("parsing authenticates nothing, yet: {other:?}"),
             }
         }

@@ -63,14 +63,6 @@ pub fn latest(limit: u32) -> Statement {
     )
 }
 
-/// Providers whose API asked (Retry-After) to be left alone until after `now`: `{provider}`.
-pub fn paused_providers(now: Timestamp) -> Statement {
-    statement!(
-        "SELECT provider FROM provider_health WHERE paused_until > ?1",
-        now
-    )
-}
-
 /// Every provider's health: `{provider, consecutive_failures, last_failure_at, last_error,
 /// last_success_at, paused_until}`.
 pub const HEALTH: &str = "SELECT provider, consecutive_failures, last_failure_at, last_error, \

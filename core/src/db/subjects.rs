@@ -449,18 +449,6 @@ pub struct DueSubject {
     pub status: KycStatus,
 }
 
-/// How many subjects of a provider are due, counting at most `cap` of them (the count walks
-/// the index: a backlog must not cost a row read per subject on every run). `{n}`.
-pub fn count_due(provider: Provider, now: Timestamp, cap: u32) -> Statement {
-    statement!(
-        "SELECT COUNT(*) AS n FROM (SELECT 1 FROM subjects \
-           WHERE provider = ?1 AND next_check_at <= ?2 LIMIT ?3)",
-        provider.as_str(),
-        now,
-        cap
-    )
-}
-
 /// Give leased subjects back (their jobs could not be queued): due again now.
 pub fn release(provider: Provider, refs: &[&SubjectRef], now: Timestamp) -> Statement {
     let refs: Vec<&str> = refs.iter().map(|r| r.as_str()).collect();

@@ -167,9 +167,6 @@ pub fn counts(tallies: &[Row], since_fold: &[Row]) -> Counts {
     counts
 }
 
-/// The last event id folded into the tallies.
-pub const FOLD_MARK: &str = "fold.events";
-
 /// Add `delta` to a tally, only if the statement before it in the batch changed exactly one
 /// row (see `reconcile`: the chain of guarded statements).
 pub fn add_if_previous_changed(tally: Tally, delta: i64) -> Statement {

@@ -61,23 +61,159 @@ pub struct InboundWebhook<'a> {
     pub body: &'a [u8],
 }
 
-/// Why a webhook was refused. Nothing is written for any of these.
+/// Why a webhook was refused. Nothing is written for any of these. The class fixes the
+/// answer's status; its reason names only fields and headers, never a value the body carried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IngressError {
     /// 401: missing or invalid signature or token.
-    Unauthenticated(&'static str),
+    Unauthenticated(Unauthenticated),
     /// 403: the sender's address is not allowed.
-    Forbidden(&'static str),
+    Forbidden(Forbidden),
     /// 400: authenticated (as far as the provider allows) but not a payload we understand.
-    Malformed(String),
+    Malformed(Malformed),
+}
+
+/// Why a webhook's credential (a signature, digest or token, named by its header) was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthenticated {
+    Missing(&'static str),
+    /// Not in the credential's documented form.
+    Unreadable(&'static str),
+    /// Well formed, but it does not verify.
+    Invalid(&'static str),
+    /// It verifies, but its time is outside the accepted window.
+    Stale(&'static str),
+    /// The header naming the signing algorithm names one kyc-edge does not know.
+    UnknownAlgorithm(&'static str),
+    /// A dated signature cannot be judged without the time the webhook arrived.
+    NeedsArrivalTime(&'static str),
+}
+
+/// Why the sender's address was refused (`CF-Connecting-IP` against the allowed list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forbidden {
+    UnreadableAddress,
+    AddressNotAllowed,
+}
+
+/// Why an authenticated body is not a payload kyc-edge understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Malformed {
+    NotUtf8,
+    /// Arrays and objects nest deeper than [`MAX_JSON_DEPTH`].
+    TooDeep,
+    /// Not the JSON shape the provider documents, at this position.
+    NotJson {
+        line: usize,
+        column: usize,
+    },
+    MissingField(&'static str),
+    /// The field is there, but not the kind of value documented (`{field} is not {kind}`).
+    WrongField {
+        field: &'static str,
+        kind: &'static str,
+    },
+    /// The field naming the subject is not a usable subject ref.
+    InvalidRef {
+        field: &'static str,
+        error: crate::subject::IdError,
+    },
+    /// Two fields that name the same thing disagree.
+    Mismatch {
+        field: &'static str,
+        other: &'static str,
+    },
+    /// The event is about a subject, yet neither field that could name it is there.
+    NoSubject {
+        first: &'static str,
+        second: &'static str,
+    },
+    /// A body that should be an encrypted envelope whose `data` is not a string.
+    NotAnEnvelope,
+    /// An encrypted envelope whose ciphertext is not whole blocks of the cipher.
+    PartialBlocks,
+    /// An encrypted envelope that does not decrypt with the configured key.
+    Undecryptable,
 }
 
 impl fmt::Display for IngressError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            IngressError::Unauthenticated(why) | IngressError::Forbidden(why) => f.write_str(why),
-            IngressError::Malformed(why) => f.write_str(why),
+            IngressError::Unauthenticated(why) => why.fmt(f),
+            IngressError::Forbidden(why) => why.fmt(f),
+            IngressError::Malformed(why) => why.fmt(f),
         }
+    }
+}
+
+impl fmt::Display for Unauthenticated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unauthenticated::Missing(name) => write!(f, "missing {name}"),
+            Unauthenticated::Unreadable(name) => write!(f, "malformed {name}"),
+            Unauthenticated::Invalid(name) => write!(f, "invalid {name}"),
+            Unauthenticated::Stale(name) => {
+                write!(f, "{name} timestamp is outside the accepted window")
+            }
+            Unauthenticated::UnknownAlgorithm(name) => write!(f, "unknown {name}"),
+            Unauthenticated::NeedsArrivalTime(name) => {
+                write!(f, "{name} needs the time of arrival")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Forbidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Forbidden::UnreadableAddress => "client address is missing or not an IP address",
+            Forbidden::AddressNotAllowed => "client address is not allowed",
+        })
+    }
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Malformed::NotUtf8 => f.write_str("body is not UTF-8"),
+            Malformed::TooDeep => write!(f, "body nests deeper than {MAX_JSON_DEPTH} levels"),
+            Malformed::NotJson { line, column } => write!(
+                f,
+                "body is not the expected JSON (line {line}, column {column})"
+            ),
+            Malformed::MissingField(field) => write!(f, "{field} is missing"),
+            Malformed::WrongField { field, kind } => write!(f, "{field} is not {kind}"),
+            Malformed::InvalidRef { field, error } => write!(f, "{field} {error}"),
+            Malformed::Mismatch { field, other } => write!(f, "{field} differs from {other}"),
+            Malformed::NoSubject { first, second } => {
+                write!(f, "neither {first} nor {second} is present")
+            }
+            Malformed::NotAnEnvelope => {
+                f.write_str("encrypted envelope expected: data is not a string")
+            }
+            Malformed::PartialBlocks => f.write_str("envelope data is not whole AES blocks"),
+            Malformed::Undecryptable => {
+                f.write_str("envelope does not decrypt (wrong key or corrupt ciphertext)")
+            }
+        }
+    }
+}
+
+impl From<Unauthenticated> for IngressError {
+    fn from(why: Unauthenticated) -> Self {
+        IngressError::Unauthenticated(why)
+    }
+}
+
+impl From<Forbidden> for IngressError {
+    fn from(why: Forbidden) -> Self {
+        IngressError::Forbidden(why)
+    }
+}
+
+impl From<Malformed> for IngressError {
+    fn from(why: Malformed) -> Self {
+        IngressError::Malformed(why)
     }
 }
 
@@ -257,16 +393,14 @@ pub(crate) fn check_client_ip(
     }
     let client = client_ip
         .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
-        .ok_or(IngressError::Forbidden(
-            "client address is missing or not an IP address",
-        ))?;
+        .ok_or(IngressError::Forbidden(Forbidden::UnreadableAddress))?;
     if allowed
         .iter()
         .any(|ip| ip.to_canonical() == client.to_canonical())
     {
         Ok(())
     } else {
-        Err(IngressError::Forbidden("client address is not allowed"))
+        Err(IngressError::Forbidden(Forbidden::AddressNotAllowed))
     }
 }
 
@@ -286,14 +420,17 @@ pub(crate) const MAX_JSON_DEPTH: usize = 128;
 /// first: what is refused does not depend on which fields a provider's parser reads.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, IngressError> {
     if std::str::from_utf8(body).is_err() {
-        return Err(IngressError::Malformed("body is not UTF-8".into()));
+        return Err(Malformed::NotUtf8.into());
     }
     if nests_deeper_than(body, MAX_JSON_DEPTH) {
-        return Err(IngressError::Malformed(format!(
-            "body nests deeper than {MAX_JSON_DEPTH} levels"
-        )));
+        return Err(Malformed::TooDeep.into());
     }
-    serde_json::from_slice(body).map_err(|e| IngressError::Malformed(json_error(&e)))
+    serde_json::from_slice(body).map_err(|e| {
+        IngressError::Malformed(Malformed::NotJson {
+            line: e.line(),
+            column: e.column(),
+        })
+    })
 }
 
 /// Whether `[` and `{` outside strings nest deeper than `max` (`text` need not be valid JSON).
@@ -395,7 +532,7 @@ mod tests {
             let body = [br#"{"id":"x","ignored":""#.as_slice(), bytes, br#""}"#].concat();
             assert_eq!(
                 parse_json::<Id>(&body).unwrap_err(),
-                IngressError::Malformed("body is not UTF-8".into()),
+                IngressError::Malformed(Malformed::NotUtf8),
                 "{bytes:?}"
             );
         }
@@ -406,7 +543,7 @@ mod tests {
         // The outer object is one level.
         let deepest = parse_json::<Id>(nested(MAX_JSON_DEPTH - 1).as_bytes());
         assert_eq!(deepest.unwrap().id, "x");
-        let too_deep = IngressError::Malformed("body nests deeper than 128 levels".into());
+        let too_deep = IngressError::Malformed(Malformed::TooDeep);
         for depth in [MAX_JSON_DEPTH, 10_000] {
             assert_eq!(
                 parse_json::<Id>(nested(depth).as_bytes()).unwrap_err(),

@@ -10,8 +10,8 @@ pub use wire::{map_status, KycReading};
 
 use super::{
     event_kind, join_url, json_error, parse_json, AnswerError, CheckTarget, InboundWebhook,
-    IngressError, ListPage, ListWalk, ProviderProtocol, Registration, StatusCheck, StatusRequest,
-    WebhookEvent, WebhookSubject,
+    IngressError, ListPage, ListWalk, Malformed, ProviderProtocol, Registration, StatusCheck,
+    StatusRequest, WebhookEvent, WebhookSubject,
 };
 use crate::config::{ConfigError, Vars};
 use crate::observation::{Exchange, Observation, Source, Window};
@@ -70,12 +70,16 @@ impl ProviderProtocol for Align {
         received_at: Timestamp,
     ) -> Result<WebhookEvent, IngressError> {
         let wire: WireEvent = parse_json(body)?;
-        let event_type = wire
-            .event_type
-            .ok_or_else(|| IngressError::Malformed("event_type is missing".into()))?;
+        let event_type =
+            wire.event_type
+                .ok_or(IngressError::Malformed(Malformed::MissingField(
+                    "event_type",
+                )))?;
         let entity_id = wire
             .entity_id
-            .ok_or_else(|| IngressError::Malformed("entity_id is missing".into()))?;
+            .ok_or(IngressError::Malformed(Malformed::MissingField(
+                "entity_id",
+            )))?;
         // On our clock a timestamp later than its arrival cannot be true, so the one recorded
         // is capped; the trusted body keeps Align's own, which orders it against Align's
         // other bodies (`Window::provider_dated`).
@@ -104,8 +108,12 @@ impl ProviderProtocol for Align {
                 None,
             ));
         }
-        let subject_ref = SubjectRef::parse(&entity_id)
-            .map_err(|e| IngressError::Malformed(format!("entity_id {e}")))?;
+        let subject_ref = SubjectRef::parse(&entity_id).map_err(|error| {
+            IngressError::Malformed(Malformed::InvalidRef {
+                field: "entity_id",
+                error,
+            })
+        })?;
         let subject = Some(WebhookSubject {
             subject_ref,
             ref_kind: RefKind::User,
@@ -128,11 +136,12 @@ impl ProviderProtocol for Align {
             ));
         };
         if customer.customer_id.is_some_and(|id| id != entity_id) {
-            return Err(IngressError::Malformed(
-                "entity_object.customer_id differs from entity_id".into(),
-            ));
+            return Err(IngressError::Malformed(Malformed::Mismatch {
+                field: "entity_object.customer_id",
+                other: "entity_id",
+            }));
         }
-        let reading = read_kycs(customer.kycs.as_ref()).map_err(IngressError::Malformed)?;
+        let reading = read_kycs(customer.kycs.as_ref())?;
         let trusted = created_at.map(|at| Observation {
             status: reading.status,
             provider_status: reading.provider_status.clone(),
@@ -244,7 +253,8 @@ impl StatusCheck for CustomerCheck<'_> {
         {
             return Err(AnswerError::WrongSubject);
         }
-        let reading = read_kycs(customer.kycs.as_ref()).map_err(AnswerError::Malformed)?;
+        let reading =
+            read_kycs(customer.kycs.as_ref()).map_err(|e| AnswerError::Malformed(e.to_string()))?;
         self.customer = Some((reading, exchange));
         Ok(())
     }
@@ -445,7 +455,9 @@ pub(crate) mod tests {
         ];
         for body in cases {
             match align().parse_webhook(body, now()) {
-                Err(IngressError::Malformed(why)) => assert!(!why.contains("jane"), "{why}"),
+                Err(IngressError::Malformed(why)) => {
+                    assert!(!why.to_string().contains("jane"), "{why}")
+                }
                 other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
             }
         }
@@ -465,8 +477,8 @@ pub(crate) mod tests {
             (latin1.as_slice(), "body is not UTF-8"),
         ] {
             assert_eq!(
-                align().parse_webhook(body, now()).unwrap_err(),
-                IngressError::Malformed(want.into())
+                align().parse_webhook(body, now()).unwrap_err().to_string(),
+                want
             );
         }
     }

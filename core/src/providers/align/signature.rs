@@ -1,6 +1,9 @@
 //! Align's webhook signature: `x-hmac-signature` = hex(HMAC-SHA256(API key, raw body)).
 
-use crate::providers::IngressError;
+use crate::providers::{IngressError, Unauthenticated};
+
+/// The header carrying Align's signature.
+const HEADER: &str = "x-hmac-signature";
 use crate::secret::Secret;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -9,11 +12,14 @@ use sha2::Sha256;
 /// parsing. Surrounding whitespace is not part of a header value (HTTP strips it); anything
 /// else, such as a repeated header joined with a comma, is invalid.
 pub fn verify(api_key: &Secret, body: &[u8], signature: Option<&str>) -> Result<(), IngressError> {
-    let signature = signature
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .ok_or(IngressError::Unauthenticated("missing x-hmac-signature"))?;
-    let invalid = IngressError::Unauthenticated("invalid x-hmac-signature");
+    let signature =
+        signature
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or(IngressError::Unauthenticated(Unauthenticated::Missing(
+                HEADER,
+            )))?;
+    let invalid = IngressError::Unauthenticated(Unauthenticated::Invalid(HEADER));
     let presented = hex::decode(signature).map_err(|_| invalid.clone())?;
     // A truncated signature must fail, not verify a prefix.
     if presented.len() != 32 {
@@ -52,7 +58,9 @@ mod tests {
         tampered[at..at + 8].copy_from_slice(b"rejected");
         assert_eq!(
             verify(&key(), &tampered, Some(sig)),
-            Err(IngressError::Unauthenticated("invalid x-hmac-signature"))
+            Err(IngressError::Unauthenticated(Unauthenticated::Invalid(
+                HEADER
+            )))
         );
     }
 
@@ -66,7 +74,9 @@ mod tests {
     #[test]
     fn missing_empty_truncated_repeated_or_garbage_signatures_fail() {
         let (body, sig) = VECTORS[0];
-        let missing = Err(IngressError::Unauthenticated("missing x-hmac-signature"));
+        let missing = Err(IngressError::Unauthenticated(Unauthenticated::Missing(
+            HEADER,
+        )));
         assert_eq!(verify(&key(), body, None), missing);
         assert_eq!(verify(&key(), body, Some("  ")), missing);
         for bad in [
@@ -81,7 +91,9 @@ mod tests {
         ] {
             assert_eq!(
                 verify(&key(), body, Some(bad)),
-                Err(IngressError::Unauthenticated("invalid x-hmac-signature")),
+                Err(IngressError::Unauthenticated(Unauthenticated::Invalid(
+                    HEADER
+                ))),
                 "{bad}"
             );
         }

@@ -1,6 +1,7 @@
 //! Align's JSON: only the fields kyc-edge keeps. Everything else in a payload (names,
 //! e-mail, address) is never deserialized.
 
+use crate::providers::Malformed;
 use crate::status::{status_word, KycStatus};
 use serde::Deserialize;
 use serde_json::Value;
@@ -50,17 +51,25 @@ pub struct KycReading {
 
 /// `kycs` arrives as an object, as an array (integrators read its first element), or
 /// null/absent for a customer who has not started.
-pub(super) fn read_kycs(kycs: Option<&Value>) -> Result<KycReading, String> {
+pub(super) fn read_kycs(kycs: Option<&Value>) -> Result<KycReading, Malformed> {
     let kyc = match kycs {
         None | Some(Value::Null) => None,
         Some(Value::Array(items)) => items.first().cloned(),
         Some(object @ Value::Object(_)) => Some(object.clone()),
-        Some(_) => return Err("kycs is neither an object nor an array".into()),
+        Some(_) => {
+            return Err(Malformed::WrongField {
+                field: "kycs",
+                kind: "an object or an array",
+            })
+        }
     };
-    let kyc: Option<WireKyc> = kyc
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|_| "kycs has an unexpected shape".to_owned())?;
+    let kyc: Option<WireKyc> =
+        kyc.map(serde_json::from_value)
+            .transpose()
+            .map_err(|_| Malformed::WrongField {
+                field: "kycs",
+                kind: "the documented shape",
+            })?;
     let (status, sub_status) = kyc.map_or((None, None), |k| (k.status, k.sub_status));
     Ok(map_status(status.as_deref(), sub_status.as_deref()))
 }
@@ -136,7 +145,7 @@ mod tests {
             serde_json::json!({"status": 7}),
         ] {
             let why = read_kycs(Some(&kycs)).unwrap_err();
-            assert!(!why.contains("jane"), "{why}");
+            assert!(!why.to_string().contains("jane"), "{why}");
         }
     }
 }

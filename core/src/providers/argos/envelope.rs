@@ -1,7 +1,7 @@
 //! ARGOS's optional webhook encryption (docs/providers/argos.md): `{"data": "<base64>"}` holding
 //! AES-256-ECB ciphertext with key = SHA-256(API key as UTF-8) and PKCS#7 padding.
 
-use crate::providers::{parse_json, IngressError};
+use crate::providers::{parse_json, IngressError, Malformed};
 use crate::secret::Secret;
 use aes::Aes256;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -21,10 +21,6 @@ struct WireEnvelope {
     data: Option<Value>,
 }
 
-fn malformed(why: &str) -> IngressError {
-    IngressError::Malformed(why.to_owned())
-}
-
 /// Open the envelope: base64 (standard alphabet, padded; surrounding whitespace such as a
 /// trailing newline is tolerated, whitespace inside is not), then AES-256-ECB with PKCS#7.
 /// Messages never quote the body. A wrong key almost always fails the padding check.
@@ -34,12 +30,17 @@ pub fn decrypt(api_key: &Secret, body: &[u8]) -> Result<Vec<u8>, IngressError> {
         .data
         .as_ref()
         .and_then(Value::as_str)
-        .ok_or_else(|| malformed("encrypted envelope expected: data is not a string"))?;
+        .ok_or(IngressError::Malformed(Malformed::NotAnEnvelope))?;
     let ciphertext = BASE64
         .decode(data.trim_matches(|c: char| c.is_ascii_whitespace()))
-        .map_err(|_| malformed("envelope data is not base64"))?;
+        .map_err(|_| {
+            IngressError::Malformed(Malformed::WrongField {
+                field: "envelope data",
+                kind: "base64",
+            })
+        })?;
     if ciphertext.is_empty() || ciphertext.len() % AES_BLOCK != 0 {
-        return Err(malformed("envelope data is not whole AES blocks"));
+        return Err(IngressError::Malformed(Malformed::PartialBlocks));
     }
     // Derived per call rather than stored, so the key never sits in `Argos` (which is `Debug`).
     let key = Sha256::digest(api_key.expose().as_bytes());
@@ -47,7 +48,7 @@ pub fn decrypt(api_key: &Secret, body: &[u8]) -> Result<Vec<u8>, IngressError> {
     // block's plaintext, and it must hold the URL token before reaching this.
     ecb::Decryptor::<Aes256>::new(&key)
         .decrypt_padded_vec_mut::<Pkcs7>(&ciphertext)
-        .map_err(|_| malformed("envelope does not decrypt (wrong key or corrupt ciphertext)"))
+        .map_err(|_| IngressError::Malformed(Malformed::Undecryptable))
 }
 
 #[cfg(test)]
@@ -81,7 +82,7 @@ pub(crate) mod tests {
 
     fn message(result: Result<Vec<u8>, IngressError>) -> String {
         match result {
-            Err(IngressError::Malformed(why)) => why,
+            Err(IngressError::Malformed(why)) => why.to_string(),
             other => panic!("expected Malformed, got {other:?}"),
         }
     }

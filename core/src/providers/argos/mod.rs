@@ -13,7 +13,7 @@ mod webhook;
 
 use super::{
     check_client_ip, AnswerError, CheckTarget, InboundWebhook, IngressError, ListPage, ListWalk,
-    ProviderProtocol, Registration, StatusCheck, StatusRequest, WebhookEvent,
+    ProviderProtocol, Registration, StatusCheck, StatusRequest, Unauthenticated, WebhookEvent,
 };
 use crate::config::{to_u32, ConfigError, Vars};
 use crate::secret::Secret;
@@ -174,7 +174,9 @@ impl ProviderProtocol for Argos {
         // The address first: a sender that is not allowed learns nothing about the token.
         check_client_ip(&self.allowed_ips, webhook.client_ip)?;
         if !self.webhook_token.matches(webhook.path_token.unwrap_or("")) {
-            return Err(IngressError::Unauthenticated("invalid webhook token"));
+            return Err(IngressError::Unauthenticated(Unauthenticated::Invalid(
+                "webhook token",
+            )));
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 use super::envelope::tests::VECTORS as ENCRYPTED;
 use super::*;
 use crate::observation::{AmlReading, Exchange, Observation, Source, Window, CLOCK_TOLERANCE};
-use crate::providers::{AnswerError, StatusRequest, WebhookSubject};
+use crate::providers::{AnswerError, Forbidden, StatusRequest, WebhookSubject};
 use crate::status::Aml;
 use crate::subject::{RefKind, SubjectRef};
 use crate::time::{from_millis, millis};
@@ -61,7 +61,7 @@ fn user(id: &str) -> Option<WebhookSubject> {
 
 fn malformed_message(result: Result<WebhookEvent, IngressError>) -> String {
     match result {
-        Err(IngressError::Malformed(why)) => why,
+        Err(IngressError::Malformed(why)) => why.to_string(),
         other => panic!("expected Malformed, got {other:?}"),
     }
 }
@@ -79,7 +79,9 @@ fn inbound<'a>(token: Option<&'a str>, ip: Option<&'a str>) -> InboundWebhook<'a
 
 #[test]
 fn the_url_token_must_match_exactly() {
-    let bad = Err(IngressError::Unauthenticated("invalid webhook token"));
+    let bad = Err(IngressError::Unauthenticated(Unauthenticated::Invalid(
+        "webhook token",
+    )));
     assert_eq!(argos().authenticate(&inbound(Some(TOKEN), None)), Ok(()));
     let longer = format!("{TOKEN}x");
     for wrong in [
@@ -116,16 +118,14 @@ fn the_allow_list_checks_the_client_address() {
             "{ok}"
         );
     }
-    let not_allowed = Err(IngressError::Forbidden("client address is not allowed"));
+    let not_allowed = Err(IngressError::Forbidden(Forbidden::AddressNotAllowed));
     for other in ["52.78.194.238", "2001:db8::8", "127.0.0.1"] {
         assert_eq!(
             argos.authenticate(&inbound(Some(TOKEN), Some(other))),
             not_allowed
         );
     }
-    let unknown = Err(IngressError::Forbidden(
-        "client address is missing or not an IP address",
-    ));
+    let unknown = Err(IngressError::Forbidden(Forbidden::UnreadableAddress));
     for missing in [
         None,
         Some(""),
@@ -143,13 +143,15 @@ fn the_allow_list_checks_the_client_address() {
 #[test]
 fn the_address_is_checked_before_the_token() {
     let argos = argos_with(Encryption::Off, &["52.78.194.237"], DEFAULT_MAX_PAGES);
-    let bad = Err(IngressError::Unauthenticated("invalid webhook token"));
+    let bad = Err(IngressError::Unauthenticated(Unauthenticated::Invalid(
+        "webhook token",
+    )));
     assert_eq!(
         argos.authenticate(&inbound(Some("nope"), Some("52.78.194.237"))),
         bad
     );
     // A disallowed address learns nothing about the token: right or wrong, the same answer.
-    let forbidden = Err(IngressError::Forbidden("client address is not allowed"));
+    let forbidden = Err(IngressError::Forbidden(Forbidden::AddressNotAllowed));
     for token in [Some("nope"), Some(TOKEN), None] {
         assert_eq!(
             argos.authenticate(&inbound(token, Some("10.0.0.1"))),

@@ -3,7 +3,9 @@
 //! and addresses in a payload never are.
 
 use super::{map_result, timestamp};
-use crate::providers::{event_kind, parse_json, IngressError, WebhookEvent, WebhookSubject};
+use crate::providers::{
+    event_kind, parse_json, IngressError, Malformed, WebhookEvent, WebhookSubject,
+};
 use crate::status::KycStatus;
 use crate::subject::{RefKind, SubjectRef};
 use crate::time::Timestamp;
@@ -142,8 +144,8 @@ impl WireWebhook {
             (None, Some(submission_id)) => (submission_id, RefKind::Submission, "submission_id"),
             (None, None) => return Ok(None),
         };
-        let subject_ref =
-            SubjectRef::parse(id).map_err(|e| IngressError::Malformed(format!("{field} {e}")))?;
+        let subject_ref = SubjectRef::parse(id)
+            .map_err(|error| IngressError::Malformed(Malformed::InvalidRef { field, error }))?;
         Ok(Some(WebhookSubject {
             subject_ref,
             ref_kind,
@@ -159,13 +161,16 @@ pub fn read(plain: &[u8], received_at: Timestamp) -> Result<WebhookEvent, Ingres
         .webhook_trigger
         .as_deref()
         .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| IngressError::Malformed("webhook_trigger is missing".into()))?;
+        .ok_or(IngressError::Malformed(Malformed::MissingField(
+            "webhook_trigger",
+        )))?;
     let kind = event_kind(Some(trigger));
     let subject = wire.subject()?;
     if subject.is_none() && SUBMISSION_TRIGGERS.contains(&kind.as_str()) {
-        return Err(IngressError::Malformed(
-            "neither userid nor submission_id is present".into(),
-        ));
+        return Err(IngressError::Malformed(Malformed::NoSubject {
+            first: "userid",
+            second: "submission_id",
+        }));
     }
     let announces = match kind.as_str() {
         "created" | "retry" => Announcement::Status(KycStatus::Incomplete),

@@ -14,7 +14,7 @@ pub use signature::{verify as verify_signature, SignatureError};
 
 use super::{
     check_client_ip, AnswerError, CheckTarget, InboundWebhook, IngressError, ListPage, ListWalk,
-    ProviderProtocol, Registration, StatusCheck, StatusRequest, WebhookEvent,
+    ProviderProtocol, Registration, StatusCheck, StatusRequest, Unauthenticated, WebhookEvent,
 };
 use crate::config::{to_u32, ConfigError, Vars};
 use crate::secret::Secret;
@@ -179,7 +179,7 @@ impl ProviderProtocol for Persona {
     /// ([`ProviderProtocol::authenticate_at`] is the route's call).
     fn authenticate(&self, _webhook: &InboundWebhook<'_>) -> Result<(), IngressError> {
         Err(IngressError::Unauthenticated(
-            "Persona-Signature needs the time of arrival",
+            Unauthenticated::NeedsArrivalTime("Persona-Signature"),
         ))
     }
 
@@ -198,7 +198,7 @@ impl ProviderProtocol for Persona {
             received_at,
             self.max_age,
         )
-        .map_err(|e| IngressError::Unauthenticated(e.as_str()))?;
+        .map_err(|e| IngressError::Unauthenticated(e.into()))?;
         check_client_ip(&self.allowed_ips, webhook.client_ip)
     }
 

@@ -2,6 +2,7 @@
 //! hex HMAC-SHA256(webhook secret, "{t}.{raw body}"). While a secret rotates the header holds
 //! several sets separated by spaces (`t=…,v1=… t=…,v1=…`): any set that verifies is enough.
 
+use crate::providers::Unauthenticated;
 use crate::secret::Secret;
 use crate::time::Timestamp;
 use chrono::TimeDelta;
@@ -25,13 +26,16 @@ pub enum SignatureError {
     Stale,
 }
 
-impl SignatureError {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignatureError::Missing => "missing Persona-Signature",
-            SignatureError::Malformed => "malformed Persona-Signature",
-            SignatureError::Invalid => "invalid Persona-Signature",
-            SignatureError::Stale => "Persona-Signature timestamp is outside the accepted window",
+/// The header's name as refusals show it.
+const NAME: &str = "Persona-Signature";
+
+impl From<SignatureError> for Unauthenticated {
+    fn from(error: SignatureError) -> Self {
+        match error {
+            SignatureError::Missing => Unauthenticated::Missing(NAME),
+            SignatureError::Malformed => Unauthenticated::Unreadable(NAME),
+            SignatureError::Invalid => Unauthenticated::Invalid(NAME),
+            SignatureError::Stale => Unauthenticated::Stale(NAME),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! (`name-first`, `birthdate`, `address-*`, `email-address`, …) never are.
 
 use super::map_status;
-use crate::providers::{event_kind, parse_json, IngressError, WebhookEvent, WebhookSubject};
+use crate::providers::{
+    event_kind, parse_json, IngressError, Malformed, WebhookEvent, WebhookSubject,
+};
 use crate::status::KycStatus;
 use crate::subject::{RefKind, SubjectRef};
 use crate::time::{parse_rfc3339, Timestamp};
@@ -121,16 +123,23 @@ pub fn read(
     let wire: WireBody = parse_json(body)?;
     let event = wire
         .data
-        .ok_or_else(|| IngressError::Malformed("data is missing".into()))?;
+        .ok_or(IngressError::Malformed(Malformed::MissingField("data")))?;
     if text(&event.kind).is_some_and(|kind| kind != "event") {
-        return Err(IngressError::Malformed("data.type is not event".into()));
+        return Err(IngressError::Malformed(Malformed::WrongField {
+            field: "data.type",
+            kind: "event",
+        }));
     }
     let attributes = event
         .attributes
-        .ok_or_else(|| IngressError::Malformed("data.attributes is missing".into()))?;
+        .ok_or(IngressError::Malformed(Malformed::MissingField(
+            "data.attributes",
+        )))?;
     let name = text(&attributes.name)
         .filter(|name| !name.trim().is_empty())
-        .ok_or_else(|| IngressError::Malformed("data.attributes.name is missing".into()))?;
+        .ok_or(IngressError::Malformed(Malformed::MissingField(
+            "data.attributes.name",
+        )))?;
     let kind = event_kind(Some(name));
     let event_id = text(&event.id)
         .filter(|id| !id.is_empty() && id.len() <= MAX_EVENT_ID_LEN)
@@ -183,13 +192,18 @@ fn subject(reference_id: &Option<Value>) -> Result<Option<WebhookSubject>, Ingre
         Value::String(id) if id.trim().is_empty() => return Ok(None),
         Value::String(id) => id,
         _ => {
-            return Err(IngressError::Malformed(
-                "reference-id is not a string".into(),
-            ))
+            return Err(IngressError::Malformed(Malformed::WrongField {
+                field: "reference-id",
+                kind: "a string",
+            }))
         }
     };
-    let subject_ref =
-        SubjectRef::parse(id).map_err(|e| IngressError::Malformed(format!("reference-id {e}")))?;
+    let subject_ref = SubjectRef::parse(id).map_err(|error| {
+        IngressError::Malformed(Malformed::InvalidRef {
+            field: "reference-id",
+            error,
+        })
+    })?;
     Ok(Some(WebhookSubject {
         subject_ref,
         ref_kind: RefKind::User,

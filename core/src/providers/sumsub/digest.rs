@@ -1,7 +1,7 @@
 //! The webhook signature: `X-Payload-Digest` = lowercase hex HMAC of the raw body with the
 //! webhook's secret, the hash named by `X-Payload-Digest-Alg` (SHA-256 when absent).
 
-use crate::providers::IngressError;
+use crate::providers::{IngressError, Unauthenticated};
 use crate::secret::Secret;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
@@ -26,7 +26,7 @@ impl DigestAlg {
             Some(name) if name.eq_ignore_ascii_case("HMAC_SHA512_HEX") => Ok(DigestAlg::Sha512),
             Some(name) if name.eq_ignore_ascii_case("HMAC_SHA1_HEX") => Ok(DigestAlg::Sha1),
             Some(_) => Err(IngressError::Unauthenticated(
-                "unknown X-Payload-Digest-Alg",
+                Unauthenticated::UnknownAlgorithm("X-Payload-Digest-Alg"),
             )),
         }
     }
@@ -50,11 +50,14 @@ pub fn verify(
     alg: Option<&str>,
 ) -> Result<(), IngressError> {
     let alg = DigestAlg::parse(alg)?;
-    let digest = digest
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .ok_or(IngressError::Unauthenticated("missing X-Payload-Digest"))?;
-    let invalid = IngressError::Unauthenticated("invalid X-Payload-Digest");
+    let digest =
+        digest
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or(IngressError::Unauthenticated(Unauthenticated::Missing(
+                "X-Payload-Digest",
+            )))?;
+    let invalid = IngressError::Unauthenticated(Unauthenticated::Invalid("X-Payload-Digest"));
     let presented = hex::decode(digest).map_err(|_| invalid.clone())?;
     if presented.len() != alg.output_len() {
         return Err(invalid);

@@ -3,7 +3,9 @@
 //! carries is skipped unread).
 
 use super::{parse_time, Environment, Review};
-use crate::providers::{event_kind, parse_json, IngressError, WebhookEvent, WebhookSubject};
+use crate::providers::{
+    event_kind, parse_json, IngressError, Malformed, WebhookEvent, WebhookSubject,
+};
 use crate::status::KycStatus;
 use crate::subject::{RefKind, SubjectRef};
 use crate::time::Timestamp;
@@ -80,7 +82,7 @@ pub fn read(
 ) -> Result<WebhookEvent, IngressError> {
     let wire: WireWebhook = parse_json(body)?;
     let event_type =
-        text(&wire.event_type).ok_or_else(|| IngressError::Malformed("type is missing".into()))?;
+        text(&wire.event_type).ok_or(IngressError::Malformed(Malformed::MissingField("type")))?;
     // Sumsub's own id of the event: deliveries of one event share it.
     let event_id = text(&wire.correlation_id).map(|id| format!("{event_type}:{id}"));
     // Capped at arrival: a time after it cannot be true.
@@ -112,8 +114,12 @@ pub fn read(
     let Some(external_user_id) = text(&wire.external_user_id) else {
         return Ok(ignored(&kind));
     };
-    let subject_ref = SubjectRef::parse(external_user_id)
-        .map_err(|e| IngressError::Malformed(format!("externalUserId {e}")))?;
+    let subject_ref = SubjectRef::parse(external_user_id).map_err(|error| {
+        IngressError::Malformed(Malformed::InvalidRef {
+            field: "externalUserId",
+            error,
+        })
+    })?;
     let announces = match kind.as_str() {
         "applicantCreated" | "applicantReset" => Announcement::Status(KycStatus::NotStarted),
         "applicantPending"

@@ -31,7 +31,7 @@ fn finish(db: &Connection, world: &mut World) {
 
 #[test]
 fn crossed_reads_of_two_checks_in_flight_are_rechecked_not_ordered_by_send_time() {
-    // Issue 17's black-box case: two refreshes of one Align customer in flight while the
+    // The black-box case: two refreshes of one Align customer in flight while the
     // provider flips from rejected to approved. Job 0 is sent first but read after the flip;
     // job 1 is sent later but read before it. Ordering by send time kept "rejected" (for a
     // week: a decided status); their windows overlap, so a fresh check decides.
