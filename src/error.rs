@@ -4,6 +4,7 @@
 
 use kyc_core::api::ErrorCode;
 use kyc_core::config::ConfigError;
+use kyc_core::subject::Provider;
 use serde_json::json;
 use std::fmt;
 use worker::Response;
@@ -51,13 +52,16 @@ impl std::error::Error for StoreError {
     }
 }
 
-/// An error answer: a code (which fixes the status), a message safe to show, and for a 405
-/// the methods the path allows.
+/// An error answer: a code (which fixes the status, unless a route says otherwise), a message
+/// safe to show, and for a 405 the methods the path allows.
 #[derive(Debug)]
 pub struct ApiError {
     pub code: ErrorCode,
+    pub status: u16,
     pub message: String,
     pub allow: Option<&'static str>,
+    /// The variables a `provider_not_configured` answer names (`missing`).
+    pub missing: Vec<&'static str>,
     /// What the log records about a 500 (never sent).
     pub cause: Option<String>,
 }
@@ -66,9 +70,24 @@ impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
+            status: code.status(),
             message: message.into(),
             allow: None,
+            missing: vec![],
             cause: None,
+        }
+    }
+
+    /// `provider` is registered but lacks `missing` secrets: 409 for the API (the request
+    /// cannot be served as configured); its webhook route answers it with 404.
+    pub fn provider_not_configured(provider: Provider, missing: &[&'static str]) -> Self {
+        let names = missing.join(", ");
+        Self {
+            missing: missing.to_vec(),
+            ..Self::new(
+                ErrorCode::ProviderNotConfigured,
+                format!("{provider} is not configured: set {names}"),
+            )
         }
     }
 
@@ -92,8 +111,12 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> worker::Result<Response> {
-        let body = json!({ "error": { "code": self.code.as_str(), "message": self.message } });
-        let mut response = Response::from_json(&body)?.with_status(self.code.status());
+        let mut error = json!({ "code": self.code.as_str(), "message": self.message });
+        if !self.missing.is_empty() {
+            error["missing"] = json!(self.missing);
+        }
+        let mut response =
+            Response::from_json(&json!({ "error": error }))?.with_status(self.status);
         if let Some(allow) = self.allow {
             response.headers_mut().set("allow", allow)?;
         }

@@ -2,7 +2,10 @@
 //! still make.
 
 use crate::calls::Calls;
+use crate::error::ApiError;
 use kyc_core::config::Config;
+use kyc_core::providers::ProviderProtocol;
+use kyc_core::subject::Provider;
 use worker::{D1Database, Env};
 
 pub struct Services<'a> {
@@ -10,4 +13,13 @@ pub struct Services<'a> {
     pub config: &'a Config,
     pub db: &'a D1Database,
     pub calls: Calls,
+}
+
+impl Services<'_> {
+    /// The provider's protocol, or `provider_not_configured` naming the secrets it lacks.
+    pub fn configured(&self, provider: Provider) -> Result<&dyn ProviderProtocol, ApiError> {
+        self.config.protocol(provider).ok_or_else(|| {
+            ApiError::provider_not_configured(provider, self.config.missing_secrets(provider))
+        })
+    }
 }

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
+    /// The provider is registered but its secrets are not set: the answer names them.
+    ProviderNotConfigured,
     /// The deployment is misconfigured; the log says how, the answer does not.
     ConfigurationError,
     Internal,
@@ -32,7 +34,8 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict => 409,
+            // A webhook route answers 404 instead (the route does not exist while disabled).
+            ErrorCode::Conflict | ErrorCode::ProviderNotConfigured => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::ConfigurationError | ErrorCode::Internal => 500,
@@ -49,6 +52,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::ProviderNotConfigured => "provider_not_configured",
             ErrorCode::ConfigurationError => "configuration_error",
             ErrorCode::Internal => "internal",
         }
@@ -64,6 +68,8 @@ impl fmt::Display for ErrorCode {
 /// A route and the path parameters it carries (raw: handlers parse them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route<'a> {
+    /// `GET /`: a small index, or the dashboard for a browser.
+    Index,
     Health,
     /// `POST /webhooks/{provider}`, or `/webhooks/{provider}/{token}` for a provider whose
     /// webhooks carry a secret path segment.
@@ -113,6 +119,7 @@ impl Route<'_> {
     /// A short name for logs (no parameters: refs and tokens stay out of route names).
     pub fn name(&self) -> Cow<'static, str> {
         Cow::Borrowed(match self {
+            Route::Index => "index",
             Route::Health => "health",
             Route::Webhook { provider, .. } => {
                 return Cow::Owned(format!("webhook.{provider}"));
@@ -146,9 +153,11 @@ impl Route<'_> {
     /// provider or sends a notification is the admin token's.
     pub fn access(&self) -> Access {
         match self {
-            Route::Health | Route::Webhook { .. } | Route::OpenApi | Route::Dashboard { .. } => {
-                Access::Public
-            }
+            Route::Index
+            | Route::Health
+            | Route::Webhook { .. }
+            | Route::OpenApi
+            | Route::Dashboard { .. } => Access::Public,
             Route::ListSubjects
             | Route::GetSubject { .. }
             | Route::SubjectEvents { .. }
@@ -235,6 +244,7 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, RouteError> {
     }
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let (allow, route): (&'static str, Option<Route<'a>>) = match segments.as_slice() {
+        [""] => ("GET", (method == "GET").then_some(Route::Index)),
         ["healthz"] => ("GET", (method == "GET").then_some(Route::Health)),
         ["webhooks", name, rest @ ..] => {
             let provider = Provider::parse(name).ok_or(RouteError::NotFound)?;
@@ -384,6 +394,7 @@ mod tests {
     #[test]
     fn every_route_and_its_methods() {
         let cases = [
+            ("GET", "/", Route::Index),
             ("GET", "/healthz", Route::Health),
             (
                 "POST",
@@ -571,8 +582,6 @@ mod tests {
     fn unknown_paths_are_404() {
         let long = format!("/v1/subjects/align/{}", "a".repeat(MAX_PATH));
         for path in [
-            "/",
-            "",
             "/v2/subjects",
             "/v1/subjects/nobody/x",
             "/v1/backfill/nobody",

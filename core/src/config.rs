@@ -29,6 +29,9 @@ pub const MIN_KV_TTL_SECONDS: i64 = 60;
 pub struct Config {
     /// Each registered provider's protocol, in registry order; `None` when it is disabled.
     providers: Vec<Option<Box<dyn ProviderProtocol>>>,
+    /// For each registered provider, in registry order, the secrets it lacks: empty when it
+    /// is enabled.
+    missing_secrets: Vec<Vec<&'static str>>,
     /// Admin bearer tokens of the application API (`API_TOKEN`, comma-separated for
     /// rotation): everything `/v1` offers. Without any, `/v1` refuses everyone.
     pub api_tokens: Vec<Secret>,
@@ -315,6 +318,16 @@ impl Config {
         let providers = Provider::all()
             .map(|p| (p.registration().configure)(&vars))
             .collect::<Result<Vec<_>, _>>()?;
+        let missing_secrets = Provider::all()
+            .zip(&providers)
+            .map(|(p, protocol)| match protocol {
+                Some(_) => vec![],
+                None => (p.registration().secrets.iter())
+                    .copied()
+                    .filter(|key| vars.secret(key).is_none())
+                    .collect(),
+            })
+            .collect();
         let plan = vars.one_of(
             "WORKERS_PLAN",
             WorkersPlan::Free,
@@ -377,6 +390,7 @@ impl Config {
         };
         Ok(Self {
             providers,
+            missing_secrets,
             api_tokens: vars.tokens("API_TOKEN")?,
             read_tokens: vars.tokens("API_READ_TOKEN")?,
             provider_max_answer_bytes: vars.bytes(
@@ -420,6 +434,13 @@ impl Config {
     /// `first_checks_per_run` (the cadence in wrangler.toml is every 5 minutes).
     pub fn first_check_step(&self) -> TimeDelta {
         CRON_PERIOD / i32::try_from(self.first_checks_per_run.max(1)).unwrap_or(i32::MAX)
+    }
+
+    /// The secrets a disabled provider lacks (`provider_not_configured`); empty when enabled.
+    pub fn missing_secrets(&self, provider: Provider) -> &[&'static str] {
+        self.missing_secrets
+            .get(provider.index())
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn enabled_providers(&self) -> Vec<Provider> {
@@ -508,6 +529,34 @@ mod tests {
     const ADMIN: &str = "admin-token-0123456789abcdef0123";
     const ADMIN_NEXT: &str = "admin-token-next-0123456789abcdef";
     const READER: &str = "read-token-0123456789abcdef01234";
+
+    #[test]
+    fn a_disabled_provider_names_the_secrets_it_lacks_and_an_enabled_one_none() {
+        let align = Provider::parse("align").unwrap();
+        let sumsub = Provider::parse("sumsub").unwrap();
+        let argos = Provider::parse("argos").unwrap();
+        let c = config(&[
+            ("ALIGN_API_KEY", "k"),
+            ("SUMSUB_SECRET_KEY", "s"),
+            ("ARGOS_WEBHOOK_TOKEN", TOKEN),
+        ])
+        .unwrap();
+        assert_eq!(c.missing_secrets(align), &[] as &[&str]);
+        assert_eq!(
+            c.missing_secrets(sumsub),
+            ["SUMSUB_APP_TOKEN", "SUMSUB_WEBHOOK_SECRET"]
+        );
+        assert_eq!(c.missing_secrets(argos), ["ARGOS_API_KEY"]);
+        // Every disabled provider lacks at least one of its secrets: none is left unexplained.
+        let none = config(&[]).unwrap();
+        for provider in Provider::all() {
+            assert!(none.protocol(provider).is_none());
+            assert_eq!(
+                none.missing_secrets(provider),
+                provider.registration().secrets
+            );
+        }
+    }
 
     #[test]
     fn api_tokens_are_lists_of_at_least_32_characters() {

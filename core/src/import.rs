@@ -36,6 +36,11 @@ pub enum BatchError {
     },
     /// A body starting with `[` that is not a JSON array.
     NotAnArray(String),
+    /// A line (1-based) names a provider whose secrets are not set.
+    ProviderNotConfigured {
+        provider: Provider,
+        line: usize,
+    },
 }
 
 impl fmt::Display for BatchError {
@@ -46,6 +51,9 @@ impl fmt::Display for BatchError {
                 write!(f, "{lines} subjects: at most {MAX_LINES} per request")
             }
             BatchError::NotAnArray(why) => write!(f, "not a JSON array: {why}"),
+            BatchError::ProviderNotConfigured { provider, line } => {
+                write!(f, "line {line}: {provider} is not configured")
+            }
         }
     }
 }
@@ -98,12 +106,21 @@ pub fn parse_batch(
     if items.len() > MAX_LINES {
         return Err(BatchError::TooMany { lines: items.len() });
     }
+    // A provider kyc-edge does not serve refuses the whole request: its lines could never be
+    // checked, and the answer names the secrets that would enable it.
+    let unserved = items.iter().find_map(|(number, item)| {
+        let provider = Provider::parse(&item.as_ref().ok()?.provider)?;
+        (!enabled(provider)).then_some((provider, *number))
+    });
+    if let Some((provider, line)) = unserved {
+        return Err(BatchError::ProviderNotConfigured { provider, line });
+    }
     let mut first_seen: Vec<((Provider, String), usize)> = Vec::new();
     let mut seen = HashSet::new();
     Ok(items
         .into_iter()
         .map(|(number, item)| {
-            let line = match item.and_then(|wire| validate(wire, enabled)) {
+            let line = match item.and_then(validate) {
                 Err(why) => Line::Invalid(why),
                 Ok(subject) => {
                     let key = (subject.provider, subject.subject_ref.as_str().to_owned());
@@ -166,16 +183,11 @@ fn unknown_field(name: &str) -> String {
     }
 }
 
-fn validate(wire: WireLine, enabled: &dyn Fn(Provider) -> bool) -> Result<NewSubject, String> {
+fn validate(wire: WireLine) -> Result<NewSubject, String> {
     let provider = Provider::parse(&wire.provider).ok_or_else(|| {
         let names: Vec<&str> = Provider::all().map(Provider::as_str).collect();
         format!("provider must be one of {}", names.join(", "))
     })?;
-    if !enabled(provider) {
-        return Err(format!(
-            "{provider} is not enabled (its secrets are not set)"
-        ));
-    }
     let subject_ref = SubjectRef::parse(&wire.subject_ref).map_err(|e| format!("ref {e}"))?;
     let kinds = provider.registration().ref_kinds;
     let ref_kind = match wire.ref_kind.as_deref() {
@@ -326,19 +338,21 @@ mod tests {
     }
 
     #[test]
-    fn a_provider_that_is_not_enabled_is_refused_per_line() {
+    fn a_provider_that_is_not_configured_refuses_the_whole_batch_naming_its_line() {
         let only_argos = |p: Provider| p == Provider::named("argos");
-        let got = parse_batch(
-            b"[{\"provider\":\"align\",\"ref\":\"c\"},{\"provider\":\"argos\",\"ref\":\"s1\",\"ref_kind\":\"submission\"}]",
-            &only_argos,
-        )
-        .unwrap();
+        let argos = b"{\"provider\":\"argos\",\"ref\":\"s1\",\"ref_kind\":\"submission\"}";
+        let mut body = argos.to_vec();
+        body.extend_from_slice(b"\n{\"provider\":\"align\",\"ref\":\"c\"}");
         assert_eq!(
-            got[0].1,
-            Line::Invalid("align is not enabled (its secrets are not set)".into())
+            parse_batch(&body, &only_argos),
+            Err(BatchError::ProviderNotConfigured {
+                provider: Provider::named("align"),
+                line: 2
+            })
         );
+        let got = parse_batch(argos, &only_argos).unwrap();
         assert!(
-            matches!(&got[1].1, Line::Valid(s) if s.ref_kind == RefKind::Submission),
+            matches!(&got[0].1, Line::Valid(s) if s.ref_kind == RefKind::Submission),
             "{got:?}"
         );
     }

@@ -12,7 +12,7 @@ use kyc_core::api::ErrorCode;
 use kyc_core::db::backfills::{self, Backfill};
 use kyc_core::db::subjects::{import, imported};
 use kyc_core::db::tallies::Tally;
-use kyc_core::import::{parse_batch, Line as BatchLine, NewSubject};
+use kyc_core::import::{parse_batch, BatchError, Line as BatchLine, NewSubject};
 use kyc_core::providers::ListWalk;
 use kyc_core::subject::Provider;
 use kyc_core::time::{day, format, from_millis, parse_day, Timestamp};
@@ -33,8 +33,15 @@ pub async fn import_subjects(
 ) -> Result<Response> {
     let body = body::read(&mut req, BATCH_BODY_BYTES).await?;
     let config = services.config;
-    let lines = parse_batch(&body, &|p| config.protocol(p).is_some())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let lines = parse_batch(&body, &|p| config.protocol(p).is_some()).map_err(|e| match e {
+        BatchError::ProviderNotConfigured { provider, line } => {
+            let mut error =
+                ApiError::provider_not_configured(provider, config.missing_secrets(provider));
+            error.message = format!("line {line}: {}", error.message);
+            error
+        }
+        _ => ApiError::bad_request(e.to_string()),
+    })?;
     let mut by_provider: BTreeMap<Provider, Vec<&NewSubject>> = BTreeMap::new();
     for (_, line) in &lines {
         if let BatchLine::Valid(subject) = line {
@@ -143,11 +150,7 @@ struct StartBody {
 }
 
 fn enabled(services: &Services<'_>, provider: Provider) -> Result<Provider> {
-    if services.config.protocol(provider).is_none() {
-        return Err(ApiError::not_found(format!(
-            "{provider} is not enabled (its secrets are not set)"
-        )));
-    }
+    services.configured(provider)?;
     Ok(provider)
 }
 
@@ -181,10 +184,7 @@ pub async fn start_backfill(
         .map(|since| parse_day(since, now))
         .transpose()
         .map_err(|why| ApiError::bad_request(format!("since {why}")))?;
-    let protocol = services
-        .config
-        .protocol(provider)
-        .ok_or_else(|| ApiError::not_found("provider not enabled"))?;
+    let protocol = services.configured(provider)?;
     // Whatever the provider cannot list (Align has no date filter) is refused now, not later.
     protocol
         .list_request(&ListWalk {

@@ -19,6 +19,7 @@ use kyc_core::config::Config;
 use kyc_core::headers::{usable_request_id, AUTHORIZATION, REQUEST_ID};
 use kyc_core::schedule::WorkersPlan;
 use kyc_core::secret::any_matches;
+use kyc_core::subject::Provider;
 use serde_json::json;
 use worker::{Env, Request, Response, Result};
 
@@ -109,9 +110,12 @@ async fn dispatch(
         calls: calls.share(),
     };
     let response = match route {
-        Route::Health => Ok(Response::from_json(
-            &json!({ "ok": true, "version": VERSION }),
-        )?),
+        Route::Index => index(&req),
+        Route::Health => Ok(Response::from_json(&json!({
+            "ok": true,
+            "version": VERSION,
+            "providers": provider_setup(&config),
+        }))?),
         Route::Webhook { provider, token } => {
             webhooks::receive(req, &services, provider, token, log).await
         }
@@ -138,6 +142,32 @@ async fn dispatch(
     // The unit of work's calls, for the log line.
     *calls = services.calls;
     response
+}
+
+/// `GET /`: a browser goes to the dashboard; anything else gets the links.
+fn index(req: &Request) -> std::result::Result<Response, ApiError> {
+    let accept = req.headers().get("accept")?.unwrap_or_default();
+    if accept.contains("text/html") {
+        let mut response = Response::empty()?.with_status(302);
+        response.headers_mut().set("location", "/dashboard/")?;
+        return Ok(response);
+    }
+    Ok(Response::from_json(&json!({
+        "name": "kyc-edge",
+        "version": VERSION,
+        "links": { "dashboard": "/dashboard/", "openapi": "/openapi.json", "health": "/healthz" },
+    }))?)
+}
+
+/// Which providers are served, and the secrets each of the others lacks.
+fn provider_setup(config: &Config) -> serde_json::Value {
+    let (enabled, not_configured): (Vec<Provider>, Vec<Provider>) =
+        Provider::all().partition(|p| config.protocol(*p).is_some());
+    let not_configured: serde_json::Map<String, serde_json::Value> = not_configured
+        .into_iter()
+        .map(|p| (p.as_str().to_owned(), json!(config.missing_secrets(p))))
+        .collect();
+    json!({ "enabled": enabled, "not_configured": not_configured })
 }
 
 /// `Authorization: Bearer <token>`: one of `API_TOKEN` (admin) or `API_READ_TOKEN` (read

@@ -112,6 +112,7 @@ pub async fn put(
     log: &mut Line,
 ) -> Result<Response> {
     let (provider, subject_ref) = subject_key(subject)?;
+    services.configured(provider)?;
     log.set("provider", provider.as_str())
         .set("ref", ref_for_log(subject_ref.as_str()).as_ref());
     let raw = body::read(&mut req, SMALL_BODY_BYTES).await?;
@@ -181,6 +182,7 @@ pub async fn refresh(
     log: &mut Line,
 ) -> Result<Response> {
     let (provider, subject_ref) = subject_key(subject)?;
+    services.configured(provider)?;
     log.set("provider", provider.as_str())
         .set("ref", ref_for_log(subject_ref.as_str()).as_ref());
     let rows = d1::run(

@@ -28,10 +28,12 @@ pub async fn receive(
     log: &mut Line,
 ) -> Result<Response, ApiError> {
     log.set("provider", provider.as_str());
-    // A provider without its secrets is disabled: the route does not exist.
-    let Some(protocol) = services.config.protocol(provider) else {
-        return Err(ApiError::not_found("no such webhook route"));
-    };
+    // A provider without its secrets is disabled: the route does not exist (404), and says
+    // which secrets would make it.
+    let protocol = services.configured(provider).map_err(|mut error| {
+        error.status = 404;
+        error
+    })?;
     let limit = services.config.max_body_bytes;
     let too_large = || body::too_large(limit);
     let headers = req.headers();

@@ -41,8 +41,11 @@ pub struct Registration {
     /// API's rate limit over a cron period, less room for webhook-triggered checks. `None`:
     /// no limit kyc-edge could reach.
     pub max_checks_per_run: Option<u32>,
-    /// Builds the provider from the worker's variables: `Ok(None)` when its secrets are not
-    /// set (disabled, never half-configured), an error naming a malformed variable.
+    /// The secrets that enable it: all set, it is configured; any unset, it is disabled and
+    /// every route about it names the missing ones (`provider_not_configured`).
+    pub secrets: &'static [&'static str],
+    /// Builds the provider from the worker's variables: `Ok(None)` when one of its `secrets`
+    /// is not set (disabled, never half-configured), an error naming a malformed variable.
     pub configure: Configure,
 }
 

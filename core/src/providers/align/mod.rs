@@ -34,6 +34,7 @@ pub const REGISTRATION: Registration = Registration {
     webhook_token_in_path: false,
     ref_kinds: &[RefKind::User],
     max_checks_per_run: None,
+    secrets: &["ALIGN_API_KEY"],
     configure,
 };
 

@@ -46,6 +46,7 @@ pub const REGISTRATION: Registration = Registration {
     ref_kinds: &[RefKind::User, RefKind::Submission],
     // 500,000 requests a day (docs/providers/argos.md): far above what a cron run asks.
     max_checks_per_run: None,
+    secrets: &["ARGOS_API_KEY", "ARGOS_WEBHOOK_TOKEN"],
     configure,
 };
 

@@ -50,6 +50,7 @@ pub const REGISTRATION: Registration = Registration {
     // minute, and a check may read more than one page: 200 leaves a third of the minute for
     // webhook-triggered checks and extra pages.
     max_checks_per_run: Some(200),
+    secrets: &["PERSONA_API_KEY", "PERSONA_WEBHOOK_SECRET"],
     configure,
 };
 

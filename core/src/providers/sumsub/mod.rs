@@ -38,6 +38,11 @@ pub const REGISTRATION: Registration = Registration {
     webhook_token_in_path: false,
     ref_kinds: &[RefKind::User],
     max_checks_per_run: Some(MAX_CHECKS_PER_RUN),
+    secrets: &[
+        "SUMSUB_APP_TOKEN",
+        "SUMSUB_SECRET_KEY",
+        "SUMSUB_WEBHOOK_SECRET",
+    ],
     configure,
 };
 
