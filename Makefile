@@ -1,4 +1,4 @@
-.PHONY: bootstrap build dev test lint bench trigger soak
+.PHONY: bootstrap build dev test lint bench trigger cron env soak
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -10,6 +10,7 @@ dev: bootstrap
 	bash scripts/dev.sh
 
 test: bootstrap
+	bash scripts/bootstrap.sh --browser
 	cargo test --workspace
 	bash scripts/build.sh
 	node --test --test-concurrency=1 tests/*.test.mjs
@@ -25,7 +26,17 @@ bench: build
 soak: build
 	node bench/soak.mjs
 
-# Against `make dev`'s sandbox: make trigger PROVIDER=align|argos|sumsub REF=cust-1 STATUS=approved [DROP=1] [REPLAY=1]
+# Against the running `make dev` (found through $(PERSIST_DIR)/dev.json; scripts/local.mjs):
+# make trigger PROVIDER=align|argos|sumsub|persona REF=cust-1 STATUS=approved [DROP=1] [REPLAY=1] [WAIT=0]
 PROVIDER ?= align
+WAIT ?= 1
 trigger:
-	@node scripts/trigger.mjs --provider "$(PROVIDER)" --ref "$(REF)" --status "$(STATUS)" --drop "$(DROP)" --replay "$(REPLAY)"
+	@node scripts/trigger.mjs --provider "$(PROVIDER)" --ref "$(REF)" --status "$(STATUS)" --drop "$(DROP)" --replay "$(REPLAY)" --wait "$(WAIT)"
+
+# One run of the Cron Trigger, and what it found (due, queued).
+cron:
+	@node scripts/cron.mjs
+
+# eval "$$(make -s env)": KYC_EDGE, KYC_SANDBOX and API_TOKEN of the running `make dev`.
+env:
+	@node scripts/local.mjs

@@ -52,9 +52,15 @@ if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $bindgen_v
   cargo install wasm-bindgen-cli --version "$bindgen_version"
 fi
 
-# The dashboard's tests drive Debian's Chromium (a browser download is not reachable here).
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "bootstrap: apt-get install chromium"
+# Only `make test` needs a browser (the dashboard's test drives Debian's Chromium; a browser
+# download is not reachable here): `bootstrap.sh --browser`. `make dev` never installs it.
+if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: the dashboard's test needs Chromium at /usr/bin/chromium and this machine has no apt-get;" >&2
+    echo "bootstrap: install Chromium with your package manager, then run make test again" >&2
+    exit 1
+  fi
+  echo "bootstrap: apt-get install chromium (for the dashboard's test)"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi

@@ -52,22 +52,53 @@ if [[ -z "$(read_var APP_WEBHOOK_URL)" && -n "$(read_var APP_WEBHOOK_SECRET)" ]]
   vars+=(--var "APP_WEBHOOK_URL:$sandbox/_sandbox/sink")
 fi
 
-npx wrangler d1 migrations apply kyc-edge --local --persist-to "$PERSIST_DIR"
+# The build, once and quietly (wrangler dev's own [build] then finds it up to date); its output
+# is shown when it fails.
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+echo "build: checking the worker (a first build takes a few minutes)"
+if ! bash scripts/build.sh >"$scratch/build.log" 2>&1; then
+  cat "$scratch/build.log"
+  exit 1
+fi
+
+# Migrations as one line; wrangler's tables only when they fail.
+if ! npx wrangler d1 migrations apply kyc-edge --local --persist-to "$PERSIST_DIR" >"$scratch/migrations.log" 2>&1; then
+  cat "$scratch/migrations.log"
+  exit 1
+fi
+applied="$(grep -oE '[0-9]{4}_[a-z0-9_]+\.sql' "$scratch/migrations.log" | sort -u || true)"
+if [[ -z "$applied" ]]; then
+  echo "migrations: up to date ($PERSIST_DIR)"
+else
+  echo "migrations: applied $(wc -l <<<"$applied") ($(head -n 1 <<<"$applied") … $(tail -n 1 <<<"$applied")) to $PERSIST_DIR"
+fi
 
 node sandbox/server.mjs --port "$SANDBOX_PORT" --worker "$worker" --vars "$DEV_VARS" &
 sandbox_pid=$!
-trap 'kill "$sandbox_pid" 2>/dev/null || true' EXIT
+# Where this `make dev` runs, for `make trigger`, `make cron`, `make env` (scripts/local.mjs).
+dev_file="$PERSIST_DIR/dev.json"
+vars_path="$(cd "$(dirname "$DEV_VARS")" && pwd)/$(basename "$DEV_VARS")"
+printf '{"worker":"%s","sandbox":"%s","vars":"%s"}\n' "$worker" "$sandbox" "$vars_path" >"$dev_file"
+trap 'kill "$sandbox_pid" "${ready_pid:-}" 2>/dev/null || true; rm -f "$dev_file"; rm -rf "$scratch"' EXIT
 
-cat <<EOF
+# Once the worker answers, what a person needs, once.
+(
+  until curl -sf -o /dev/null "$worker/healthz"; do sleep 0.5; done
+  cat <<EOF
 
-kyc-edge: the worker starts on $worker; the sandbox (${served[*]:-no provider}, notifications)
-runs on $sandbox. In another terminal (README, "Try it"):
-  export API_TOKEN=\$(sed -n 's/^API_TOKEN=//p' $DEV_VARS)
-  make trigger PROVIDER=align REF=cust-1 STATUS=approved
-  curl -s -H "Authorization: Bearer \$API_TOKEN" $worker/v1/subjects/align/cust-1
-  open $worker/dashboard/ (sign in with the API token)
+kyc-edge is ready (sandbox serves: ${served[*]:-no provider}):
+  API        $worker   (GET / lists the rest; OpenAPI: $worker/openapi.json)
+  dashboard  $worker/dashboard/   sign in with the API token
+  sandbox    $sandbox   (the providers' APIs and your app's endpoint: make listen)
+  API token  API_TOKEN in $DEV_VARS; in another terminal: eval "\$(make -s env)"
+Then: make trigger PROVIDER=align REF=cust-1 STATUS=approved, make cron (README, "Try it").
 
 EOF
+) &
+ready_pid=$!
 
+# Each request, job and cron run as one short line (scripts/devlog.mjs); JSON stays the
+# deployed format.
 npx wrangler dev --ip 127.0.0.1 --port "$PORT" --persist-to "$PERSIST_DIR" --env-file "$DEV_VARS" \
-  "${vars[@]}" "$@"
+  "${vars[@]}" "$@" 2>&1 | node scripts/devlog.mjs
