@@ -63,7 +63,11 @@ describe("the API against its document", () => {
   });
 
   test("every route answers as documented, in success and in error", async () => {
-    // Health, the document, the dashboard.
+    // The index, health, the document, the dashboard.
+    const index = await call("GET", "/", { token: null });
+    assert.equal(index.status, 200);
+    assert.deepEqual(Object.values(index.json.links).sort(), ["/dashboard/", "/healthz", "/openapi.json"]);
+    assert.equal((await call("POST", "/", { token: null })).status, 405);
     assert.equal((await call("GET", "/healthz", { token: null })).status, 200);
     assert.equal((await call("POST", "/healthz", { token: null })).status, 405);
     const served = await call("GET", "/openapi.json", { token: null });
