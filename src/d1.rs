@@ -68,6 +68,23 @@ pub async fn batch(
     results.iter().map(rows).collect()
 }
 
+/// Runs a batch of a fixed number of statements; their answers as an array, to bind each to a
+/// name (`let [loaded, written] = d1::batch_of(…, [load, write]).await?`) instead of reading
+/// them by position.
+pub async fn batch_of<const N: usize>(
+    calls: &Calls,
+    db: &D1Database,
+    statements: [Statement; N],
+) -> Result<[Rows; N], StoreError> {
+    let results = batch(calls, db, &statements).await?;
+    let answered = results.len();
+    results.try_into().map_err(|_| {
+        StoreError::D1(worker::Error::RustError(format!(
+            "a batch of {N} statements answered {answered} results"
+        )))
+    })
+}
+
 /// Runs one statement; its rows.
 pub async fn run(
     calls: &Calls,

@@ -305,6 +305,67 @@ fn is_this_machine(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
 }
 
+/// Per provider (in `Provider::all()` order), the secrets a disabled one lacks; none for an
+/// enabled one.
+fn missing_secrets(
+    vars: &Vars<'_>,
+    providers: &[Option<Box<dyn ProviderProtocol>>],
+) -> Vec<Vec<&'static str>> {
+    Provider::all()
+        .zip(providers)
+        .map(|(p, protocol)| match protocol {
+            Some(_) => vec![],
+            None => (p.registration().secrets.iter())
+                .copied()
+                .filter(|key| vars.secret(key).is_none())
+                .collect(),
+        })
+        .collect()
+}
+
+/// The check cadences: the defaults, each overridable.
+fn schedule(vars: &Vars<'_>) -> Result<ScheduleConfig, ConfigError> {
+    let mut schedule = ScheduleConfig::default();
+    if let Some(steps) = vars.seconds_list("RECHECK_STEPS_SECONDS")? {
+        schedule.open_steps = steps;
+    }
+    if let Some(steps) = vars.seconds_list("TERMINAL_RECHECK_SECONDS")? {
+        schedule.terminal_steps = steps;
+    }
+    if let Some(checks) = vars.positive("RETIRE_AFTER_UNFOUND_CHECKS")? {
+        schedule.retire_after_unfound = to_u32("RETIRE_AFTER_UNFOUND_CHECKS", checks)?;
+    }
+    Ok(schedule)
+}
+
+/// Notifications to the application: on when `APP_WEBHOOK_URL` is set, which then needs its
+/// secret.
+fn delivery(vars: &Vars<'_>) -> Result<Option<Delivery>, ConfigError> {
+    let Some(url) = vars.text("APP_WEBHOOK_URL") else {
+        return Ok(None);
+    };
+    let url = vars.endpoint("APP_WEBHOOK_URL", &url)?;
+    let secret = vars.text("APP_WEBHOOK_SECRET").ok_or(ConfigError {
+        key: "APP_WEBHOOK_SECRET",
+        problem: "is required when APP_WEBHOOK_URL is set".into(),
+    })?;
+    let keys = SigningKeys::parse(&secret).map_err(|e| ConfigError {
+        key: "APP_WEBHOOK_SECRET",
+        problem: e.to_string(),
+    })?;
+    Ok(Some(Delivery {
+        url,
+        keys,
+        max_age: vars.seconds("NOTIFY_MAX_AGE_SECONDS", TimeDelta::days(1))?,
+        // Below the 2-minute lease of an attempt, so a slow endpoint never sees a second
+        // attempt of the same id while the first is still open.
+        timeout: TimeDelta::milliseconds(
+            vars.positive_or("NOTIFY_TIMEOUT_MS", 15_000)?
+                .min(MAX_NOTIFY_TIMEOUT_MS),
+        ),
+    }))
+}
+
 pub fn to_u32(key: &'static str, value: i64) -> Result<u32, ConfigError> {
     u32::try_from(value).map_err(|_| ConfigError {
         key,
@@ -318,16 +379,7 @@ impl Config {
         let providers = Provider::all()
             .map(|p| (p.registration().configure)(&vars))
             .collect::<Result<Vec<_>, _>>()?;
-        let missing_secrets = Provider::all()
-            .zip(&providers)
-            .map(|(p, protocol)| match protocol {
-                Some(_) => vec![],
-                None => (p.registration().secrets.iter())
-                    .copied()
-                    .filter(|key| vars.secret(key).is_none())
-                    .collect(),
-            })
-            .collect();
+        let missing_secrets = missing_secrets(&vars, &providers);
         let plan = vars.one_of(
             "WORKERS_PLAN",
             WorkersPlan::Free,
@@ -343,16 +395,7 @@ impl Config {
             Some(n) => to_u32("FIRST_CHECKS_PER_RUN", n)?.min(reconcile_budget),
             None => (plan.first_checks_per_run(reconcile_budget) / enabled.max(1)).max(1),
         };
-        let mut schedule = ScheduleConfig::default();
-        if let Some(steps) = vars.seconds_list("RECHECK_STEPS_SECONDS")? {
-            schedule.open_steps = steps;
-        }
-        if let Some(steps) = vars.seconds_list("TERMINAL_RECHECK_SECONDS")? {
-            schedule.terminal_steps = steps;
-        }
-        if let Some(checks) = vars.positive("RETIRE_AFTER_UNFOUND_CHECKS")? {
-            schedule.retire_after_unfound = to_u32("RETIRE_AFTER_UNFOUND_CHECKS", checks)?;
-        }
+        let schedule = schedule(&vars)?;
         let kv_ttl = vars.seconds("KV_TTL_SECONDS", TimeDelta::hours(1))?;
         if kv_ttl.num_seconds() < MIN_KV_TTL_SECONDS {
             return Err(ConfigError {
@@ -363,31 +406,7 @@ impl Config {
             });
         }
         let max_body_bytes = vars.positive_or("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES as i64)?;
-        let delivery = match vars.text("APP_WEBHOOK_URL") {
-            None => None,
-            Some(url) => {
-                let url = vars.endpoint("APP_WEBHOOK_URL", &url)?;
-                let secret = vars.text("APP_WEBHOOK_SECRET").ok_or(ConfigError {
-                    key: "APP_WEBHOOK_SECRET",
-                    problem: "is required when APP_WEBHOOK_URL is set".into(),
-                })?;
-                let keys = SigningKeys::parse(&secret).map_err(|e| ConfigError {
-                    key: "APP_WEBHOOK_SECRET",
-                    problem: e.to_string(),
-                })?;
-                Some(Delivery {
-                    url,
-                    keys,
-                    max_age: vars.seconds("NOTIFY_MAX_AGE_SECONDS", TimeDelta::days(1))?,
-                    // Below the 2-minute lease of an attempt, so a slow endpoint never sees
-                    // a second attempt of the same id while the first is still open.
-                    timeout: TimeDelta::milliseconds(
-                        vars.positive_or("NOTIFY_TIMEOUT_MS", 15_000)?
-                            .min(MAX_NOTIFY_TIMEOUT_MS),
-                    ),
-                })
-            }
-        };
+        let delivery = delivery(&vars)?;
         Ok(Self {
             providers,
             missing_secrets,

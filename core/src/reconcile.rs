@@ -23,9 +23,10 @@ use crate::observation::{Observation, Source};
 use crate::outbound::{CheckFailure, FailureScope};
 use crate::schedule::{after_check, after_failure, jitter, Found, NextCheck, ScheduleConfig};
 use crate::statement;
+use crate::status::KycStatus;
 use crate::subject::Provider;
 use crate::time::{epoch, Timestamp};
-use crate::transition::{decide, Change, Decided, ANY_CHANGE};
+use crate::transition::{decide, Change, Decided, Recorded, ANY_CHANGE};
 use chrono::TimeDelta;
 
 /// What one check learned.
@@ -198,12 +199,6 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
         .into_iter()
         .collect();
     let decision = decide(&stored.recorded(), observation);
-    let seed = stored.key();
-    let polled_at = reading.polled_at.unwrap_or_else(epoch);
-    let last_checked_at = match (stored.last_checked_at, reading.polled_at) {
-        (Some(stored), Some(polled)) => Some(stored.max(polled)),
-        (stored, polled) => stored.or(polled),
-    };
     // A contested reading is decided by a poll sent once both windows have closed.
     let recheck_at = decision.contested.then(|| {
         let record = stored.recorded();
@@ -215,13 +210,6 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
             .max(context.now)
             + TimeDelta::milliseconds(1)
     });
-    // Checks that found no record in a row; enough of them retire the subject.
-    let unfound = if observation.no_record {
-        stored.unfound.saturating_add(1)
-    } else {
-        0
-    };
-    let retire = unfound >= context.schedule.retire_after_unfound;
     let (effect, status, found) = match &decision.outcome {
         Decided::Stale if recheck_at.is_none() => {
             // Someone recorded a newer reading, and scheduled after it: leave it all be.
@@ -240,54 +228,126 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
             (Effect::Changed(change.clone()), change.next.status, found)
         }
     };
-    let planned = after_check(
-        context.schedule,
-        status,
-        found,
-        stored.check_step,
-        context.now,
-        &seed,
-    );
-    let next = match (recheck_at, retire) {
-        (Some(at), _) => NextCheck { at, step: 0 },
-        (None, true) => NextCheck {
-            at: never(),
-            step: planned.step,
-        },
-        (None, false) => planned,
-    };
     let next_state = match &decision.outcome {
         Decided::Stale => stored.recorded(),
         Decided::Confirmed(next) => next.clone(),
         Decided::Apply(change) => change.next.clone(),
     };
-    let windows = [
-        SqlValue::from(next_state.window.from),
-        next_state.window.to.into(),
-        next_state.window.provider_at.into(),
-        aml_window_value(&next_state, |w| w.from),
-        aml_window_value(&next_state, |w| w.to),
-    ];
+    let bookkeeping = Bookkeeping::after(stored, reading, status, found, recheck_at, context);
+    statements.push(reading_update(
+        stored,
+        &bookkeeping,
+        &next_state,
+        &effect,
+        observation.source,
+    ));
+    let mut plan = Plan {
+        guard: Some(statements.len() - 1),
+        statements,
+        history: None,
+        notification: None,
+        effect,
+        project: false,
+        recheck_at,
+    };
+    if let Effect::Changed(change) = &plan.effect {
+        let change = change.clone();
+        plan_change(&mut plan, stored, &change, observation.source, context.now);
+    }
+    plan
+}
+
+/// What a successful reading writes on the subject whatever it decided: when it was checked,
+/// when to check next, the unfound streak that retires junk refs.
+struct Bookkeeping {
+    polled_at: Timestamp,
+    last_checked_at: Option<Timestamp>,
+    next: NextCheck,
+    retire: bool,
+    unfound: u32,
+    now: Timestamp,
+}
+
+impl Bookkeeping {
+    fn after(
+        stored: &SubjectRow,
+        reading: &Reading,
+        status: KycStatus,
+        found: Found,
+        recheck_at: Option<Timestamp>,
+        context: Context<'_>,
+    ) -> Self {
+        let last_checked_at = match (stored.last_checked_at, reading.polled_at) {
+            (Some(stored), Some(polled)) => Some(stored.max(polled)),
+            (stored, polled) => stored.or(polled),
+        };
+        // Checks that found no record in a row; enough of them retire the subject.
+        let unfound = if reading.observation.no_record {
+            stored.unfound.saturating_add(1)
+        } else {
+            0
+        };
+        let retire = unfound >= context.schedule.retire_after_unfound;
+        let planned = after_check(
+            context.schedule,
+            status,
+            found,
+            stored.check_step,
+            context.now,
+            &stored.key(),
+        );
+        let next = match (recheck_at, retire) {
+            (Some(at), _) => NextCheck { at, step: 0 },
+            (None, true) => NextCheck {
+                at: never(),
+                step: planned.step,
+            },
+            (None, false) => planned,
+        };
+        Self {
+            polled_at: reading.polled_at.unwrap_or_else(epoch),
+            last_checked_at,
+            next,
+            retire,
+            unfound,
+            now: context.now,
+        }
+    }
+}
+
+/// The compare-and-set write of a reading: its bookkeeping and windows, and with a change the
+/// new state, one version further.
+fn reading_update(
+    stored: &SubjectRow,
+    bookkeeping: &Bookkeeping,
+    next_state: &Recorded,
+    effect: &Effect,
+    source: Source,
+) -> Statement {
     let mut params: Vec<SqlValue> = vec![
         stored.provider.as_str().into(),
         stored.subject_ref.as_str().into(),
         stored.revision.into(),
         stored.version.into(),
-        polled_at.into(),
-        next.at.into(),
-        next.step.into(),
-        retire.into(),
-        context.now.into(),
-        last_checked_at.into(),
-        unfound.into(),
+        bookkeeping.polled_at.into(),
+        bookkeeping.next.at.into(),
+        bookkeeping.next.step.into(),
+        bookkeeping.retire.into(),
+        bookkeeping.now.into(),
+        bookkeeping.last_checked_at.into(),
+        bookkeeping.unfound.into(),
+        next_state.window.from.into(),
+        next_state.window.to.into(),
+        next_state.window.provider_at.into(),
+        aml_window_value(next_state, |w| w.from),
+        aml_window_value(next_state, |w| w.to),
     ];
-    params.extend(windows);
     let mut set = format!(
         "{SCHEDULE}, last_checked_at = ?10, unfound = ?11, failures = 0, last_error = NULL, \
          observed_at = ?12, observed_until = ?13, observed_provider_at = ?14, \
          aml_observed_at = ?15, aml_observed_until = ?16"
     );
-    if let Effect::Changed(change) = &effect {
+    if let Effect::Changed(change) = effect {
         let state = &change.next;
         let aml = state.aml.as_ref();
         set.push_str(
@@ -303,60 +363,54 @@ fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) ->
             aml.map(|a| a.status.as_str()).into(),
             aml.and_then(|a| a.risk_level.as_deref()).into(),
             state.status_at.into(),
-            observation.source.as_str().into(),
+            source.as_str().into(),
         ]);
     }
-    statements.push(Statement::new(
+    Statement::new(
         format!("UPDATE subjects SET {set} WHERE {GUARD} RETURNING {COLUMNS}"),
         params,
-    ));
-    let mut plan = Plan {
-        guard: Some(statements.len() - 1),
-        statements,
-        history: None,
-        notification: None,
-        effect,
-        project: false,
-        recheck_at,
+    )
+}
+
+/// A change's statements after its write: the history row, the outbox row chained to it, and
+/// the status counts moved.
+fn plan_change(
+    plan: &mut Plan,
+    stored: &SubjectRow,
+    change: &Change,
+    source: Source,
+    now: Timestamp,
+) {
+    plan.project = true;
+    plan.history = Some(plan.statements.len());
+    plan.statements
+        .push(history_row(stored, change, source, now));
+    // The outbox: one notification per change a reader was told of, chained to the history
+    // row, so it exists exactly when the change does. A status change carries the AML too
+    // (`aml`, `previous_aml`): one change, one version, one notification.
+    let kind = if change.status_changed {
+        Some(Kind::StatusChanged)
+    } else if change.aml_changed {
+        Some(Kind::AmlUpdated)
+    } else {
+        None
     };
-    if let Effect::Changed(change) = &plan.effect {
-        let change = change.clone();
-        plan.project = true;
-        plan.history = Some(plan.statements.len());
-        plan.statements.push(history_row(
-            stored,
-            &change,
-            observation.source,
-            context.now,
+    if let Some(kind) = kind {
+        plan.notification = Some(plan.statements.len());
+        plan.statements.push(insert_if_previous_changed(
+            stored.provider,
+            &stored.subject_ref,
+            kind,
+            payload(kind, stored, change, source, now),
+            now,
         ));
-        // The outbox: one notification per change a reader was told of, chained to the history
-        // row, so it exists exactly when the change does. A status change carries the AML too
-        // (`aml`, `previous_aml`): one change, one version, one notification.
-        let kind = if change.status_changed {
-            Some(Kind::StatusChanged)
-        } else if change.aml_changed {
-            Some(Kind::AmlUpdated)
-        } else {
-            None
-        };
-        if let Some(kind) = kind {
-            plan.notification = Some(plan.statements.len());
-            plan.statements.push(insert_if_previous_changed(
-                stored.provider,
-                &stored.subject_ref,
-                kind,
-                payload(kind, stored, &change, observation.source, context.now),
-                context.now,
-            ));
-        }
-        if change.status_changed {
-            plan.statements.push(move_if_previous_changed(
-                Tally::Status(stored.provider, change.previous),
-                Tally::Status(stored.provider, change.next.status),
-            ));
-        }
     }
-    plan
+    if change.status_changed {
+        plan.statements.push(move_if_previous_changed(
+            Tally::Status(stored.provider, change.previous),
+            Tally::Status(stored.provider, change.next.status),
+        ));
+    }
 }
 
 /// The AML window's bound as stored: none while nothing about AML was ever read.

@@ -83,19 +83,19 @@ pub async fn redeliver(services: &Services<'_>, id: &str, log: &mut Line) -> Res
         .delivery
         .as_ref()
         .map_or(TimeDelta::days(1), |d| d.max_age);
-    let rows = d1::batch(
+    let [redelivered, loaded] = d1::batch_of(
         &services.calls,
         services.db,
-        &[
+        [
             outbox::redeliver(seq, created_ms, now, now + max_age),
             outbox::load(seq, created_ms),
         ],
     )
     .await?;
-    let Some(notification) = d1::first::<Notification>(&rows[1])? else {
+    let Some(notification) = d1::first::<Notification>(&loaded)? else {
         return Err(ApiError::not_found("no such notification"));
     };
-    if rows[0].is_empty() {
+    if redelivered.is_empty() {
         return Err(ApiError::new(
             kyc_core::api::ErrorCode::BadRequest,
             "only a dead or delivered notification can be redelivered",
@@ -112,17 +112,17 @@ pub async fn redeliver(services: &Services<'_>, id: &str, log: &mut Line) -> Res
 /// `POST /v1/notifications/enable`: delivery resumes after a 410; what is due is sent now.
 pub async fn enable(services: &Services<'_>, log: &mut Line) -> Result<Response> {
     let now = clock::now();
-    let rows = d1::batch(
+    let [enabled, due] = d1::batch_of(
         &services.calls,
         services.db,
-        &[
+        [
             statement!(outbox::ENABLE),
             outbox::due(now, services.config.reconcile_budget),
         ],
     )
     .await?;
-    let was_disabled = !rows[0].is_empty();
-    let queued = send(services, &outbox::seqs(&rows[1]), log).await;
+    let was_disabled = !enabled.is_empty();
+    let queued = send(services, &outbox::seqs(&due), log).await;
     log.set("was_disabled", was_disabled);
     Ok(Response::from_json(&json!({
         "enabled": true,

@@ -13,12 +13,13 @@ use kyc_core::db::notifications as outbox;
 use kyc_core::db::runs::{self, HEALTH};
 use kyc_core::db::subjects::{retired, unchecked};
 use kyc_core::db::tallies::{counts, ALL, SINCE_FOLD, SUSPECTED};
-use kyc_core::db::{row, Row, Statement};
+use kyc_core::db::{row, Row, Rows, Statement};
 use kyc_core::schedule::DEGRADED_AFTER_FAILURES;
 use kyc_core::statement;
 use kyc_core::subject::Provider;
-use kyc_core::time::{format, from_millis};
+use kyc_core::time::{format, from_millis, Timestamp};
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use worker::{Request, Response};
 
 /// Subjects waiting for a first check are counted up to this many (one index entry read each).
@@ -38,89 +39,111 @@ fn parsed(value: Option<&Value>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The one batch `GET /v1/stats` reads, by name.
+struct StatsBatch {
+    tallies: Rows,
+    since_fold: Rows,
+    health: Rows,
+    last_run: Rows,
+    pending: Rows,
+    dead: Rows,
+    disabled: Rows,
+    backfills: Rows,
+    suspected: Rows,
+    /// Per provider, in `Provider::all()` order: subjects waiting for a first check.
+    waiting: Vec<Rows>,
+    /// Per provider: retired subjects (the provider has no record of them; checked no more).
+    retired: Vec<Rows>,
+    alerts_open: Rows,
+    alert_delivery: Rows,
+}
+
+impl StatsBatch {
+    fn statements() -> Vec<Statement> {
+        let mut statements: Vec<Statement> = vec![
+            statement!(ALL),
+            statement!(SINCE_FOLD),
+            statement!(HEALTH),
+            runs::latest(1),
+            statement!(outbox::PENDING),
+            statement!(outbox::DEAD),
+            statement!(outbox::DISABLED),
+            backfills::all(),
+            statement!(SUSPECTED),
+        ];
+        statements.extend(Provider::all().map(|p| unchecked(p, WAITING_CAP)));
+        statements.extend(Provider::all().map(|p| retired(p, WAITING_CAP)));
+        statements.push(statement!(
+            "SELECT COUNT(*) AS open FROM alerts WHERE resolved_at IS NULL"
+        ));
+        statements.push(statement!(alerts::DELIVERY));
+        statements
+    }
+
+    /// The answers in the order `statements` asks; a missing one reads as no rows.
+    fn read(results: Vec<Rows>) -> Self {
+        let mut results = results.into_iter();
+        let mut next = || results.next().unwrap_or_default();
+        let per_provider = |next: &mut dyn FnMut() -> Rows| -> Vec<Rows> {
+            Provider::all().map(|_| next()).collect()
+        };
+        Self {
+            tallies: next(),
+            since_fold: next(),
+            health: next(),
+            last_run: next(),
+            pending: next(),
+            dead: next(),
+            disabled: next(),
+            backfills: next(),
+            suspected: next(),
+            waiting: per_provider(&mut next),
+            retired: per_provider(&mut next),
+            alerts_open: next(),
+            alert_delivery: next(),
+        }
+    }
+}
+
+/// A count a row holds under `name`; 0 without one.
+fn number(rows: &Rows, name: &str) -> i64 {
+    rows.first()
+        .and_then(|r| r.get(name))
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+/// Per provider, the `n` of the row naming it (rows grouped by provider).
+fn per_provider_count(rows: &Rows) -> Map<String, Value> {
+    Provider::all()
+        .map(|provider| {
+            let n = rows
+                .iter()
+                .find(|r| r.get("provider").and_then(Value::as_str) == Some(provider.as_str()))
+                .and_then(|r| r.get("n"))
+                .and_then(Value::as_u64);
+            (provider.as_str().into(), json!(n.unwrap_or(0)))
+        })
+        .collect()
+}
+
 pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
-    let mut statements: Vec<Statement> = vec![
-        statement!(ALL),
-        statement!(SINCE_FOLD),
-        statement!(HEALTH),
-        runs::latest(1),
-        statement!(outbox::PENDING),
-        statement!(outbox::DEAD),
-        statement!(outbox::DISABLED),
-        backfills::all(),
-        statement!(SUSPECTED),
-    ];
-    // Per provider, after the fixed ones: subjects waiting for a first check, then retired
-    // subjects (a provider answering "no such record" for them, checked no more).
-    const WAITING: usize = 9;
-    let providers_count = Provider::all().count();
-    statements.extend(Provider::all().map(|p| unchecked(p, WAITING_CAP)));
-    statements.extend(Provider::all().map(|p| retired(p, WAITING_CAP)));
-    // Last: the alerts open and the alert endpoint's delivery.
-    let alerts_at = statements.len();
-    statements.push(statement!(
-        "SELECT COUNT(*) AS open FROM alerts WHERE resolved_at IS NULL"
-    ));
-    statements.push(statement!(alerts::DELIVERY));
-    let results = d1::batch(&services.calls, services.db, &statements).await?;
-    let counts = counts(&results[0], &results[1]);
-    let mut subjects = Map::new();
-    let mut webhooks = Map::new();
-    let mut changes = Map::new();
-    let mut drift = Map::new();
-    let mut providers = Map::new();
-    let mut first_checks = Map::new();
+    let results = d1::batch(&services.calls, services.db, &StatsBatch::statements()).await?;
+    let batch = StatsBatch::read(results);
+    let counts = counts(&batch.tallies, &batch.since_fold);
     let now = clock::now();
-    // Changes no webhook had announced when found, not settled yet (the cron settles them once
-    // late webhooks had time to arrive: DRIFT_GRACE).
-    let mut suspected = Map::new();
-    for provider in Provider::all() {
-        let n = results[8]
-            .iter()
-            .find(|r| r.get("provider").and_then(Value::as_str) == Some(provider.as_str()))
-            .and_then(|r| r.get("n"))
-            .and_then(Value::as_u64);
-        suspected.insert(provider.as_str().into(), json!(n.unwrap_or(0)));
-    }
-    let mut retired_by_provider = Map::new();
-    for (provider, rows) in
-        Provider::all().zip(results.get(WAITING + providers_count..).unwrap_or_default())
-    {
-        let n = rows
-            .first()
-            .and_then(|r| r.get("n"))
-            .and_then(Value::as_u64);
-        retired_by_provider.insert(provider.as_str().into(), json!(n.unwrap_or(0)));
-    }
-    for (provider, rows) in Provider::all().zip(results.get(WAITING..).unwrap_or_default()) {
-        let waiting = rows
-            .first()
-            .and_then(|r| r.get("n"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        // The last scheduled first check falls due just before the imports' cursor; if every
-        // run takes its share, all have had one by then.
-        let until = counts
-            .first_checks_until
-            .get(&provider)
-            .copied()
-            .and_then(from_millis)
-            .filter(|until| waiting > 0 && *until > now);
-        first_checks.insert(
-            provider.as_str().into(),
-            json!({
-                "waiting": waiting,
-                "per_run": services.config.first_checks_per_run,
-                "all_scheduled_by": until.map(format),
-                "eta_seconds": until.map_or(0, |t| (t - now).num_seconds()),
-            }),
-        );
-    }
-    let backfill: Vec<Value> = results[7]
+    let retired: Map<String, Value> = Provider::all()
+        .zip(&batch.retired)
+        .map(|(provider, rows)| (provider.as_str().into(), json!(number(rows, "n"))))
+        .collect();
+    let backfills: Vec<Value> = batch
+        .backfills
         .iter()
         .filter_map(|found| row::<Backfill>(found).ok())
         .map(|b| json!(b.view()))
         .collect();
+    let (mut subjects, mut webhooks, mut changes, mut drift) =
+        (Map::new(), Map::new(), Map::new(), Map::new());
     for provider in Provider::all() {
         let p = provider.as_str();
         let mut statuses = counts.statuses.get(&provider).cloned().unwrap_or_default();
@@ -133,16 +156,39 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
         );
         changes.insert(p.into(), json!(activity.changes));
         drift.insert(p.into(), json!(activity.drift));
-        let health = results[2]
-            .iter()
-            .find(|h| h.get("provider").and_then(Value::as_str) == Some(p));
-        let field = |name: &str| health.and_then(|h| h.get(name));
-        let failures = field("consecutive_failures")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        providers.insert(
-            p.into(),
-            json!({
+    }
+    Ok(Response::from_json(&json!({
+        "alerts": alerts_view(services, &batch),
+        "notifications": notifications_view(services, &batch, counts.delivered, now),
+        "subjects": subjects,
+        "webhooks": webhooks,
+        "changes": changes,
+        "drift": drift,
+        // Changes no webhook had announced when found, not settled yet (the cron settles
+        // them once late webhooks had time to arrive: DRIFT_GRACE).
+        "drift_suspected": per_provider_count(&batch.suspected),
+        "retired": retired,
+        "providers": providers_view(services, &batch.health),
+        "reconcile_budget": services.config.reconcile_budget,
+        "first_checks": first_checks_view(services, &batch, &counts.first_checks_until, now),
+        "backfills": backfills,
+        "last_cron_run": batch.last_run.first().map(run_view),
+    }))?)
+}
+
+/// Per provider: enabled, and the health its checks left.
+fn providers_view(services: &Services<'_>, health: &Rows) -> Map<String, Value> {
+    Provider::all()
+        .map(|provider| {
+            let p = provider.as_str();
+            let found = health
+                .iter()
+                .find(|h| h.get("provider").and_then(Value::as_str) == Some(p));
+            let field = |name: &str| found.and_then(|h| h.get(name));
+            let failures = field("consecutive_failures")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let view = json!({
                 "enabled": services.config.protocol(provider).is_some(),
                 "degraded": failures >= u64::from(DEGRADED_AFTER_FAILURES),
                 "consecutive_failures": failures,
@@ -150,59 +196,82 @@ pub async fn get(services: &Services<'_>) -> Result<Response, ApiError> {
                 "last_failure_at": time(field("last_failure_at")),
                 "last_success_at": time(field("last_success_at")),
                 "paused_until": time(field("paused_until")),
-            }),
-        );
-    }
-    let last_cron_run = results[3].first().map(run_view);
-    let pending = results[4].first();
-    let number = |row: Option<&kyc_core::db::Row>, name: &str| {
-        row.and_then(|r| r.get(name))
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-    };
-    let oldest = pending
+            });
+            (p.into(), view)
+        })
+        .collect()
+}
+
+/// Per provider: subjects waiting for a first check and when the last is scheduled.
+fn first_checks_view(
+    services: &Services<'_>,
+    batch: &StatsBatch,
+    first_checks_until: &BTreeMap<Provider, i64>,
+    now: Timestamp,
+) -> Map<String, Value> {
+    Provider::all()
+        .zip(&batch.waiting)
+        .map(|(provider, rows)| {
+            let waiting = number(rows, "n").max(0);
+            // The last scheduled first check falls due just before the imports' cursor; if
+            // every run takes its share, all have had one by then.
+            let until = first_checks_until
+                .get(&provider)
+                .copied()
+                .and_then(from_millis)
+                .filter(|until| waiting > 0 && *until > now);
+            let view = json!({
+                "waiting": waiting,
+                "per_run": services.config.first_checks_per_run,
+                "all_scheduled_by": until.map(format),
+                "eta_seconds": until.map_or(0, |t| (t - now).num_seconds()),
+            });
+            (provider.as_str().into(), view)
+        })
+        .collect()
+}
+
+fn notifications_view(
+    services: &Services<'_>,
+    batch: &StatsBatch,
+    delivered: i64,
+    now: Timestamp,
+) -> Value {
+    let configured = services.config.delivery.is_some();
+    let oldest = batch
+        .pending
+        .first()
         .and_then(|r| r.get("oldest"))
         .and_then(Value::as_i64)
         .and_then(from_millis);
-    let disabled = results[6]
+    let disabled = batch
+        .disabled
         .first()
         .map(|row| json!({ "since": time(row.get("disabled_at")), "reason": row.get("reason") }));
-    let notifications = json!({
-        "delivery": if services.config.delivery.is_some() { "configured" } else { "not configured" },
-        "pending": number(pending, "pending"),
-        "delivered": counts.delivered,
-        "dead": number(results[5].first(), "dead"),
+    json!({
+        "delivery": if configured { "configured" } else { "not configured" },
+        "pending": number(&batch.pending, "pending"),
+        "delivered": delivered,
+        "dead": number(&batch.dead, "dead"),
         "disabled": disabled,
         // Without an endpoint nothing is late: the rows are a feed, not a backlog.
         "oldest_undelivered_age_seconds": oldest
-            .filter(|_| services.config.delivery.is_some())
+            .filter(|_| configured)
             .map(|t| (now - t).num_seconds()),
-    });
-    let alert_delivery = results.get(alerts_at + 1).and_then(|rows| rows.first());
-    let alerts = json!({
+    })
+}
+
+fn alerts_view(services: &Services<'_>, batch: &StatsBatch) -> Value {
+    let delivery = &batch.alert_delivery;
+    json!({
         "delivery": if services.config.alerts.delivery.is_some() { "configured" } else { "not configured" },
-        "open": number(results.get(alerts_at).and_then(|rows| rows.first()), "open"),
-        "pending": number(alert_delivery, "pending"),
-        "failing": number(alert_delivery, "failing"),
-        "dead": number(alert_delivery, "dead"),
-        "delivered": number(alert_delivery, "delivered"),
-        "last_error": alert_delivery.and_then(|r| r.get("last_error")).cloned().unwrap_or(Value::Null),
-    });
-    Ok(Response::from_json(&json!({
-        "alerts": alerts,
-        "notifications": notifications,
-        "subjects": subjects,
-        "webhooks": webhooks,
-        "changes": changes,
-        "drift": drift,
-        "drift_suspected": suspected,
-        "retired": retired_by_provider,
-        "providers": providers,
-        "reconcile_budget": services.config.reconcile_budget,
-        "first_checks": first_checks,
-        "backfills": backfill,
-        "last_cron_run": last_cron_run,
-    }))?)
+        "open": number(&batch.alerts_open, "open"),
+        "pending": number(delivery, "pending"),
+        "failing": number(delivery, "failing"),
+        "dead": number(delivery, "dead"),
+        "delivered": number(delivery, "delivered"),
+        "last_error": delivery.first().and_then(|r| r.get("last_error")).cloned().unwrap_or(Value::Null),
+    })
 }
 
 /// A cron run as the API shows it.
@@ -275,17 +344,17 @@ pub async fn alerts(req: &Request, services: &Services<'_>) -> Result<Response, 
             _ => return Err(ApiError::bad_request(format!("unknown parameter {key:?}"))),
         }
     }
-    let results = d1::batch(
+    let [alerts, delivery] = d1::batch_of(
         &services.calls,
         services.db,
-        &[alerts::recent(limit), statement!(alerts::DELIVERY)],
+        [alerts::recent(limit), statement!(alerts::DELIVERY)],
     )
     .await?;
-    let (open, recent): (Vec<Value>, Vec<Value>) = results[0]
+    let (open, recent): (Vec<Value>, Vec<Value>) = alerts
         .iter()
         .map(alert_view)
         .partition(|a| a["state"] == "open");
-    let delivery = results[1].first();
+    let delivery = delivery.first();
     let number = |name: &str| {
         delivery
             .and_then(|r| r.get(name))

@@ -8,11 +8,11 @@ use crate::log::Line;
 use crate::services::Services;
 use crate::{clock, d1, queue, random};
 use kyc_core::api::ErrorCode;
-use kyc_core::db::events::record_webhook;
+use kyc_core::db::events::{record_webhook, WebhookOutcome};
 use kyc_core::db::subjects;
 use kyc_core::headers::{is_form, CF_CONNECTING_IP, CONTENT_LENGTH, CONTENT_TYPE};
 use kyc_core::jobs::{Job, ReconcileJob};
-use kyc_core::providers::{InboundWebhook, IngressError};
+use kyc_core::providers::{InboundWebhook, IngressError, WebhookEvent};
 use kyc_core::subject::{ref_for_log, Provider};
 use serde_json::json;
 use worker::{AnalyticsEngineDataPointBuilder, Request, Response};
@@ -79,27 +79,12 @@ pub async fn receive(
             return Err(refuse(services, provider, log, error));
         }
     };
-    // A provider whose refs the end user can edit (ARGOS's Liveform `userid`) may be told to
-    // track only subjects the application registered: a webhook about any other ref is
-    // acknowledged (so the provider does not retry it) and ignored, at the cost of one read.
-    if let (true, Some(subject)) = (protocol.requires_registered(), &event.subject) {
-        let found = d1::run(
-            &services.calls,
-            services.db,
-            &subjects::load(provider, &subject.subject_ref),
-        )
-        .await?;
-        if found.is_empty() {
-            count(services, provider, "unregistered", log);
-            log.set("event", event.kind.as_str())
-                .set("ref", ref_for_log(subject.subject_ref.as_str()).as_ref())
-                .set("outcome", "ignored: not registered");
-            return Ok(Response::from_json(&json!({
-                "ok": true,
-                "ignored": "not_registered",
-                "event": event.kind,
-            }))?);
-        }
+    if protocol.requires_registered() && !registered(services, provider, &event, log).await? {
+        return Ok(Response::from_json(&json!({
+            "ok": true,
+            "ignored": "not_registered",
+            "event": event.kind,
+        }))?);
     }
     // Unique per request: marks the event row this request inserted, so the rest of its
     // batch can tell a new event from a repeat of one.
@@ -107,26 +92,13 @@ pub async fn receive(
         .map_err(|e| ApiError::from(worker::Error::RustError(format!("no randomness: {e}"))))?;
     let record = record_webhook(provider, &event, &event.dedup_key(&body), &receipt, now);
     let results = d1::batch(&services.calls, services.db, &record.statements).await?;
-    let (duplicate, created, made_due) = record.outcome(&results);
+    let WebhookOutcome {
+        duplicate,
+        created,
+        made_due,
+    } = record.outcome(&results);
     let subject_ref = event.subject.as_ref().map(|s| s.subject_ref.to_string());
-    let mut queued = false;
-    if let (true, Some(subject)) = (created || made_due, &event.subject) {
-        let job = Job::Reconcile(ReconcileJob {
-            provider,
-            subject_ref: subject.subject_ref.clone(),
-            ref_kind: subject.ref_kind,
-            trusted: event.trusted.clone(),
-            aml: event.about_aml,
-        });
-        // The subject is already due in D1: if the queue is down, the next cron run takes it,
-        // so the accepted event is not lost either way.
-        match queue::send(&services.calls, services.env, &job).await {
-            Ok(()) => queued = true,
-            Err(error) => {
-                log.set("queue_error", error.to_string());
-            }
-        }
-    }
+    let queued = (created || made_due) && queue_check(services, provider, &event, log).await;
     log.set("event", event.kind.as_str())
         .set(
             "ref",
@@ -141,6 +113,61 @@ pub async fn receive(
         "event": event.kind,
         "ref": subject_ref,
     }))?)
+}
+
+/// A provider whose refs the end user can edit (ARGOS's Liveform `userid`) may be told to
+/// track only subjects the application registered: a webhook about any other ref is
+/// acknowledged (so the provider does not retry it) and ignored, at the cost of one read.
+async fn registered(
+    services: &Services<'_>,
+    provider: Provider,
+    event: &WebhookEvent,
+    log: &mut Line,
+) -> Result<bool, ApiError> {
+    let Some(subject) = &event.subject else {
+        return Ok(true);
+    };
+    let found = d1::run(
+        &services.calls,
+        services.db,
+        &subjects::load(provider, &subject.subject_ref),
+    )
+    .await?;
+    if found.is_empty() {
+        count(services, provider, "unregistered", log);
+        log.set("event", event.kind.as_str())
+            .set("ref", ref_for_log(subject.subject_ref.as_str()).as_ref())
+            .set("outcome", "ignored: not registered");
+    }
+    Ok(!found.is_empty())
+}
+
+/// Queue the check the webhook asked for; whether it was queued. The subject is already due
+/// in D1: if the queue is down, the next cron run takes it, so the accepted event is not lost
+/// either way.
+async fn queue_check(
+    services: &Services<'_>,
+    provider: Provider,
+    event: &WebhookEvent,
+    log: &mut Line,
+) -> bool {
+    let Some(subject) = &event.subject else {
+        return false;
+    };
+    let job = Job::Reconcile(ReconcileJob {
+        provider,
+        subject_ref: subject.subject_ref.clone(),
+        ref_kind: subject.ref_kind,
+        trusted: event.trusted.clone(),
+        aml: event.about_aml,
+    });
+    match queue::send(&services.calls, services.env, &job).await {
+        Ok(()) => true,
+        Err(error) => {
+            log.set("queue_error", error.to_string());
+            false
+        }
+    }
 }
 
 /// Count a refusal where it costs no D1 or KV write, and pass the error on.

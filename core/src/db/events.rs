@@ -3,7 +3,7 @@
 
 use super::tallies::Tally;
 use super::{SqlValue, Statement};
-use crate::providers::WebhookEvent;
+use crate::providers::{WebhookEvent, WebhookSubject};
 use crate::statement;
 use crate::status::KycStatus;
 use crate::subject::{Provider, SubjectRef};
@@ -51,54 +51,97 @@ pub fn record_webhook(
         event.provider_at,
         now
     )];
-    let mine = "EXISTS (SELECT 1 FROM events WHERE provider = ?1 AND dedup_key = ?4 \
-         AND type = 'webhook' AND receipt = ?5)";
-    // When the event last asked for a check: its first arrival, or a repeat's since.
-    let last_asked = "(SELECT COALESCE(last_at, at) FROM events \
-         WHERE provider = ?1 AND dedup_key = ?4 AND type = 'webhook')";
     let duplicates = Tally::Duplicates(provider).name();
-    let (mut created, mut made_due) = (None, None);
-    let tally;
-    if let Some(subject) = &event.subject {
-        created = Some(statements.len());
-        statements.push(statement!(
+    let (created, made_due, tally) = match &event.subject {
+        Some(subject) => {
+            let about = about_subject(provider, subject, dedup_key, receipt, now, &duplicates);
+            let first = statements.len();
+            statements.extend(about);
+            // In the order `about_subject` writes them.
+            (Some(first), Some(first + 1), first + 2)
+        }
+        None => {
+            statements.push(statement!(
+                format!(
+                    "INSERT INTO tallies (name, value) SELECT ?6, 1 WHERE NOT {MINE} \
+                     ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING name"
+                ),
+                p,
+                SqlValue::Null,
+                SqlValue::Null,
+                dedup_key,
+                receipt,
+                duplicates.as_str()
+            ));
+            (None, None, statements.len() - 1)
+        }
+    };
+    WebhookRecord {
+        statements,
+        tally,
+        duplicates,
+        created,
+        made_due,
+    }
+}
+
+/// The event row of this request exists: it inserted it (`?1` provider, `?4` dedup key, `?5`
+/// this request's receipt).
+const MINE: &str = "EXISTS (SELECT 1 FROM events WHERE provider = ?1 AND dedup_key = ?4 \
+     AND type = 'webhook' AND receipt = ?5)";
+/// When the event last asked for a check: its first arrival, or a repeat's since.
+const LAST_ASKED: &str = "(SELECT COALESCE(last_at, at) FROM events \
+     WHERE provider = ?1 AND dedup_key = ?4 AND type = 'webhook')";
+
+/// A webhook's statements about its subject, in this order: create it (returns `created`),
+/// make it due (returns `due`), the batch's one tally write, a repeat's `last_at`.
+fn about_subject(
+    provider: Provider,
+    subject: &WebhookSubject,
+    dedup_key: &str,
+    receipt: &str,
+    now: Timestamp,
+    duplicates: &str,
+) -> [Statement; 4] {
+    let p = provider.as_str();
+    let subject_ref = subject.subject_ref.as_str();
+    [
+        statement!(
             format!(
                 "INSERT INTO subjects (provider, ref, ref_kind, status_at, created_at, \
                    updated_at, next_check_at, requested_at) \
-                 SELECT ?1, ?2, ?3, ?6, ?6, ?6, ?6, ?6 WHERE {mine} \
+                 SELECT ?1, ?2, ?3, ?6, ?6, ?6, ?6, ?6 WHERE {MINE} \
                  ON CONFLICT (provider, ref) DO NOTHING RETURNING 1 AS created"
             ),
             p,
-            subject.subject_ref.as_str(),
+            subject_ref,
             subject.ref_kind.as_str(),
             dedup_key,
             receipt,
             now
-        ));
-        made_due = Some(statements.len());
-        statements.push(statement!(
+        ),
+        statement!(
             format!(
                 "UPDATE subjects SET next_check_at = MIN(next_check_at, ?3), requested_at = ?3, \
                    check_step = 0, retired_at = NULL, unfound = 0 \
-                 WHERE provider = ?1 AND ref = ?2 AND changes() = 0 AND ({mine} \
-                   OR last_checked_at >= {last_asked} OR requested_at > {last_asked}) \
+                 WHERE provider = ?1 AND ref = ?2 AND changes() = 0 AND ({MINE} \
+                   OR last_checked_at >= {LAST_ASKED} OR requested_at > {LAST_ASKED}) \
                  RETURNING 1 AS due"
             ),
             p,
-            subject.subject_ref.as_str(),
+            subject_ref,
             now,
             dedup_key,
             receipt
-        ));
+        ),
         // The batch's one tally write: a repeat counts as a duplicate; a new event counts the
         // subject it created. A new event about a tracked subject always makes it due (the
         // statement before changed one row), so for a new event nothing changed there means
         // the subject was just created.
-        tally = statements.len();
-        statements.push(statement!(
+        statement!(
             format!(
                 "INSERT INTO tallies (name, value) \
-                 SELECT CASE WHEN m THEN ?7 ELSE ?6 END, 1 FROM (SELECT {mine} AS m) \
+                 SELECT CASE WHEN m THEN ?7 ELSE ?6 END, 1 FROM (SELECT {MINE} AS m) \
                  WHERE NOT m OR changes() = 0 \
                  ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING name"
             ),
@@ -107,14 +150,14 @@ pub fn record_webhook(
             SqlValue::Null,
             dedup_key,
             receipt,
-            duplicates.as_str(),
+            duplicates,
             Tally::Status(provider, KycStatus::Unknown).name()
-        ));
+        ),
         // A repeat that asked for a check: the next repeat is judged from now. That it asked
         // is read from the subject (asked for at this very instant: `requested_at`), as the
         // statement before is the tally's; only for a repeat (CASE: a new event reads no
         // subject here).
-        statements.push(statement!(
+        statement!(
             "UPDATE events SET last_at = ?3 WHERE provider = ?1 AND dedup_key = ?2 \
                AND type = 'webhook' AND CASE WHEN receipt IS NOT ?4 \
                  THEN EXISTS (SELECT 1 FROM subjects WHERE provider = ?1 AND ref = ?5 \
@@ -123,30 +166,9 @@ pub fn record_webhook(
             dedup_key,
             now,
             receipt,
-            subject.subject_ref.as_str()
-        ));
-    } else {
-        tally = statements.len();
-        statements.push(statement!(
-            format!(
-                "INSERT INTO tallies (name, value) SELECT ?6, 1 WHERE NOT {mine} \
-                 ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING name"
-            ),
-            p,
-            SqlValue::Null,
-            SqlValue::Null,
-            dedup_key,
-            receipt,
-            duplicates.as_str()
-        ));
-    }
-    WebhookRecord {
-        statements,
-        tally,
-        duplicates,
-        created,
-        made_due,
-    }
+            subject_ref
+        ),
+    ]
 }
 
 /// The batch that records a webhook, and where to read its outcome: each of these
@@ -163,19 +185,30 @@ pub struct WebhookRecord {
     pub made_due: Option<usize>,
 }
 
+/// What recording a webhook did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookOutcome {
+    /// The event was recorded before: this request is a repeat.
+    pub duplicate: bool,
+    /// The subject did not exist: this event created it.
+    pub created: bool,
+    /// The subject existed and this event made it due for a check.
+    pub made_due: bool,
+}
+
 impl WebhookRecord {
-    /// Read the batch's results: (duplicate, created, made due).
-    pub fn outcome(&self, results: &[super::Rows]) -> (bool, bool, bool) {
+    /// Read the batch's results.
+    pub fn outcome(&self, results: &[super::Rows]) -> WebhookOutcome {
         let returned = |index: usize| results.get(index).is_some_and(|rows| !rows.is_empty());
         let duplicate = results.get(self.tally).is_some_and(|rows| {
             rows.iter()
                 .any(|r| r.get("name").and_then(|n| n.as_str()) == Some(self.duplicates.as_str()))
         });
-        (
+        WebhookOutcome {
             duplicate,
-            self.created.is_some_and(returned),
-            self.made_due.is_some_and(returned),
-        )
+            created: self.created.is_some_and(returned),
+            made_due: self.made_due.is_some_and(returned),
+        }
     }
 }
 

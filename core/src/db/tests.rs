@@ -1,7 +1,7 @@
 //! The statements that are not reconcile plans, on SQLite with the real migrations:
 //! registration, webhook recording and dedup, the cron's claim, pruning and the fold.
 
-use super::events::{prune, record_webhook};
+use super::events::{prune, record_webhook, WebhookOutcome};
 use super::sqlite::{batch, database, query_plan, run};
 use super::subjects::{claim_due, register, DueSubject, SubjectRow};
 use super::tallies::{fold, Tally, ALL};
@@ -148,8 +148,8 @@ fn deliver(
         &receipt,
         now,
     );
-    let results = batch(db, &record.statements);
-    record.outcome(&results)
+    let outcome = record.outcome(&batch(db, &record.statements));
+    (outcome.duplicate, outcome.created, outcome.made_due)
 }
 
 fn set_checked(db: &Connection, checked: Timestamp) {
@@ -218,12 +218,20 @@ fn events_about_no_subject_are_recorded_and_deduplicated() {
     assert_eq!(record.created, None);
     assert_eq!(
         record.outcome(&batch(&db, &record.statements)),
-        (false, false, false)
+        WebhookOutcome {
+            duplicate: false,
+            created: false,
+            made_due: false
+        }
     );
     let again = record_webhook(Provider::named("align"), &event, "k", "r2", at(1));
     assert_eq!(
         again.outcome(&batch(&db, &again.statements)),
-        (true, false, false),
+        WebhookOutcome {
+            duplicate: true,
+            created: false,
+            made_due: false
+        },
         "a repeat is a duplicate"
     );
     assert_eq!(sql(&db, "SELECT COUNT(*) AS n FROM subjects"), 0);

@@ -108,12 +108,7 @@ pub enum RetryReason {
 enum State<'p> {
     Start,
     Loading,
-    Checking {
-        stored: SubjectRow,
-        check: Box<dyn StatusCheck + 'p>,
-        sent_at: Timestamp,
-        first_sent_at: Timestamp,
-    },
+    Checking(Checking<'p>),
     Reserving {
         stored: SubjectRow,
         outcome: Outcome,
@@ -134,6 +129,15 @@ enum State<'p> {
     /// After a failed projection: a `project` job repairs KV.
     Repairing,
     Over,
+}
+
+/// A check whose request is under way: `sent_at` the latest request's, `first_sent_at` the
+/// first's (a reading is as old as its first request).
+struct Checking<'p> {
+    stored: SubjectRow,
+    check: Box<dyn StatusCheck + 'p>,
+    sent_at: Timestamp,
+    first_sent_at: Timestamp,
 }
 
 /// A plan whose batch is under way.
@@ -185,62 +189,7 @@ impl<'p> Run<'p> {
                 Ok(None) => self.finish("not tracked"),
                 Err(error) => self.fail(error),
             },
-            (
-                State::Checking {
-                    stored,
-                    mut check,
-                    sent_at,
-                    first_sent_at,
-                },
-                input,
-            ) => {
-                let exchange = Exchange {
-                    sent_at,
-                    received_at: now,
-                };
-                let failed = |failure| Outcome::Failed {
-                    failure,
-                    sent_at: first_sent_at,
-                };
-                let read = match input {
-                    Input::Answered(body) => check.read(&body, exchange),
-                    // Too large to read within the bound: an answer that cannot be read whole.
-                    Input::FetchFailed(OutboundError::TooLarge { limit }) => {
-                        let incomplete =
-                            AnswerError::Incomplete(format!("answer larger than {limit} bytes"));
-                        return self.reserve(stored, failed(CheckFailure::Answer(incomplete)));
-                    }
-                    Input::FetchFailed(error) => {
-                        return self.reserve(stored, failed(CheckFailure::Outbound(error)))
-                    }
-                    Input::Refused => return self.defer(),
-                    other => return self.unexpected(&other),
-                };
-                if let Err(error) = read {
-                    return self.reserve(stored, failed(CheckFailure::Answer(error)));
-                }
-                match check.next_request(now) {
-                    Some(request) => {
-                        self.state = State::Checking {
-                            stored,
-                            check,
-                            sent_at: now,
-                            first_sent_at,
-                        };
-                        Step::Fetch(request)
-                    }
-                    None => {
-                        let outcome = match check.conclude() {
-                            Ok(observation) => Outcome::Read(Reading {
-                                observation,
-                                polled_at: Some(first_sent_at),
-                            }),
-                            Err(error) => failed(CheckFailure::Answer(error)),
-                        };
-                        self.reserve(stored, outcome)
-                    }
-                }
-            }
+            (State::Checking(checking), input) => self.answered(checking, input, now),
             (State::Reserving { stored, outcome }, Input::Granted) => {
                 let plan = plan(
                     &stored,
@@ -342,13 +291,69 @@ impl<'p> Run<'p> {
             // A check that asks nothing cannot conclude anything new.
             return self.finish("nothing to ask");
         };
-        self.state = State::Checking {
+        self.state = State::Checking(Checking {
             stored,
             check,
             sent_at: now,
             first_sent_at: now,
-        };
+        });
         Step::Fetch(request)
+    }
+
+    /// A provider's answer (or why there is none): read it, ask the next request, or conclude.
+    fn answered(&mut self, checking: Checking<'p>, input: Input, now: Timestamp) -> Step {
+        let Checking {
+            stored,
+            mut check,
+            sent_at,
+            first_sent_at,
+        } = checking;
+        let exchange = Exchange {
+            sent_at,
+            received_at: now,
+        };
+        let failed = |failure| Outcome::Failed {
+            failure,
+            sent_at: first_sent_at,
+        };
+        let read = match input {
+            Input::Answered(body) => check.read(&body, exchange),
+            // Too large to read within the bound: an answer that cannot be read whole.
+            Input::FetchFailed(OutboundError::TooLarge { limit }) => {
+                let incomplete =
+                    AnswerError::Incomplete(format!("answer larger than {limit} bytes"));
+                return self.reserve(stored, failed(CheckFailure::Answer(incomplete)));
+            }
+            Input::FetchFailed(error) => {
+                return self.reserve(stored, failed(CheckFailure::Outbound(error)))
+            }
+            Input::Refused => return self.defer(),
+            other => return self.unexpected(&other),
+        };
+        if let Err(error) = read {
+            return self.reserve(stored, failed(CheckFailure::Answer(error)));
+        }
+        match check.next_request(now) {
+            Some(request) => {
+                self.state = State::Checking(Checking {
+                    stored,
+                    check,
+                    sent_at: now,
+                    first_sent_at,
+                });
+                Step::Fetch(request)
+            }
+            None => {
+                let outcome = match check.conclude() {
+                    Ok(observation) => Outcome::Read(Reading {
+                        observation,
+                        polled_at: Some(first_sent_at),
+                    }),
+                    Err(error) => failed(CheckFailure::Answer(error)),
+                };
+                self.reserve(stored, outcome)
+            }
+        }
     }
 
     fn reserve(&mut self, stored: SubjectRow, outcome: Outcome) -> Step {

@@ -197,8 +197,8 @@ fn deliver(db: &Connection, body: &str, now: Timestamp) -> (bool, bool, bool) {
         &format!("r-{}", now.timestamp_millis()),
         now,
     );
-    let results = batch(db, &record.statements);
-    record.outcome(&results)
+    let outcome = record.outcome(&batch(db, &record.statements));
+    (outcome.duplicate, outcome.created, outcome.made_due)
 }
 
 /// A byte-identical resend announcing a new event (Red Flag → Cleared → Red Flag) while the

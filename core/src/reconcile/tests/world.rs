@@ -18,7 +18,7 @@
 //! record holds the state of the newest reading any job completed (and KV never holds an
 //! older version than D1), and no drift is counted when no webhook was lost.
 
-use crate::db::events::record_webhook;
+use crate::db::events::{record_webhook, WebhookOutcome};
 use crate::db::sqlite;
 use crate::db::subjects::{claim_due, register, request_check, SubjectRow};
 use crate::db::tallies::{fold, Tally};
@@ -539,7 +539,11 @@ impl World {
             &format!("receipt-{}", self.tick),
             now,
         );
-        let (duplicate, created, made_due) = record.outcome(&sqlite::batch(db, &record.statements));
+        let WebhookOutcome {
+            duplicate,
+            created,
+            made_due,
+        } = record.outcome(&sqlite::batch(db, &record.statements));
         self.steps.push(format!(
             "{index}: webhook {}{}{}",
             state.status,
