@@ -5,6 +5,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { readPersistedFiles } from "./support/worker.mjs";
 import { argosEncrypt } from "../sandbox/sign.mjs";
 import { argosTime } from "../sandbox/providers.mjs";
@@ -383,20 +386,33 @@ describe("ARGOS encrypted webhooks", () => {
 });
 
 describe("ARGOS disabled", () => {
-  test("without ARGOS_WEBHOOK_TOKEN the route is 404 and the cron skips ARGOS", async () => {
-    const stack = await startStack({ vars: { ARGOS_WEBHOOK_TOKEN: "" } });
+  test("without ARGOS_WEBHOOK_TOKEN the route is 404, registering is refused naming it, and the cron skips ARGOS", async () => {
+    // A subject tracked while ARGOS was configured; then the deployment loses the token.
+    const dir = await mkdtemp(join(tmpdir(), "kyc-edge-argos-off-"));
+    let stack = await startStack({ persistDir: dir });
+    const put = await stack.api("PUT", "/v1/subjects/argos/user_off_0009", { body: {} });
+    assert.equal(put.status, 201, put.text);
+    await stack.stop({ keepState: true });
+    stack = await startStack({ persistDir: dir, vars: { ARGOS_WEBHOOK_TOKEN: "" } });
     try {
       const body = fixture("approved", { userid: "user_off_0009" });
       for (const token of [ARGOS_TOKEN, "", "anything"]) {
         const res = await stack.argosWebhook(body, { token });
         assert.equal(res.status, 404, `token ${JSON.stringify(token)}: ${res.text}`);
       }
+      const refused = await stack.argosWebhook(body, { token: ARGOS_TOKEN });
+      assert.equal(refused.json.error.code, "provider_not_configured");
+      assert.deepEqual(refused.json.error.missing, ["ARGOS_WEBHOOK_TOKEN"]);
       const stats = await stack.stats();
       assert.equal(stats.providers.argos.enabled, false);
 
-      // A tracked ARGOS subject that is due is still not polled while ARGOS is disabled.
-      const put = await stack.api("PUT", "/v1/subjects/argos/user_off_0009", { body: {} });
-      assert.equal(put.status, 201, put.text);
+      // A new subject cannot be registered for it: nothing would ever check it.
+      const again = await stack.api("PUT", "/v1/subjects/argos/user_off_0010", { body: {} });
+      assert.equal(again.status, 409, again.text);
+      assert.deepEqual(again.json.error.missing, ["ARGOS_WEBHOOK_TOKEN"]);
+      assert.equal((await stack.api("GET", "/v1/subjects/argos/user_off_0010")).status, 404, "nothing was created");
+
+      // The tracked ARGOS subject that is due is still not polled while ARGOS is disabled.
       await stack.cron(Date.now() + 60 * 60_000);
       const run = (await stack.stats()).last_cron_run;
       assert.ok(run, "the cron ran");
