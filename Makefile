@@ -1,4 +1,4 @@
-.PHONY: bootstrap build dev test lint bench trigger soak
+.PHONY: bootstrap build dev test lint bench trigger listen soak
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -29,3 +29,7 @@ soak: build
 PROVIDER ?= align
 trigger:
 	@node scripts/trigger.mjs --provider "$(PROVIDER)" --ref "$(REF)" --status "$(STATUS)" --drop "$(DROP)" --replay "$(REPLAY)"
+
+# Against `make dev`'s sandbox: make listen [FORWARD_TO=http://localhost:3000/hooks] [ALL=1]
+listen:
+	@node scripts/listen.mjs --forward-to "$(FORWARD_TO)" --all "$(ALL)"
