@@ -1,4 +1,4 @@
-.PHONY: bootstrap build dev test lint bench trigger cron env soak
+.PHONY: bootstrap build dev test lint bench trigger cron env listen soak
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -40,3 +40,7 @@ cron:
 # eval "$$(make -s env)": KYC_EDGE, KYC_SANDBOX and API_TOKEN of the running `make dev`.
 env:
 	@node scripts/local.mjs
+
+# Every notification the sandbox's endpoint receives: make listen [FORWARD_TO=http://localhost:3000/hooks] [ALL=1]
+listen:
+	@node scripts/listen.mjs --forward-to "$(FORWARD_TO)" --all "$(ALL)"

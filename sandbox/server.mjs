@@ -17,7 +17,17 @@
 //                                   `drop` the webhook is not sent (a lost webhook: the cron
 //                                   finds the change); `replay` sends the last body again
 //   POST /_sandbox/sink             the application endpoint: point APP_WEBHOOK_URL here
-//   GET  /_sandbox/notifications    every notification received, oldest first, verified or not
+//   GET  /_sandbox/notifications    every notification received, oldest first, verified or not:
+//                                   {notifications: [{seq, id, type, subject, status,
+//                                   previous_status, verified, received_at, raw, headers}],
+//                                   last_seq, instance}. `seq` counts from 1 in arrival order
+//                                   (`instance` changes when the sandbox restarts); `raw` is
+//                                   the body as received (UTF-8 text) and `headers` its
+//                                   webhook-id, webhook-timestamp and webhook-signature (null
+//                                   when absent), so it can be forwarded as is (`make listen`)
+//   GET  /_sandbox/notifications?after=N   only those with seq > N (`last_seq` is the newest)
+// Nothing here holds or answers APP_WEBHOOK_SECRET: a webhook-signature is a signature, not a key.
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { argosTime, startStandIn } from "./providers.mjs";
@@ -65,6 +75,8 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
   const readNotification = notificationReader((vars.APP_WEBHOOK_SECRET ?? "").split(/\s+/).filter(Boolean));
   const lastBody = new Map();
   const notifications = [];
+  // Names this run of the sandbox: a restarted one counts its notifications from 1 again.
+  const instance = randomUUID();
   let providers;
 
   async function send(provider, ref, raw) {
@@ -163,6 +175,7 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
     const verified = entry.verified.some(Boolean);
     const payload = entry.body;
     const note = {
+      seq: notifications.length + 1,
       id: entry.id ?? null,
       type: payload?.type ?? null,
       subject: payload?.data ? `${payload.data.provider}/${payload.data.ref}` : null,
@@ -170,6 +183,12 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
       previous_status: payload?.data?.previous_status ?? null,
       verified,
       received_at: new Date().toISOString(),
+      raw: entry.raw,
+      headers: {
+        "webhook-id": entry.id ?? null,
+        "webhook-timestamp": req.headers["webhook-timestamp"] ?? null,
+        "webhook-signature": entry.signature ?? null,
+      },
     };
     notifications.push(note);
     log(`notification ${note.id} ${note.type} ${note.subject} → ${note.status} (${verified ? "signature verified" : "SIGNATURE INVALID"})`);
@@ -188,6 +207,8 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
             worker: workerUrl,
             sink: `${providers.url}/_sandbox/sink`,
             notifications: notifications.length,
+            last_seq: notifications.length,
+            instance,
           },
         ];
       case "POST /_sandbox/trigger": {
@@ -201,8 +222,13 @@ export async function startSandbox({ port = 0, workerUrl, vars, log = () => {} }
       }
       case "POST /_sandbox/sink":
         return receive(req, body);
-      case "GET /_sandbox/notifications":
-        return [200, { notifications }];
+      case "GET /_sandbox/notifications": {
+        const after = url.searchParams.get("after");
+        if (after === null) return [200, { notifications, last_seq: notifications.length, instance }];
+        if (!/^\d+$/.test(after)) return [400, { error: "after must be a sequence number (0 or more)" }];
+        // seq is the index + 1: the ones after N start at index N.
+        return [200, { notifications: notifications.slice(Number(after)), last_seq: notifications.length, instance }];
+      }
       default:
         return [404, { error: `no ${route} in the sandbox` }];
     }

@@ -28,7 +28,7 @@ export function localStack(env = process.env) {
     worker: env.KYC_EDGE_URL || written.worker || `http://127.0.0.1:${env.PORT || 8787}`,
     sandbox: env.SANDBOX_URL || written.sandbox || `http://127.0.0.1:${env.SANDBOX_PORT || 8788}`,
     vars: written.vars || env.DEV_VARS || ".dev.vars",
-    running: Boolean(written.worker),
+    running: Boolean(written.worker || written.sandbox),
   };
 }
 
