@@ -432,7 +432,7 @@ describe("make trigger PROVIDER=persona", () => {
       new Promise((resolve) =>
         execFile("node", ["scripts/trigger.mjs", "--provider", "persona", ...args], {
           cwd: new URL("..", import.meta.url).pathname,
-          env: { ...process.env, SANDBOX_URL: sandbox.url },
+          env: { ...process.env, SANDBOX_URL: sandbox.url, KYC_EDGE_URL: stack.url },
         }, (error, stdout, stderr) => resolve({ code: error?.code ?? 0, stdout, stderr })),
       );
     try {

@@ -383,7 +383,7 @@ describe("make trigger PROVIDER=sumsub", () => {
     const sandbox = await startSandbox({ port, workerUrl: stack.url, vars });
     const make = (...args) =>
       new Promise((resolve) =>
-        execFile("make", ["-s", "trigger", ...args], { cwd: new URL("..", import.meta.url).pathname, env: { ...process.env, SANDBOX_URL: sandbox.url } }, (error, stdout, stderr) =>
+        execFile("make", ["-s", "trigger", ...args], { cwd: new URL("..", import.meta.url).pathname, env: { ...process.env, SANDBOX_URL: sandbox.url, KYC_EDGE_URL: stack.url } }, (error, stdout, stderr) =>
           resolve({ code: error?.code ?? 0, stdout, stderr }),
         ),
       );
