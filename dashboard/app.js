@@ -15,6 +15,7 @@ const COLORS = {
 
 const $ = (id) => document.getElementById(id);
 let timer = null;
+let signedIn = false;
 
 class Unauthorized extends Error {}
 
@@ -319,7 +320,11 @@ function report(error) {
   $("problem").textContent = `Could not load everything: ${error.message}`;
 }
 
+// Loads every panel. The API answering without refusing the token is what signs in; an answer
+// arriving after a sign-out (or for another token) is dropped.
 async function refresh() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const current = () => token !== null && sessionStorage.getItem(TOKEN_KEY) === token;
   try {
     const [alerts, stats, runs, stuck, pending, dead] = await Promise.all([
       api("/v1/alerts?limit=25"),
@@ -329,6 +334,8 @@ async function refresh() {
       api("/v1/notifications?state=pending&limit=25"),
       api("/v1/notifications?state=dead&limit=25"),
     ]);
+    if (!current()) return;
+    show(true);
     renderAlerts(alerts);
     renderStats(stats);
     renderChart(runs.runs);
@@ -338,6 +345,9 @@ async function refresh() {
     $("problem").textContent = "";
     $("updated").textContent = `Updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
+    if (!current()) return;
+    // The token was not refused (the API failed otherwise): the board says what failed.
+    if (!(error instanceof Unauthorized)) show(true);
     report(error);
   }
 }
@@ -348,10 +358,12 @@ function schedule() {
   if (every > 0) timer = setInterval(refresh, every);
 }
 
-function show(signedIn) {
-  $("login").hidden = signedIn;
-  $("board").hidden = !signedIn;
-  $("controls").hidden = !signedIn;
+// Everything marked data-signed-in (the board, the header's controls) shows only
+// once the API has accepted the token; before that, and after signing out, the sign-in form.
+function show(yes) {
+  signedIn = yes;
+  $("login").hidden = yes;
+  for (const node of document.querySelectorAll("[data-signed-in]")) node.hidden = !yes;
 }
 
 function signOut(message = "") {
@@ -364,9 +376,14 @@ function signOut(message = "") {
 }
 
 async function signIn() {
-  show(true);
-  await refresh();
-  if (sessionStorage.getItem(TOKEN_KEY)) schedule();
+  const button = $("login-form").querySelector("button");
+  button.disabled = true;
+  try {
+    await refresh();
+  } finally {
+    button.disabled = false;
+  }
+  if (signedIn) schedule();
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -1,6 +1,7 @@
 // The dashboard in a real browser: Debian's Chromium, driven by playwright-core, against the
-// compiled worker with seeded data. Sign in, see the numbers the API serves, open a subject's
-// history, redeliver a dead notification; a screenshot is saved to test-artifacts/.
+// compiled worker with seeded data. Nothing but the sign-in form before signing in (and after
+// signing out); sign in, see the numbers the API serves, open a subject's history, redeliver a
+// dead notification; a screenshot is saved to test-artifacts/.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
@@ -19,6 +20,10 @@ describe("the dashboard", () => {
   let browser;
   let page;
   const consoleErrors = [];
+  // What only a signed-in operator may see or use.
+  const SIGNED_IN_ONLY = ["interval", "refresh", "signout", "statuses"];
+  const visibility = () => Promise.all(SIGNED_IN_ONLY.map(async (id) => [id, await page.getByTestId(id).isVisible()]));
+  const allVisible = (visible) => SIGNED_IN_ONLY.map((id) => [id, visible]);
 
   before(async () => {
     app = await startSink({ secrets: [SECRET] });
@@ -109,16 +114,33 @@ describe("the dashboard", () => {
   test("asks for the token, keeps it out of the URL, and shows what the API serves", async () => {
     await page.goto(`${stack.url}/dashboard`);
     await page.getByTestId("login").waitFor();
-    assert.equal(await page.getByTestId("statuses").isVisible(), false, "nothing before signing in");
+    assert.deepEqual(await visibility(), allVisible(false), "only the sign-in form before signing in");
+    // The API's answers are held back: nothing shows while the token is being checked.
+    let release;
+    const held = new Promise((resolve) => (release = resolve));
+    let arrived;
+    const asked = new Promise((resolve) => (arrived = resolve));
+    await page.route("**/v1/**", async (route) => {
+      arrived();
+      await held;
+      await route.continue();
+    });
     await page.getByTestId("token").fill("not-the-token");
     await page.getByTestId("sign-in").click();
+    await asked;
+    assert.deepEqual(await visibility(), allVisible(false), "nothing while the token is checked");
+    release();
     await page.getByTestId("login-error").getByText("refused").waitFor();
+    await page.unroute("**/v1/**");
+    assert.deepEqual(await visibility(), allVisible(false), "a refused token shows nothing more");
 
     await page.getByTestId("token").fill(API_TOKEN);
     await page.getByTestId("sign-in").click();
     await page.getByTestId("updated").getByText("Updated").waitFor();
     assert.ok(!page.url().includes(API_TOKEN), "never in the URL");
     assert.equal(await page.evaluate(() => sessionStorage.getItem("kyc-edge-token")), API_TOKEN);
+    assert.deepEqual(await visibility(), allVisible(true), "the controls once signed in");
+    assert.equal(await page.getByTestId("login").isVisible(), false);
 
     // The dead notification is an open alert (raised by the last cron run), shown first.
     const openAlert = page.getByTestId("alerts").locator("tr[data-state=open][data-alert=notification_dead]");
@@ -228,5 +250,16 @@ describe("the dashboard", () => {
     assert.equal(await events.locator("tr[data-event=webhook]").count(), 1);
     await page.screenshot({ path: new URL("dashboard-history.png", ARTIFACTS).pathname, fullPage: true });
     assert.deepEqual(consoleErrors, [], "no script error and no Content-Security-Policy violation");
+  });
+
+  test("signing out hides the controls again and forgets the token", async () => {
+    await page.getByTestId("signout").click();
+    await page.getByTestId("login").waitFor();
+    assert.deepEqual(await visibility(), allVisible(false));
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("kyc-edge-token")), null);
+    await page.reload();
+    await page.getByTestId("login").waitFor();
+    assert.deepEqual(await visibility(), allVisible(false), "still signed out after a reload");
+    assert.deepEqual(consoleErrors, []);
   });
 });
