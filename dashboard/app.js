@@ -139,6 +139,20 @@ function renderStats(stats) {
   }
 }
 
+// Which providers this deployment serves (GET /healthz), and the variables each other one lacks.
+function renderSetup(setup) {
+  const missing = Object.entries(setup.not_configured);
+  table("setup", [["provider"], ["setup"]], [
+    ...setup.enabled.map((p) => row([p, el("span", "enabled", { class: "good" })], { "data-provider": p, "data-setup": "enabled" })),
+    ...missing.map(([p, variables]) => {
+      const cell = el("div", null, { class: "variables" });
+      cell.append(el("span", "not configured, set:", { class: "warn" }));
+      for (const name of variables) cell.append(el("code", name));
+      return row([p, cell], { "data-provider": p, "data-setup": "not_configured" });
+    }),
+  ]);
+}
+
 // Open alerts first (what needs a person now), then the latest resolved ones; under the
 // table, whether alerts reach ALERT_WEBHOOK_URL.
 function renderAlerts(alerts) {
@@ -326,18 +340,20 @@ async function refresh() {
   const token = sessionStorage.getItem(TOKEN_KEY);
   const current = () => token !== null && sessionStorage.getItem(TOKEN_KEY) === token;
   try {
-    const [alerts, stats, runs, stuck, pending, dead] = await Promise.all([
+    const [alerts, stats, runs, stuck, pending, dead, health] = await Promise.all([
       api("/v1/alerts?limit=25"),
       api("/v1/stats"),
       api("/v1/runs?limit=96"),
       api("/v1/subjects/stuck?limit=15"),
       api("/v1/notifications?state=pending&limit=25"),
       api("/v1/notifications?state=dead&limit=25"),
+      api("/healthz"),
     ]);
     if (!current()) return;
     show(true);
     renderAlerts(alerts);
     renderStats(stats);
+    renderSetup(health.providers);
     renderChart(runs.runs);
     renderRuns(runs.runs);
     renderStuck(stuck.subjects);

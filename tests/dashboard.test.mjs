@@ -1,7 +1,7 @@
 // The dashboard in a real browser: Debian's Chromium, driven by playwright-core, against the
 // compiled worker with seeded data. Nothing but the sign-in form before signing in (and after
-// signing out); sign in, see the numbers the API serves, open a subject's history, redeliver a
-// dead notification; a screenshot is saved to test-artifacts/.
+// signing out); sign in, see the numbers the API serves and which providers are set up, open a
+// subject's history, redeliver a dead notification; a screenshot is saved to test-artifacts/.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
@@ -21,7 +21,7 @@ describe("the dashboard", () => {
   let page;
   const consoleErrors = [];
   // What only a signed-in operator may see or use.
-  const SIGNED_IN_ONLY = ["interval", "refresh", "signout", "statuses"];
+  const SIGNED_IN_ONLY = ["interval", "refresh", "signout", "provider-setup", "statuses"];
   const visibility = () => Promise.all(SIGNED_IN_ONLY.map(async (id) => [id, await page.getByTestId(id).isVisible()]));
   const allVisible = (visible) => SIGNED_IN_ONLY.map((id) => [id, visible]);
 
@@ -30,7 +30,10 @@ describe("the dashboard", () => {
     // The alert endpoint is down: the dashboard must say so.
     alertEndpoint = await startSink({ secrets: [] });
     alertEndpoint.respondAlways(500);
+    // Sumsub and Persona stay without their secrets (startStack's default): not configured.
     stack = await startStack({
+      sumsub: false,
+      persona: false,
       vars: {
         APP_WEBHOOK_URL: app.url,
         APP_WEBHOOK_SECRET: SECRET,
@@ -182,6 +185,24 @@ describe("the dashboard", () => {
     const pendingRow = await page.getByTestId("stuck").locator("tr[data-ref]").count();
     assert.ok(pendingRow >= 1);
     await page.evaluate(() => window.scrollTo(0, 0));
+  });
+
+  test("lists the enabled providers, and for each other one the variables to set", async () => {
+    const health = (await stack.api("GET", "/healthz")).json.providers;
+    assert.deepEqual(health.enabled, ["align", "argos"]);
+    assert.deepEqual(health.not_configured, {
+      sumsub: ["SUMSUB_APP_TOKEN", "SUMSUB_SECRET_KEY", "SUMSUB_WEBHOOK_SECRET"],
+      persona: ["PERSONA_API_KEY", "PERSONA_WEBHOOK_SECRET"],
+    });
+    const setup = page.getByTestId("provider-setup");
+    const providersIn = (state) => setup.locator(`tr[data-setup=${state}]`).evaluateAll((rows) => rows.map((r) => r.dataset.provider));
+    assert.deepEqual(await providersIn("enabled"), health.enabled);
+    assert.deepEqual((await providersIn("not_configured")).sort(), Object.keys(health.not_configured).sort());
+    for (const [provider, variables] of Object.entries(health.not_configured)) {
+      const names = await setup.locator(`tr[data-provider=${provider}] code`).allTextContents();
+      assert.deepEqual(names, variables, `${provider}: the variables it lacks`);
+      assert.match(await setup.locator(`tr[data-provider=${provider}]`).textContent(), /not configured/);
+    }
   });
 
   test("redelivers a dead notification from its row", async () => {
