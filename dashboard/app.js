@@ -15,8 +15,19 @@ const COLORS = {
 
 const $ = (id) => document.getElementById(id);
 let timer = null;
+let signedIn = false;
+// Only the newest history asked for is shown (an older answer arriving late is dropped).
+let historyTicket = 0;
 
 class Unauthorized extends Error {}
+
+/** The API answered with an error: its HTTP status and its message. */
+class ApiFailure extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
 
 async function api(path, init = {}) {
   const token = sessionStorage.getItem(TOKEN_KEY);
@@ -26,7 +37,7 @@ async function api(path, init = {}) {
   });
   if (res.status === 401) throw new Unauthorized("the API refused the token");
   const body = await res.json().catch(() => null);
-  if (!res.ok) throw new Error(body?.error?.message ?? `HTTP ${res.status}`);
+  if (!res.ok) throw new ApiFailure(res.status, body?.error?.message ?? `HTTP ${res.status}`);
   return body;
 }
 
@@ -136,6 +147,26 @@ function renderStats(stats) {
     const text = `${b.state}: ${b.pages_read} pages, ${b.found} found${b.last_error ? ` (${b.last_error})` : ""}`;
     adoption.append(el("dt", `${b.provider} backfill`), el("dd", text, { "data-field": `${b.provider}-backfill` }));
   }
+}
+
+// Which providers this deployment serves (GET /healthz), the variables each other one lacks,
+// and the search's provider choices: the enabled ones.
+function renderSetup(setup) {
+  const missing = Object.entries(setup.not_configured);
+  table("setup", [["provider"], ["setup"]], [
+    ...setup.enabled.map((p) => row([p, el("span", "enabled", { class: "good" })], { "data-provider": p, "data-setup": "enabled" })),
+    ...missing.map(([p, variables]) => {
+      const cell = el("div", null, { class: "variables" });
+      cell.append(el("span", "not configured, set:", { class: "warn" }));
+      for (const name of variables) cell.append(el("code", name));
+      return row([p, cell], { "data-provider": p, "data-setup": "not_configured" });
+    }),
+  ]);
+  const select = $("search-provider");
+  const chosen = select.value;
+  select.replaceChildren(...setup.enabled.map((p) => el("option", p, { value: p })));
+  if (setup.enabled.length === 0) select.append(el("option", "no provider enabled", { value: "", disabled: "" }));
+  if (setup.enabled.includes(chosen)) select.value = chosen;
 }
 
 // Open alerts first (what needs a person now), then the latest resolved ones; under the
@@ -273,10 +304,13 @@ function renderNotifications(pending, dead) {
 }
 
 async function showHistory(provider, ref) {
-  const path = `/v1/subjects/${provider}/${encodeURIComponent(ref)}`;
+  const ticket = ++historyTicket;
+  const path = `/v1/subjects/${encodeURIComponent(provider)}/${encodeURIComponent(ref)}`;
   try {
     const [subject, history] = await Promise.all([api(`${path}?consistency=strong`), api(`${path}/events?limit=100`)]);
+    if (ticket !== historyTicket) return;
     $("history-title").textContent = `${provider}/${ref}`;
+    $("history-missing").hidden = true;
     const facts = $("history-subject");
     facts.replaceChildren();
     for (const [term, value] of [
@@ -288,7 +322,7 @@ async function showHistory(provider, ref) {
       ["next check", ago(subject.next_check_at)],
       ["version", subject.version],
     ]) {
-      facts.append(el("dt", term), el("dd", value));
+      facts.append(el("dt", term), el("dd", value, { "data-field": term }));
     }
     table(
       "history-events",
@@ -308,10 +342,28 @@ async function showHistory(provider, ref) {
         ),
       ),
     );
+    facts.hidden = false;
+    $("history-events").hidden = false;
     $("history").hidden = false;
   } catch (error) {
-    report(error);
+    if (ticket !== historyTicket) return;
+    // A subject that is not tracked is an answer, not a failure.
+    if (error instanceof ApiFailure && error.status === 404) showMissing(provider, ref);
+    else report(error);
   }
+}
+
+// A subject kyc-edge does not track (the API answered 404): say so instead of an empty history.
+function showMissing(provider, ref) {
+  $("history-title").textContent = `${provider}/${ref}`;
+  const missing = $("history-missing");
+  missing.textContent = `Not tracked: kyc-edge has no ${provider} subject with this reference. Track it with PUT /v1/subjects/${provider}/{ref} or an import.`;
+  missing.hidden = false;
+  $("history-subject").replaceChildren();
+  $("history-subject").hidden = true;
+  $("history-events").replaceChildren();
+  $("history-events").hidden = true;
+  $("history").hidden = false;
 }
 
 function report(error) {
@@ -319,18 +371,26 @@ function report(error) {
   $("problem").textContent = `Could not load everything: ${error.message}`;
 }
 
+// Loads every panel. The API answering without refusing the token is what signs in; an answer
+// arriving after a sign-out (or for another token) is dropped.
 async function refresh() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const current = () => token !== null && sessionStorage.getItem(TOKEN_KEY) === token;
   try {
-    const [alerts, stats, runs, stuck, pending, dead] = await Promise.all([
+    const [alerts, stats, runs, stuck, pending, dead, health] = await Promise.all([
       api("/v1/alerts?limit=25"),
       api("/v1/stats"),
       api("/v1/runs?limit=96"),
       api("/v1/subjects/stuck?limit=15"),
       api("/v1/notifications?state=pending&limit=25"),
       api("/v1/notifications?state=dead&limit=25"),
+      api("/healthz"),
     ]);
+    if (!current()) return;
+    show(true);
     renderAlerts(alerts);
     renderStats(stats);
+    renderSetup(health.providers);
     renderChart(runs.runs);
     renderRuns(runs.runs);
     renderStuck(stuck.subjects);
@@ -338,6 +398,9 @@ async function refresh() {
     $("problem").textContent = "";
     $("updated").textContent = `Updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
+    if (!current()) return;
+    // The token was not refused (the API failed otherwise): the board says what failed.
+    if (!(error instanceof Unauthorized)) show(true);
     report(error);
   }
 }
@@ -348,25 +411,34 @@ function schedule() {
   if (every > 0) timer = setInterval(refresh, every);
 }
 
-function show(signedIn) {
-  $("login").hidden = signedIn;
-  $("board").hidden = !signedIn;
-  $("controls").hidden = !signedIn;
+// Everything marked data-signed-in (the board, the header's controls and search) shows only
+// once the API has accepted the token; before that, and after signing out, the sign-in form.
+function show(yes) {
+  signedIn = yes;
+  $("login").hidden = yes;
+  for (const node of document.querySelectorAll("[data-signed-in]")) node.hidden = !yes;
 }
 
 function signOut(message = "") {
   sessionStorage.removeItem(TOKEN_KEY);
   clearInterval(timer);
+  historyTicket++;
   $("history").hidden = true;
+  $("search-ref").value = "";
   $("updated").textContent = "";
   $("login-error").textContent = message;
   show(false);
 }
 
 async function signIn() {
-  show(true);
-  await refresh();
-  if (sessionStorage.getItem(TOKEN_KEY)) schedule();
+  const button = $("login-form").querySelector("button");
+  button.disabled = true;
+  try {
+    await refresh();
+  } finally {
+    button.disabled = false;
+  }
+  if (signedIn) schedule();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -380,7 +452,16 @@ document.addEventListener("DOMContentLoaded", () => {
   $("signout").addEventListener("click", () => signOut());
   $("refresh").addEventListener("click", refresh);
   $("interval").addEventListener("change", schedule);
-  $("close-history").addEventListener("click", () => ($("history").hidden = true));
+  $("close-history").addEventListener("click", () => {
+    historyTicket++;
+    $("history").hidden = true;
+  });
+  $("search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const provider = $("search-provider").value;
+    const ref = $("search-ref").value.trim();
+    if (provider && ref) showHistory(provider, ref);
+  });
   $("enable").addEventListener("click", async () => {
     try {
       await api("/v1/notifications/enable", { method: "POST" });

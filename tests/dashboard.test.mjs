@@ -1,6 +1,8 @@
 // The dashboard in a real browser: Debian's Chromium, driven by playwright-core, against the
-// compiled worker with seeded data. Sign in, see the numbers the API serves, open a subject's
-// history, redeliver a dead notification; a screenshot is saved to test-artifacts/.
+// compiled worker with seeded data. Nothing but the sign-in form before signing in (and after
+// signing out); sign in, see the numbers the API serves and which providers are set up, open a
+// subject's history from the stuck list or by searching for it (an untracked one says so),
+// redeliver a dead notification; a screenshot is saved to test-artifacts/.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
@@ -19,13 +21,22 @@ describe("the dashboard", () => {
   let browser;
   let page;
   const consoleErrors = [];
+  // Paths a test asks for knowing the API answers 404 (a subject that is not tracked).
+  const expected404 = new Set();
+  // What only a signed-in operator may see or use.
+  const SIGNED_IN_ONLY = ["interval", "refresh", "signout", "search", "search-provider", "search-ref", "provider-setup", "statuses"];
+  const visibility = () => Promise.all(SIGNED_IN_ONLY.map(async (id) => [id, await page.getByTestId(id).isVisible()]));
+  const allVisible = (visible) => SIGNED_IN_ONLY.map((id) => [id, visible]);
 
   before(async () => {
     app = await startSink({ secrets: [SECRET] });
     // The alert endpoint is down: the dashboard must say so.
     alertEndpoint = await startSink({ secrets: [] });
     alertEndpoint.respondAlways(500);
+    // Sumsub and Persona stay without their secrets (startStack's default): not configured.
     stack = await startStack({
+      sumsub: false,
+      persona: false,
       vars: {
         APP_WEBHOOK_URL: app.url,
         APP_WEBHOOK_SECRET: SECRET,
@@ -94,7 +105,7 @@ describe("the dashboard", () => {
       }
     });
     page.on("response", (response) => {
-      if (response.status() === 404) consoleErrors.push(`404 for ${response.url()}`);
+      if (response.status() === 404 && !expected404.has(new URL(response.url()).pathname)) consoleErrors.push(`404 for ${response.url()}`);
     });
     page.on("pageerror", (error) => consoleErrors.push(error.message));
   });
@@ -109,16 +120,33 @@ describe("the dashboard", () => {
   test("asks for the token, keeps it out of the URL, and shows what the API serves", async () => {
     await page.goto(`${stack.url}/dashboard`);
     await page.getByTestId("login").waitFor();
-    assert.equal(await page.getByTestId("statuses").isVisible(), false, "nothing before signing in");
+    assert.deepEqual(await visibility(), allVisible(false), "only the sign-in form before signing in");
+    // The API's answers are held back: nothing shows while the token is being checked.
+    let release;
+    const held = new Promise((resolve) => (release = resolve));
+    let arrived;
+    const asked = new Promise((resolve) => (arrived = resolve));
+    await page.route("**/v1/**", async (route) => {
+      arrived();
+      await held;
+      await route.continue();
+    });
     await page.getByTestId("token").fill("not-the-token");
     await page.getByTestId("sign-in").click();
+    await asked;
+    assert.deepEqual(await visibility(), allVisible(false), "nothing while the token is checked");
+    release();
     await page.getByTestId("login-error").getByText("refused").waitFor();
+    await page.unroute("**/v1/**");
+    assert.deepEqual(await visibility(), allVisible(false), "a refused token shows nothing more");
 
     await page.getByTestId("token").fill(API_TOKEN);
     await page.getByTestId("sign-in").click();
     await page.getByTestId("updated").getByText("Updated").waitFor();
     assert.ok(!page.url().includes(API_TOKEN), "never in the URL");
     assert.equal(await page.evaluate(() => sessionStorage.getItem("kyc-edge-token")), API_TOKEN);
+    assert.deepEqual(await visibility(), allVisible(true), "the controls once signed in");
+    assert.equal(await page.getByTestId("login").isVisible(), false);
 
     // The dead notification is an open alert (raised by the last cron run), shown first.
     const openAlert = page.getByTestId("alerts").locator("tr[data-state=open][data-alert=notification_dead]");
@@ -160,6 +188,77 @@ describe("the dashboard", () => {
     const pendingRow = await page.getByTestId("stuck").locator("tr[data-ref]").count();
     assert.ok(pendingRow >= 1);
     await page.evaluate(() => window.scrollTo(0, 0));
+  });
+
+  test("lists the enabled providers, and for each other one the variables to set", async () => {
+    const health = (await stack.api("GET", "/healthz")).json.providers;
+    assert.deepEqual(health.enabled, ["align", "argos"]);
+    assert.deepEqual(health.not_configured, {
+      sumsub: ["SUMSUB_APP_TOKEN", "SUMSUB_SECRET_KEY", "SUMSUB_WEBHOOK_SECRET"],
+      persona: ["PERSONA_API_KEY", "PERSONA_WEBHOOK_SECRET"],
+    });
+    const setup = page.getByTestId("provider-setup");
+    const providersIn = (state) => setup.locator(`tr[data-setup=${state}]`).evaluateAll((rows) => rows.map((r) => r.dataset.provider));
+    assert.deepEqual(await providersIn("enabled"), health.enabled);
+    assert.deepEqual((await providersIn("not_configured")).sort(), Object.keys(health.not_configured).sort());
+    for (const [provider, variables] of Object.entries(health.not_configured)) {
+      const names = await setup.locator(`tr[data-provider=${provider}] code`).allTextContents();
+      assert.deepEqual(names, variables, `${provider}: the variables it lacks`);
+      assert.match(await setup.locator(`tr[data-provider=${provider}]`).textContent(), /not configured/);
+    }
+    // The search offers the enabled providers.
+    const options = await page.getByTestId("search-provider").locator("option").evaluateAll((os) => os.map((o) => o.value));
+    assert.deepEqual(options, health.enabled);
+  });
+
+  test("a search opens a tracked subject's history", async () => {
+    // Approved, so not among the stuck: only the search can open it.
+    assert.equal(await page.getByTestId("stuck").locator("tr[data-ref=dash-approved-1]").count(), 0);
+    const api = (await stack.api("GET", "/v1/subjects/align/dash-approved-1/events?limit=100")).json.events;
+    assert.ok(api.some((e) => e.type === "change") && api.some((e) => e.type === "webhook"), "seeded with a webhook and a change");
+    assert.equal(await page.getByTestId("history").isVisible(), false);
+    await page.getByTestId("search-provider").selectOption("align");
+    await page.getByTestId("search-ref").fill("dash-approved-1");
+    await page.getByTestId("search-open").click();
+    const history = page.getByTestId("history");
+    await history.locator("h2").getByText("align/dash-approved-1").waitFor();
+    assert.equal(await history.locator("dd[data-field=status]").textContent(), "approved");
+    const shown = await page.getByTestId("history-events").locator("tr[data-event]").evaluateAll((rows) => rows.map((r) => r.dataset.event));
+    assert.deepEqual(shown, api.map((e) => e.type), "every event the API serves, in its order");
+    assert.equal(await page.getByTestId("history-missing").isVisible(), false);
+    assert.ok(!page.url().includes(API_TOKEN) && !page.url().includes("dash-approved-1"), "nothing in the URL");
+  });
+
+  test("a search for a subject that is not tracked says so", async () => {
+    const ref = "dash-never-tracked";
+    assert.equal((await stack.subject("align", ref)).status, 404);
+    expected404.add(`/v1/subjects/align/${ref}`).add(`/v1/subjects/align/${ref}/events`);
+    // Searched while the previous history is still open: none of it may stay.
+    await page.getByTestId("search-ref").fill(ref);
+    await page.getByTestId("search-open").click();
+    const missing = page.getByTestId("history-missing");
+    await missing.waitFor();
+    assert.match(await missing.textContent(), /^Not tracked: kyc-edge has no align subject with this reference/);
+    assert.equal(await page.getByTestId("history").locator("h2").textContent(), `align/${ref}`);
+    assert.equal(await page.getByTestId("history-events").isVisible(), false, "no empty history table");
+    assert.equal(await page.getByTestId("history").locator("dl").isVisible(), false, "no facts of another subject");
+    assert.equal(await page.getByTestId("problem").isVisible(), false, "not reported as a failure");
+    // The provider chosen is the one asked: dash-approved-1 is tracked for Align, not for ARGOS.
+    expected404.add("/v1/subjects/argos/dash-approved-1").add("/v1/subjects/argos/dash-approved-1/events");
+    await page.getByTestId("search-provider").selectOption("argos");
+    await page.getByTestId("search-ref").fill("dash-approved-1");
+    await page.getByTestId("search-open").click();
+    await page.getByTestId("history").locator("h2").getByText("argos/dash-approved-1").waitFor();
+    assert.match(await missing.textContent(), /^Not tracked: kyc-edge has no argos subject/);
+    // A tracked one afterwards is shown whole again.
+    await page.getByTestId("search-provider").selectOption("align");
+    await page.getByTestId("search-ref").fill("dash-approved-1");
+    await page.getByTestId("search-open").click();
+    await page.getByTestId("history").locator("h2").getByText("align/dash-approved-1").waitFor();
+    await page.getByTestId("history-events").locator("tr[data-event=change]").first().waitFor();
+    assert.equal(await missing.isVisible(), false);
+    await page.getByTestId("close-history").click();
+    assert.equal(await page.getByTestId("history").isVisible(), false);
   });
 
   test("redelivers a dead notification from its row", async () => {
@@ -228,5 +327,16 @@ describe("the dashboard", () => {
     assert.equal(await events.locator("tr[data-event=webhook]").count(), 1);
     await page.screenshot({ path: new URL("dashboard-history.png", ARTIFACTS).pathname, fullPage: true });
     assert.deepEqual(consoleErrors, [], "no script error and no Content-Security-Policy violation");
+  });
+
+  test("signing out hides the controls again and forgets the token", async () => {
+    await page.getByTestId("signout").click();
+    await page.getByTestId("login").waitFor();
+    assert.deepEqual(await visibility(), allVisible(false));
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("kyc-edge-token")), null);
+    await page.reload();
+    await page.getByTestId("login").waitFor();
+    assert.deepEqual(await visibility(), allVisible(false), "still signed out after a reload");
+    assert.deepEqual(consoleErrors, []);
   });
 });
