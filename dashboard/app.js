@@ -113,7 +113,7 @@ function renderStats(stats) {
     providers.map((p) => {
       const h = stats.providers[p];
       const state = !h.enabled
-        ? el("span", "disabled", { class: "note" })
+        ? el("span", "not configured", { class: "note" })
         : h.paused_until
           ? el("span", `paused until ${new Date(h.paused_until).toLocaleTimeString()}`, { class: "warn" })
           : h.degraded
