@@ -177,6 +177,16 @@ test("make dev prints little and the addresses once; a provider without its keys
     assert.equal(trigger.code, 2, "make reports the script's failure");
     assert.match(trigger.stderr, /persona is not configured in kyc-edge: set PERSONA_API_KEY, PERSONA_WEBHOOK_SECRET in /);
 
+    // make trigger waits for the effect by default, and not with WAIT=0.
+    const waited = await make(["trigger", "PROVIDER=align", "REF=first-1", "STATUS=pending"]);
+    assert.equal(waited.code, 0, waited.stderr);
+    assert.match(waited.stdout, /^kyc-edge: align\/first-1 is pending \(version \d+, from webhook\)$/m);
+    assert.match(waited.stdout, /^notified: msg_\S+ kyc\.status\.changed align\/first-1 → pending \(signature verified\)$/m);
+    const quick = await make(["trigger", "PROVIDER=align", "REF=first-2", "STATUS=pending", "WAIT=0"]);
+    assert.equal(quick.code, 0, quick.stderr);
+    assert.match(quick.stdout, /align first-2 is now pending at the provider; webhook → HTTP 200/);
+    assert.doesNotMatch(quick.stdout, /^kyc-edge:|^notified:/m, "WAIT=0 returns once the webhook is answered");
+
     // Each request is logged once, as one short line (wrangler's own echo is dropped).
     const before = output.split("\n").filter((line) => / request GET index 200 /.test(line)).length;
     for (let i = 0; i < 3; i += 1) await fetch(`${worker}/`);
