@@ -744,8 +744,11 @@ mod notifications {
         .map(|found| row(found).unwrap())
     }
 
+    /// Settles an attempt and returns its subject's next pending notification.
     fn settle(db: &Connection, n: &Notification, outcome: Outcome, now: i64) -> Vec<i64> {
-        let results = batch(db, &outbox::settle(n, &outcome, "HTTP 200", at(now)));
+        let mut statements = outbox::settle(n, &outcome, "HTTP 200", at(now));
+        statements.push(outbox::successor(n.seq));
+        let results = batch(db, &statements);
         results
             .last()
             .map(|rows| outbox::seqs(rows))
