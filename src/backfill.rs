@@ -7,15 +7,11 @@ use crate::error::StoreError;
 use crate::log::Line;
 use crate::outbound::{self, NotSent};
 use crate::services::Services;
-use kyc_core::backfill::{next_step, Position};
+use kyc_core::backfill::{ends_walk, plan_page, Position};
 use kyc_core::db::backfills::{self, Backfill};
 use kyc_core::db::row;
-use kyc_core::db::subjects::{import, imported};
-use kyc_core::import::NewSubject;
-use kyc_core::outbound::OutboundError;
 use kyc_core::providers::ListWalk;
 use kyc_core::time::Timestamp;
-use std::collections::HashSet;
 
 /// What this run's backfill work did, for the cron's log line.
 #[derive(Default)]
@@ -124,58 +120,21 @@ async fn page(
     {
         Ok(body) => body,
         Err(NotSent::OverBudget) => return Err(PageError::OverBudget),
-        Err(NotSent::Failed(error)) => {
-            // A refusal of the request itself (bad range, no access) will not change by
-            // retrying; rate limits, timeouts and outages will.
-            let permanent = matches!(error, OutboundError::Http { status, .. }
-                if (400..500).contains(&status) && status != 408 && status != 429);
-            return Err(if permanent {
-                PageError::Permanent(error.to_string())
-            } else {
-                PageError::Transient(error.to_string())
-            });
+        // The rule every provider request shares: only what waiting can fix is retried.
+        Err(NotSent::Failed(error)) if ends_walk(&error) => {
+            return Err(PageError::Permanent(error.to_string()))
         }
+        Err(NotSent::Failed(error)) => return Err(PageError::Transient(error.to_string())),
     };
     let page = protocol
         .read_list(&body)
         .map_err(|e| PageError::Permanent(e.to_string()))?;
-    let step = next_step(&page, &at);
-    let mut unique = HashSet::new();
-    let subjects: Vec<NewSubject> = page.subjects[step.range.clone()]
-        .iter()
-        .filter(|(subject_ref, _)| unique.insert(subject_ref.clone()))
-        .map(|(subject_ref, ref_kind)| NewSubject {
-            provider: walk.provider,
-            subject_ref: subject_ref.clone(),
-            ref_kind: *ref_kind,
-            external_id: None,
-        })
-        .collect();
-    let refs: Vec<&NewSubject> = subjects.iter().collect();
-    let mut statements = if refs.is_empty() {
-        vec![]
-    } else {
-        import(
-            walk.provider,
-            &refs,
-            services.config.first_check_step(),
-            now,
-        )
-    };
-    statements.push(backfills::advance(
-        walk,
-        step.next.as_deref(),
-        step.range.len(),
-        !refs.is_empty(),
-        now,
-    ));
-    let results = d1::batch(&services.calls, services.db, &statements)
+    let plan = plan_page(walk, &page, &at, services.config.first_check_step(), now);
+    let results = d1::batch(&services.calls, services.db, &plan.import.statements)
         .await
         .map_err(store)?;
+    let imported = plan.import.read(&results);
     progress.pages += 1;
-    if !refs.is_empty() {
-        progress.found += imported(&results).len() as u32;
-    }
-    let moved = results.last().is_some_and(|rows| !rows.is_empty());
-    Ok(if moved { step.next } else { None })
+    progress.found += imported.created() as u32;
+    Ok(if imported.walk_moved { plan.next } else { None })
 }

@@ -19,6 +19,7 @@ pub mod outbound;
 pub mod projection;
 pub mod providers;
 pub mod reconcile;
+pub mod registration;
 pub mod schedule;
 pub mod secret;
 pub mod status;

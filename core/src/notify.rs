@@ -1,6 +1,8 @@
 //! Notifications to the application, as Standard Webhooks (docs/notifications.md): the
 //! payload of each change, its stable id, the signature of an attempt, and what the
-//! application's answer means for the next one.
+//! application's answer means for the next one. [`delivery`]: one attempt, as plans.
+
+pub mod delivery;
 
 use crate::db::subjects::SubjectRow;
 use crate::observation::Source;

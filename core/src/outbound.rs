@@ -130,59 +130,106 @@ pub enum CheckFailure {
     Answer(AnswerError),
 }
 
+/// What a provider's failed answer says, whatever was asked of it: the one rule a check of
+/// one subject ([`CheckFailure::scope`]) and a page of a list walk
+/// ([`crate::backfill::ends_walk`]) both read. Each then acts on it in its own terms: a check
+/// is asked again on the subject's schedule whatever happens, while a walk is a one-off the
+/// operator started, one per provider at a time, that must end with a reason they can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderAnswer {
+    /// 400, 404, 410, 422, or an answer too large to read within the configured bound: the
+    /// provider answered this very request for good (it has no record of what was asked, or
+    /// will never accept the request). The same request will get the same answer; other
+    /// requests are unaffected, so the provider is healthy. A check: about its subject. A
+    /// walk: ends (a bad range, an expired cursor, a list too long to read).
+    Final,
+    /// 401, 403, any other 4xx, a redirect (never followed): the provider refuses kyc-edge
+    /// itself (its key, its permissions, an endpoint that moved) until the operator acts. A
+    /// check: against the provider (back-off, counted toward `degraded`; checks resume by
+    /// themselves once the key is fixed). A walk: ends with the reason, since retrying cannot
+    /// help and a running walk holds the provider's only slot.
+    Refused,
+    /// 429: wait, no sooner than its `Retry-After`. A check: pauses the provider. A walk:
+    /// retried next run.
+    RateLimited { retry_after: Option<TimeDelta> },
+    /// 408, 5xx, a timeout, no connection: the provider is unwell for now. A check: backs off.
+    /// A walk: retried next run.
+    Unavailable,
+}
+
+impl OutboundError {
+    /// What this failure says of the provider ([`ProviderAnswer`]).
+    pub fn provider_answer(&self) -> ProviderAnswer {
+        match self {
+            OutboundError::Http {
+                status: 400 | 404 | 410 | 422,
+                ..
+            }
+            | OutboundError::TooLarge { .. } => ProviderAnswer::Final,
+            OutboundError::Http {
+                status: 429,
+                retry_after,
+            } => ProviderAnswer::RateLimited {
+                retry_after: *retry_after,
+            },
+            OutboundError::Http { status: 408, .. } => ProviderAnswer::Unavailable,
+            OutboundError::Http { status, .. } if (400..500).contains(status) => {
+                ProviderAnswer::Refused
+            }
+            OutboundError::Redirect { .. } => ProviderAnswer::Refused,
+            OutboundError::Http { .. } | OutboundError::Timeout | OutboundError::Transport => {
+                ProviderAnswer::Unavailable
+            }
+        }
+    }
+}
+
 /// Who a failure is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureScope {
-    /// The provider is unwell or refuses us (5xx, 408, 429, timeouts, transport errors, 401
-    /// and 403 for our key, unreadable answers): back off exponentially, count toward marking
-    /// the provider degraded; a 429's `Retry-After` pauses the provider's checks.
+    /// The provider is unwell or refuses us ([`ProviderAnswer::Refused`],
+    /// [`ProviderAnswer::RateLimited`], [`ProviderAnswer::Unavailable`], unreadable answers):
+    /// back off exponentially, count toward marking the provider degraded; a 429's
+    /// `Retry-After` pauses the provider's checks.
     Provider {
         retry_after: Option<TimeDelta>,
         rate_limited: bool,
     },
-    /// The provider answered about this subject for good (400, 404, 410, 422: unknown to it,
-    /// or a request it will never accept; an answer about someone else, or one too large to
-    /// read within the configured bound): recorded on the
-    /// subject, checked again at the slow cadence. The provider is healthy.
+    /// The provider answered about this subject for good ([`ProviderAnswer::Final`], or an
+    /// answer about someone else): recorded on the subject, checked again at the slow
+    /// cadence. The provider is healthy.
     Subject,
 }
 
 impl CheckFailure {
     /// The provider said it has no such subject (or will never accept a request about it):
-    /// enough of these in a row retire the subject.
+    /// enough of these in a row retire the subject. An answer too large to read is final too,
+    /// yet says nothing of whether the subject exists.
     pub fn is_unfound(&self) -> bool {
-        matches!(
-            self,
-            CheckFailure::Outbound(OutboundError::Http {
-                status: 400 | 404 | 410 | 422,
-                ..
-            })
-        )
+        matches!(self, CheckFailure::Outbound(error @ OutboundError::Http { .. })
+            if error.provider_answer() == ProviderAnswer::Final)
     }
 
     pub fn scope(&self) -> FailureScope {
         match self {
-            CheckFailure::Outbound(OutboundError::Http {
-                status: 400 | 404 | 410 | 422,
-                ..
-            })
-            | CheckFailure::Outbound(OutboundError::TooLarge { .. })
-            | CheckFailure::Answer(AnswerError::WrongSubject | AnswerError::Incomplete(_)) => {
-                FailureScope::Subject
-            }
-            CheckFailure::Outbound(OutboundError::Http {
-                status: 429,
-                retry_after,
-            }) => FailureScope::Provider {
-                retry_after: *retry_after,
-                rate_limited: true,
-            },
-            CheckFailure::Outbound(_) | CheckFailure::Answer(AnswerError::Malformed(_)) => {
-                FailureScope::Provider {
+            CheckFailure::Outbound(error) => match error.provider_answer() {
+                ProviderAnswer::Final => FailureScope::Subject,
+                ProviderAnswer::RateLimited { retry_after } => FailureScope::Provider {
+                    retry_after,
+                    rate_limited: true,
+                },
+                ProviderAnswer::Refused | ProviderAnswer::Unavailable => FailureScope::Provider {
                     retry_after: None,
                     rate_limited: false,
-                }
+                },
+            },
+            CheckFailure::Answer(AnswerError::WrongSubject | AnswerError::Incomplete(_)) => {
+                FailureScope::Subject
             }
+            CheckFailure::Answer(AnswerError::Malformed(_)) => FailureScope::Provider {
+                retry_after: None,
+                rate_limited: false,
+            },
         }
     }
 }
@@ -237,6 +284,47 @@ mod tests {
         assert_eq!(
             CheckFailure::Answer(AnswerError::Malformed("x".into())).scope(),
             PROVIDER
+        );
+    }
+
+    #[test]
+    fn one_rule_says_what_a_providers_failed_answer_means() {
+        let answer = |status: u16| {
+            OutboundError::Http {
+                status,
+                retry_after: None,
+            }
+            .provider_answer()
+        };
+        for status in [400, 404, 410, 422] {
+            assert_eq!(answer(status), ProviderAnswer::Final, "{status}");
+        }
+        assert_eq!(
+            OutboundError::TooLarge { limit: 1 }.provider_answer(),
+            ProviderAnswer::Final
+        );
+        for status in [401, 403, 405, 409, 413, 451] {
+            assert_eq!(answer(status), ProviderAnswer::Refused, "{status}");
+        }
+        let redirect = OutboundError::Redirect {
+            status: 301,
+            location: None,
+        };
+        assert_eq!(redirect.provider_answer(), ProviderAnswer::Refused);
+        for status in [408, 500, 502, 503, 504, 599] {
+            assert_eq!(answer(status), ProviderAnswer::Unavailable, "{status}");
+        }
+        for error in [OutboundError::Timeout, OutboundError::Transport] {
+            assert_eq!(error.provider_answer(), ProviderAnswer::Unavailable);
+        }
+        let wait = Some(TimeDelta::seconds(30));
+        assert_eq!(
+            OutboundError::Http {
+                status: 429,
+                retry_after: wait
+            }
+            .provider_answer(),
+            ProviderAnswer::RateLimited { retry_after: wait }
         );
     }
 

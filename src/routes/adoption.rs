@@ -10,15 +10,14 @@ use crate::services::Services;
 use crate::{clock, d1};
 use kyc_core::api::ErrorCode;
 use kyc_core::db::backfills::{self, Backfill};
-use kyc_core::db::subjects::{import, imported};
-use kyc_core::db::tallies::Tally;
 use kyc_core::import::{parse_batch, BatchError, Line as BatchLine, NewSubject};
 use kyc_core::providers::ListWalk;
+use kyc_core::registration::ImportPlan;
 use kyc_core::subject::Provider;
-use kyc_core::time::{day, format, from_millis, parse_day, Timestamp};
+use kyc_core::time::{day, format, parse_day};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use worker::{Request, Response};
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -42,38 +41,21 @@ pub async fn import_subjects(
         }
         _ => ApiError::bad_request(e.to_string()),
     })?;
-    let mut by_provider: BTreeMap<Provider, Vec<&NewSubject>> = BTreeMap::new();
-    for (_, line) in &lines {
-        if let BatchLine::Valid(subject) = line {
-            by_provider
-                .entry(subject.provider)
-                .or_default()
-                .push(subject);
-        }
-    }
-    let now = clock::now();
-    // One batch for every provider's lines: all of the request is written, or none of it.
-    let mut statements = vec![];
-    let mut created_at = vec![];
-    for (provider, subjects) in &by_provider {
-        created_at.push((*provider, statements.len()));
-        statements.extend(import(*provider, subjects, config.first_check_step(), now));
-    }
-    let until_index = statements.len();
-    statements.push(kyc_core::statement!(kyc_core::db::tallies::ALL));
-    let results = if by_provider.is_empty() {
-        vec![]
-    } else {
-        d1::batch(&services.calls, services.db, &statements).await?
-    };
-    let created: HashSet<(Provider, String)> = created_at
+    let valid: Vec<&NewSubject> = lines
         .iter()
-        .flat_map(|(provider, at)| {
-            imported(&results[*at..])
-                .into_iter()
-                .map(move |r| (*provider, r))
+        .filter_map(|(_, line)| match line {
+            BatchLine::Valid(subject) => Some(subject),
+            _ => None,
         })
         .collect();
+    // One batch for every provider's lines: all of the request is written, or none of it.
+    let plan = ImportPlan::batch(&valid, config.first_check_step(), clock::now());
+    let results = if plan.statements.is_empty() {
+        vec![]
+    } else {
+        d1::batch(&services.calls, services.db, &plan.statements).await?
+    };
+    let imported = plan.read(&results);
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     let answers: Vec<Value> = lines
         .iter()
@@ -84,7 +66,7 @@ pub async fn import_subjects(
                 BatchLine::Valid(s) => {
                     answer.insert("provider".into(), json!(s.provider));
                     answer.insert("ref".into(), json!(s.subject_ref.as_str()));
-                    if created.contains(&(s.provider, s.subject_ref.as_str().to_owned())) {
+                    if imported.was_created(s) {
                         "created"
                     } else {
                         "existing"
@@ -104,7 +86,11 @@ pub async fn import_subjects(
             Value::Object(answer)
         })
         .collect();
-    let first_checks = first_checks_until(results.get(until_index), &by_provider, now);
+    let first_checks: Map<String, Value> = imported
+        .first_checks_until
+        .iter()
+        .map(|(provider, at)| (provider.as_str().to_owned(), json!(format(*at))))
+        .collect();
     for (name, n) in &counts {
         log.set(name, *n);
     }
@@ -117,30 +103,6 @@ pub async fn import_subjects(
         "first_checks_until": first_checks,
         "results": answers,
     }))?)
-}
-
-/// Per provider imported, when the last first check now scheduled falls due.
-fn first_checks_until(
-    tallies: Option<&kyc_core::db::Rows>,
-    providers: &BTreeMap<Provider, Vec<&NewSubject>>,
-    now: Timestamp,
-) -> Map<String, Value> {
-    let mut until = Map::new();
-    for row in tallies.into_iter().flatten() {
-        let (Some(Tally::FirstChecksUntil(provider)), Some(ms)) = (
-            row.get("name")
-                .and_then(Value::as_str)
-                .and_then(Tally::parse),
-            row.get("value").and_then(Value::as_i64),
-        ) else {
-            continue;
-        };
-        if providers.contains_key(&provider) {
-            let at = from_millis(ms).unwrap_or(now).max(now);
-            until.insert(provider.as_str().into(), json!(format(at)));
-        }
-    }
-    until
 }
 
 #[derive(Deserialize)]

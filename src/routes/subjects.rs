@@ -1,7 +1,7 @@
 //! `/v1/subjects`: the application's view of its subjects.
 
 use super::body::{self, SMALL_BODY_BYTES};
-use crate::error::ApiError;
+use crate::error::{ApiError, StoreError};
 use crate::log::Line;
 use crate::services::Services;
 use crate::{clock, d1, kv, queue};
@@ -11,8 +11,9 @@ use kyc_core::db::subjects::{self as statements, ListFilter, SubjectRow};
 use kyc_core::headers::READ_FROM;
 use kyc_core::jobs::{Job, ReconcileJob};
 use kyc_core::reconcile::{DRIFT, SUSPECTED_DRIFT};
+use kyc_core::registration::plan_register;
 use kyc_core::status::KycStatus;
-use kyc_core::subject::{ref_for_log, ExternalId, Provider, RefKind, SubjectRef};
+use kyc_core::subject::{ref_for_log, ExternalId, Provider, SubjectRef};
 use kyc_core::time::{format, from_millis};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -128,51 +129,24 @@ pub async fn put(
         .map(ExternalId::parse)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("external_id {e}")))?;
-    let now = clock::now();
-    let batch = statements::register(
-        provider,
-        &subject_ref,
-        RefKind::User,
-        external_id.as_ref(),
-        now,
-    );
-    let results = d1::batch(&services.calls, services.db, &batch).await?;
-    let registered = statements::registered(&results)
-        .map_err(|e| ApiError::from(crate::error::StoreError::Unreadable(e)))?;
-    let (created, changed) = (registered.created, registered.renamed);
-    let row = registered.row.ok_or_else(|| {
-        ApiError::from(crate::error::StoreError::NotReturned(
-            "the registered subject",
-        ))
-    })?;
-    // What a reader sees changed (a new subject, or a new external id): project it.
-    if created || changed {
-        if let Err(error) = kv::project(services, &row).await {
+    let plan = plan_register(provider, &subject_ref, external_id.as_ref(), clock::now());
+    let results = d1::batch(&services.calls, services.db, &plan.statements).await?;
+    let registration = plan
+        .read(&results)
+        .map_err(|e| ApiError::from(StoreError::Unreadable(e)))?
+        .ok_or_else(|| ApiError::from(StoreError::NotReturned("the registered subject")))?;
+    if registration.project() {
+        if let Err(error) = kv::project(services, &registration.row).await {
             log.set("kv_error", error);
         }
     }
-    if created || registered.revived {
-        // Learn its status now rather than at the next cron run (which would also do).
-        let job = Job::Reconcile(ReconcileJob {
-            provider,
-            subject_ref,
-            ref_kind: RefKind::User,
-            trusted: None,
-            aml: false,
-        });
+    if let Some(job) = registration.check_now() {
         if let Err(error) = queue::send(&services.calls, services.env, &job).await {
             log.set("queue_error", error.to_string());
         }
     }
-    log.set(
-        "outcome",
-        match (created, registered.revived) {
-            (true, _) => "created",
-            (false, true) => "revived",
-            (false, false) => "existing",
-        },
-    );
-    Ok(Response::from_json(&row.full_view())?.with_status(if created { 201 } else { 200 }))
+    log.set("outcome", registration.outcome());
+    Ok(Response::from_json(&registration.row.full_view())?.with_status(registration.http_status()))
 }
 
 /// Reconcile one subject now.

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 pub enum State {
     Running,
     Done,
-    /// The provider refused the walk (a 4xx, an answer that is not a list): a new backfill
-    /// may be started.
+    /// The walk cannot go on by waiting (`backfill::ends_walk`: an answer final for its
+    /// request, a refusal of kyc-edge, an answer that is not a list): a new backfill may be
+    /// started.
     Failed,
 }
 

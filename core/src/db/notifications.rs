@@ -128,7 +128,7 @@ pub fn claim(seq: i64, now: Timestamp, lease_until: Timestamp) -> Statement {
 }
 
 /// The next pending notification of the same subject, once `seq` is settled: `{seq}`.
-fn successor(seq: i64) -> Statement {
+pub fn successor(seq: i64) -> Statement {
     statement!(
         "SELECT next.seq FROM notifications next, notifications settled \
          WHERE settled.seq = ?1 AND next.provider = settled.provider AND next.ref = settled.ref \
@@ -153,8 +153,8 @@ pub enum Outcome {
     Gone,
 }
 
-/// The statements that record an attempt's outcome. For a settled notification (delivered
-/// or dead) the last statement returns its subject's next pending one, to send now.
+/// The statements that record an attempt's outcome (the subject's next notification, once
+/// this one is settled, is [`successor`]'s).
 pub fn settle(
     notification: &Notification,
     outcome: &Outcome,
@@ -176,20 +176,16 @@ pub fn settle(
                 response
             ),
             super::tallies::add_if_previous_changed(Tally::Delivered, 1),
-            successor(seq),
         ],
-        Outcome::Dead => vec![
-            statement!(
-                format!(
-                    "UPDATE notifications SET state = 'dead', next_attempt_at = NULL, \
+        Outcome::Dead => vec![statement!(
+            format!(
+                "UPDATE notifications SET state = 'dead', next_attempt_at = NULL, \
                        last_response = ?3 WHERE {guard}"
-                ),
-                seq,
-                attempts,
-                response
             ),
-            successor(seq),
-        ],
+            seq,
+            attempts,
+            response
+        )],
         Outcome::Retry { retry_at } => vec![statement!(
             format!(
                 "UPDATE notifications SET next_attempt_at = ?3, last_response = ?4 WHERE {guard}"

@@ -201,7 +201,8 @@ pub fn load(provider: Provider, subject_ref: &SubjectRef) -> Statement {
 /// Start tracking a subject, as one batch: the first statement creates it (due now), the
 /// second counts it only if it was created, and the third runs only if it was not: a new
 /// external id replaces the old (a change a reader sees: the version moves). The fourth
-/// revives a retired subject (due now). The last statement returns the row.
+/// revives a retired subject (due now). The last statement returns the row. [`REGISTERED`]
+/// names their positions.
 pub fn register(
     provider: Provider,
     subject_ref: &SubjectRef,
@@ -251,32 +252,27 @@ fn revive(provider: Provider, subject_ref: &SubjectRef, now: Timestamp) -> State
     )
 }
 
-/// What [`register`]'s batch did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registered {
-    pub created: bool,
-    /// The external id changed (a change a reader sees).
-    pub renamed: bool,
-    /// It had been retired and is tracked again.
-    pub revived: bool,
-    pub row: Option<SubjectRow>,
+/// Where in [`register`]'s batch each statement says what it did: a row returned exactly
+/// when it did what it is named for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegisterBatch {
+    /// `RETURNING created`: the subject is new.
+    pub created: usize,
+    /// `RETURNING changed`: a known subject's external id changed.
+    pub renamed: usize,
+    /// `RETURNING revived`: it had been retired and is tracked again.
+    pub revived: usize,
+    /// The subject as it now is.
+    pub row: usize,
 }
 
-/// Read [`register`]'s batch.
-pub fn registered(results: &[super::Rows]) -> Result<Registered, serde_json::Error> {
-    let returned = |index: usize| results.get(index).is_some_and(|rows| !rows.is_empty());
-    let row = results
-        .get(4)
-        .and_then(|rows| rows.first())
-        .map(super::row)
-        .transpose()?;
-    Ok(Registered {
-        created: returned(0),
-        renamed: returned(2),
-        revived: returned(3),
-        row,
-    })
-}
+/// The positions of [`register`]'s statements.
+pub const REGISTERED: RegisterBatch = RegisterBatch {
+    created: 0,
+    renamed: 2,
+    revived: 3,
+    row: 4,
+};
 
 /// Where in [`import`]'s batch the refs it created are returned.
 pub const IMPORTED: usize = 2;
@@ -286,8 +282,9 @@ pub const IMPORTED: usize = 2;
 /// import changes nothing). New subjects are not all due at once: their first checks fall due
 /// `step` apart, after those of every earlier import, oldest first, so each cron run meets a
 /// bounded share of them. One statement inserts them all (D1 counts statements per
-/// invocation); [`IMPORTED`] returns their refs; the status tally and the spread's cursor move
-/// in the same batch. Nothing is projected to KV: reads fall back to D1 until a check.
+/// invocation); the statement at [`IMPORTED`] returns their refs; the status tally and the
+/// spread's cursor move in the same batch. Nothing is projected to KV: reads fall back to D1
+/// until a check.
 pub fn import(
     provider: Provider,
     subjects: &[&crate::import::NewSubject],
@@ -363,19 +360,6 @@ pub fn import(
             Tally::ImportCreated.name()
         ),
     ]
-}
-
-/// The refs [`import`]'s batch created.
-pub fn imported(results: &[super::Rows]) -> Vec<String> {
-    results
-        .get(IMPORTED)
-        .map(|rows| {
-            rows.iter()
-                .filter_map(|row| row.get("ref").and_then(serde_json::Value::as_str))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// How many subjects of a provider have had no check yet (neither an answer nor an error),

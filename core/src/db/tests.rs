@@ -8,7 +8,7 @@ use super::tallies::{fold, Tally, ALL};
 use super::{row, Statement};
 use crate::providers::{WebhookEvent, WebhookSubject};
 use crate::status::KycStatus;
-use crate::subject::{ExternalId, Provider, RefKind, SubjectRef};
+use crate::subject::{Provider, RefKind, SubjectRef};
 use crate::time::{from_millis, Timestamp};
 use crate::transition::Announcement;
 use chrono::TimeDelta;
@@ -45,77 +45,6 @@ fn sql(db: &Connection, query: &str) -> i64 {
     run(db, &Statement::new(query.to_owned(), vec![]))[0]["n"]
         .as_i64()
         .unwrap()
-}
-
-#[test]
-fn registering_twice_creates_once_and_counts_once() {
-    let db = database();
-    let id = ExternalId::parse("user-7").unwrap();
-    let results = batch(
-        &db,
-        &register(
-            Provider::named("align"),
-            &r("c1"),
-            RefKind::User,
-            Some(&id),
-            at(0),
-        ),
-    );
-    let registered = super::subjects::registered(&results).unwrap();
-    assert!(registered.created && !registered.renamed && !registered.revived);
-    let created = registered.row.unwrap();
-    assert_eq!(
-        (
-            created.status,
-            created.version,
-            created.external_id.as_deref()
-        ),
-        (KycStatus::Unknown, 1, Some("user-7"))
-    );
-    assert_eq!(
-        created.status_at,
-        Some(at(0)),
-        "unknown took effect at registration"
-    );
-    assert_eq!(created.next_check_at, at(0), "due at once");
-    // Again with the same id: nothing moves. With another id: the id and version move.
-    let again = batch(
-        &db,
-        &register(
-            Provider::named("align"),
-            &r("c1"),
-            RefKind::User,
-            Some(&id),
-            at(5),
-        ),
-    );
-    let again = super::subjects::registered(&again).unwrap();
-    let (is_new, changed) = (again.created, again.renamed);
-    assert!(!is_new && !changed);
-    assert_eq!(
-        subject(&db, Provider::named("align"), "c1")
-            .unwrap()
-            .version,
-        1
-    );
-    let other = ExternalId::parse("user-8").unwrap();
-    let renamed = batch(
-        &db,
-        &register(
-            Provider::named("align"),
-            &r("c1"),
-            RefKind::User,
-            Some(&other),
-            at(9),
-        ),
-    );
-    assert!(super::subjects::registered(&renamed).unwrap().renamed);
-    let updated = subject(&db, Provider::named("align"), "c1").unwrap();
-    assert_eq!(
-        (updated.version, updated.external_id.as_deref()),
-        (2, Some("user-8"))
-    );
-    assert_eq!(tallies(&db)["status.align.unknown"], 1);
 }
 
 fn webhook(id: &str, announces: KycStatus) -> WebhookEvent {
@@ -752,8 +681,11 @@ mod notifications {
         .map(|found| row(found).unwrap())
     }
 
+    /// Settles an attempt and returns its subject's next pending notification.
     fn settle(db: &Connection, n: &Notification, outcome: Outcome, now: i64) -> Vec<i64> {
-        let results = batch(db, &outbox::settle(n, &outcome, "HTTP 200", at(now)));
+        let mut statements = outbox::settle(n, &outcome, "HTTP 200", at(now));
+        statements.push(outbox::successor(n.seq));
+        let results = batch(db, &statements);
         results
             .last()
             .map(|rows| outbox::seqs(rows))
@@ -998,9 +930,10 @@ fn the_longest_undecided_come_first_from_their_own_index() {
 
 mod imports {
     use super::super::sqlite::{batch, database, query_plan, run};
-    use super::super::subjects::{import, imported, register, unchecked};
+    use super::super::subjects::{import, register, unchecked};
     use super::{at, r, subject, tallies};
     use crate::import::NewSubject;
+    use crate::registration::ImportPlan;
     use crate::subject::{ExternalId, Provider, RefKind};
     use chrono::TimeDelta;
     use rusqlite::Connection;
@@ -1016,12 +949,16 @@ mod imports {
         }
     }
 
+    /// Imports `subjects`; the refs it created.
     fn import_at(db: &Connection, subjects: &[NewSubject], now: i64) -> Vec<String> {
         let refs: Vec<&NewSubject> = subjects.iter().collect();
-        imported(&batch(
-            db,
-            &import(Provider::named("align"), &refs, STEP, at(now)),
-        ))
+        let plan = ImportPlan::batch(&refs, STEP, at(now));
+        let imported = plan.read(&batch(db, &plan.statements));
+        subjects
+            .iter()
+            .filter(|s| imported.was_created(s))
+            .map(|s| s.subject_ref.as_str().to_owned())
+            .collect()
     }
 
     fn due_at(db: &Connection, id: &str) -> i64 {
@@ -1133,7 +1070,9 @@ mod imports {
             5,
             "a fixed number of statements, whatever the size"
         );
-        assert_eq!(imported(&batch(&db, &statements)).len(), 1000);
+        let plan = ImportPlan::batch(&refs, STEP, at(0));
+        assert_eq!(plan.statements[..5], statements[..]);
+        assert_eq!(plan.read(&batch(&db, &plan.statements)).created(), 1000);
     }
 }
 
