@@ -9,18 +9,16 @@ use crate::log::Line;
 use crate::outbound::{self, NotSent};
 use crate::services::Services;
 use crate::{clock, config, d1, queue};
-use kyc_core::alerts::{evaluate, retry_delay, Kind, ProviderHealth, Readings};
+use kyc_core::alerts::{evaluate, retry_delay, Readings};
 use kyc_core::config::{AlertDelivery, Alerts, CRON_PERIOD};
-use kyc_core::db::alerts::{self as store, read_open, ATTEMPT_LEASE};
-use kyc_core::db::notifications as outbox;
-use kyc_core::db::runs::{self, HEALTH};
+use kyc_core::db::alerts::{
+    self as store, ConfigurationReads, CronReads, StallReads, ATTEMPT_LEASE,
+};
 use kyc_core::db::{Rows, Statement};
 use kyc_core::jobs::Job;
 use kyc_core::notify::{describe_reply, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
 use kyc_core::schedule::DEGRADED_AFTER_FAILURES;
-use kyc_core::statement;
-use kyc_core::subject::Provider;
-use kyc_core::time::{from_millis, TimeDelta, Timestamp};
+use kyc_core::time::{TimeDelta, Timestamp};
 use serde_json::Value;
 use std::cell::Cell;
 use worker::{D1Database, Env};
@@ -40,78 +38,25 @@ pub async fn evaluate_in_cron(
     log: &mut Line,
 ) -> Result<(), StoreError> {
     let calls = &services.calls;
-    // One read batch: provider health, the app's delivery state, the previous run (this one is
-    // recorded after), the open alerts and the alert messages due.
-    let results = d1::batch(
-        calls,
-        services.db,
-        &[
-            statement!(HEALTH),
-            statement!(outbox::DEAD),
-            statement!(outbox::DISABLED),
-            runs::latest(1),
-            statement!(store::OPEN),
-            store::due(now, DUE_PER_RUN),
-        ],
-    )
-    .await?;
-    let providers = results[0]
-        .iter()
-        .filter_map(|r| {
-            let provider = r.get("provider").and_then(Value::as_str)?;
-            // Only providers this deployment uses: a disabled one's old row says nothing.
-            let enabled =
-                Provider::parse(provider).is_some_and(|p| services.config.protocol(p).is_some());
-            enabled.then(|| ProviderHealth {
-                provider: provider.to_owned(),
-                consecutive_failures: r
-                    .get("consecutive_failures")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0),
-                paused_until: r
-                    .get("paused_until")
-                    .and_then(Value::as_i64)
-                    .and_then(from_millis),
-                last_error: r
-                    .get("last_error")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-            })
-        })
-        .collect();
-    let dead = results[1]
-        .first()
-        .and_then(|r| r.get("dead"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    let disabled = results[2].first().map(|r| {
-        r.get("reason")
-            .and_then(Value::as_str)
-            .unwrap_or("disabled")
-            .to_owned()
-    });
-    let last_run = results[3]
-        .first()
-        .and_then(|r| r.get("run_id"))
-        .and_then(Value::as_i64)
-        .and_then(from_millis);
+    let statements = store::cron_reads(now, DUE_PER_RUN);
+    let enabled = services.config.enabled_providers();
+    let read = CronReads::read(&d1::batch(calls, services.db, &statements).await?, &enabled);
     let (drift, drift_marks) = store::drift_since(tallies);
     let readings = Readings {
         drift: Some(drift),
-        providers: Some(providers),
+        providers: Some(read.health),
         degraded_after_failures: u64::from(DEGRADED_AFTER_FAILURES),
-        delivery_disabled: Some(disabled),
-        dead_notifications: Some(dead),
+        delivery_disabled: Some(read.delivery_disabled),
+        dead_notifications: Some(read.dead_notifications),
         // A run scheduled at or before the previous one (a manual re-run) is no gap.
-        last_cron_run: Some(last_run.filter(|last| *last < now)),
+        last_cron_run: Some(read.last_run.filter(|last| *last < now)),
         cron_period: CRON_PERIOD,
         cron_running: true,
         // The configuration loaded: an open configuration error is over.
         configuration_error: Some(None),
     };
-    let open = read_open(&results[4]);
-    let mut seqs = apply(services, &readings, &open, now, drift_marks, log).await?;
-    seqs.extend(store::seqs(&results[5..6]));
+    let mut seqs = apply(services, &readings, &read.open, now, drift_marks, log).await?;
+    seqs.extend(read.due);
     seqs.sort_unstable();
     seqs.dedup();
     send(calls, services.env, &seqs, log).await;
@@ -221,31 +166,20 @@ pub async fn notice_on_request(env: Env, failed: bool) {
             db: &db,
             calls: calls.share(),
         };
-        let results = d1::batch(
-            &services.calls,
-            &db,
-            &[runs::latest(1), store::open_of(Kind::CronStalled)],
-        )
-        .await?;
-        let last_run = results[0]
-            .first()
-            .and_then(|r| r.get("run_id"))
-            .and_then(Value::as_i64)
-            .and_then(from_millis);
-        if let Some(last) = last_run {
+        let read = StallReads::read(&d1::batch(&services.calls, &db, &store::stall_reads()).await?);
+        if let Some(last) = read.last_run {
             LAST_CRON_RUN.with(|c| c.set(c.get().max(last.timestamp_millis())));
         }
         let readings = Readings {
-            last_cron_run: Some(last_run),
+            last_cron_run: Some(read.last_run),
             cron_period: CRON_PERIOD,
             ..Readings::default()
         };
-        let open = read_open(&results[1]);
         // A request never resolves the stall: the next run does, and says so.
         if readings.conditions(now).is_empty() {
             return Ok::<_, StoreError>(false);
         }
-        let seqs = apply(&services, &readings, &open, now, vec![], &mut log).await?;
+        let seqs = apply(&services, &readings, &read.open, now, vec![], &mut log).await?;
         send(&services.calls, &env, &seqs, &mut log).await;
         Ok(true)
     }
@@ -366,27 +300,20 @@ pub async fn configuration_error(env: &Env, key: &str, log: &mut Line) {
     let calls = Calls::new(16);
     let result = async {
         let db = d1::database(env)?;
-        let results = d1::batch(
-            &calls,
-            &db,
-            &[
-                store::open_of(Kind::ConfigurationError),
-                store::due(now, DUE_PER_RUN),
-            ],
-        )
-        .await?;
+        let statements = store::configuration_reads(now, DUE_PER_RUN);
+        let read = ConfigurationReads::read(&d1::batch(&calls, &db, &statements).await?);
         let readings = Readings {
             configuration_error: Some(Some(key.to_owned())),
             ..Readings::default()
         };
         let steps = evaluate(
             &readings.conditions(now),
-            &read_open(&results[0]),
+            &read.open,
             &readings.scope(),
             now,
             settings.remind_after,
         );
-        let mut seqs = store::seqs(&results[1..2]);
+        let mut seqs = read.due;
         if !steps.is_empty() {
             let plan = store::plan(
                 &steps,

@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod api;
 pub mod backfill;
 pub mod config;
+pub mod cron;
 pub mod db;
 pub mod headers;
 pub mod import;

@@ -5,8 +5,9 @@
 //! that another invocation raised (or resolved) first is not announced twice.
 
 use super::{Rows, Statement};
-use crate::alerts::{body, Kind, OpenAlert, Step, RAISED, RESOLVED};
+use crate::alerts::{body, Kind, OpenAlert, ProviderHealth, Step, RAISED, RESOLVED};
 use crate::statement;
+use crate::subject::Provider;
 use crate::time::{from_millis, TimeDelta, Timestamp};
 use serde_json::Value;
 
@@ -310,6 +311,132 @@ pub fn prune(before: Timestamp, limit: u32) -> Vec<Statement> {
     ]
 }
 
+/// The cron's evaluation reads, as one batch: provider health, the application's delivery
+/// state, the previous run (this one is recorded after it), the open alerts and the alert
+/// messages due (`due_limit` at most).
+pub fn cron_reads(now: Timestamp, due_limit: u32) -> Vec<Statement> {
+    vec![
+        statement!(super::runs::HEALTH),
+        statement!(super::notifications::DEAD),
+        statement!(super::notifications::DISABLED),
+        super::runs::latest(1),
+        statement!(OPEN),
+        due(now, due_limit),
+    ]
+}
+
+/// What [`cron_reads`]'s batch answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CronReads {
+    /// The health of the `enabled` providers only: a disabled one's old row says nothing.
+    pub health: Vec<ProviderHealth>,
+    pub dead_notifications: u64,
+    /// Why delivery to the application is disabled, while it is.
+    pub delivery_disabled: Option<String>,
+    pub last_run: Option<Timestamp>,
+    pub open: Vec<OpenAlert>,
+    pub due: Vec<i64>,
+}
+
+impl CronReads {
+    pub fn read(results: &[Rows], enabled: &[Provider]) -> Self {
+        let empty = Rows::new();
+        let answer = |index: usize| results.get(index).unwrap_or(&empty);
+        let health = answer(0)
+            .iter()
+            .filter_map(|r| {
+                let provider = r.get("provider").and_then(Value::as_str)?;
+                let known = Provider::parse(provider).is_some_and(|p| enabled.contains(&p));
+                known.then(|| ProviderHealth {
+                    provider: provider.to_owned(),
+                    consecutive_failures: r
+                        .get("consecutive_failures")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0),
+                    paused_until: r
+                        .get("paused_until")
+                        .and_then(Value::as_i64)
+                        .and_then(from_millis),
+                    last_error: r
+                        .get("last_error")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                })
+            })
+            .collect();
+        CronReads {
+            health,
+            dead_notifications: answer(1)
+                .first()
+                .and_then(|r| r.get("dead"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            delivery_disabled: answer(2).first().map(|r| {
+                r.get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("disabled")
+                    .to_owned()
+            }),
+            last_run: last_run(answer(3)),
+            open: read_open(answer(4)),
+            due: seqs(std::slice::from_ref(answer(5))),
+        }
+    }
+}
+
+/// When the latest cron run was scheduled, from [`super::runs::latest`]'s rows.
+fn last_run(rows: &Rows) -> Option<Timestamp> {
+    rows.first()
+        .and_then(|r| r.get("run_id"))
+        .and_then(Value::as_i64)
+        .and_then(from_millis)
+}
+
+/// A request's look for a stalled cron, as one batch: the latest run and the open stall.
+pub fn stall_reads() -> Vec<Statement> {
+    vec![super::runs::latest(1), open_of(Kind::CronStalled)]
+}
+
+/// What [`stall_reads`]'s batch answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StallReads {
+    pub last_run: Option<Timestamp>,
+    pub open: Vec<OpenAlert>,
+}
+
+impl StallReads {
+    pub fn read(results: &[Rows]) -> Self {
+        let empty = Rows::new();
+        StallReads {
+            last_run: last_run(results.first().unwrap_or(&empty)),
+            open: read_open(results.get(1).unwrap_or(&empty)),
+        }
+    }
+}
+
+/// An unusable configuration's reads, as one batch: the open configuration alert and the alert
+/// messages due (`due_limit` at most).
+pub fn configuration_reads(now: Timestamp, due_limit: u32) -> Vec<Statement> {
+    vec![open_of(Kind::ConfigurationError), due(now, due_limit)]
+}
+
+/// What [`configuration_reads`]'s batch answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigurationReads {
+    pub open: Vec<OpenAlert>,
+    pub due: Vec<i64>,
+}
+
+impl ConfigurationReads {
+    pub fn read(results: &[Rows]) -> Self {
+        let empty = Rows::new();
+        ConfigurationReads {
+            open: read_open(results.first().unwrap_or(&empty)),
+            due: seqs(results.get(1..2).unwrap_or_default()),
+        }
+    }
+}
+
 /// An attempt's lease: longer than the POST's timeout plus the writes around it.
 pub const ATTEMPT_LEASE: TimeDelta = TimeDelta::minutes(2);
 
@@ -455,5 +582,61 @@ mod tests {
         run(&db, &failed(seq, "HTTP 500", at(1), None));
         assert_eq!(run(&db, &statement!(DELIVERY))[0]["dead"], 1);
         assert!(run(&db, &due(at(100), 10)).is_empty());
+    }
+
+    #[test]
+    fn the_reads_batches_are_read_by_name() {
+        let db = database();
+        let quiet = CronReads::read(&batch(&db, &cron_reads(at(0), 10)), &[]);
+        assert_eq!(quiet, CronReads::default());
+        let align = Provider::named("align");
+        run(
+            &db,
+            &statement!(
+                "INSERT INTO provider_health (provider, consecutive_failures, paused_until) \
+                 VALUES ('align', 4, ?1), ('argos', 1, NULL)",
+                at(30)
+            ),
+        );
+        run(
+            &db,
+            &statement!(
+                "INSERT INTO delivery_disabled (disabled_at, reason) VALUES (?1, 'gone')",
+                at(1)
+            ),
+        );
+        batch(
+            &db,
+            &crate::db::runs::record(&crate::db::runs::CronRun {
+                scheduled_at: at(5),
+                started_at: at(5),
+                duration_ms: 10,
+                due: 0,
+                enqueued: 0,
+                skipped: vec![],
+                activity: "{}".into(),
+                statuses: "{}".into(),
+            }),
+        );
+        let seqs = step(&db, &readings(3), at(6));
+        let read = CronReads::read(&batch(&db, &cron_reads(at(6), 10)), &[align]);
+        assert_eq!(
+            read.health,
+            vec![ProviderHealth {
+                provider: "align".into(),
+                consecutive_failures: 4,
+                paused_until: Some(at(30)),
+                last_error: None,
+            }],
+            "argos is not enabled: its row says nothing"
+        );
+        assert_eq!(read.delivery_disabled.as_deref(), Some("gone"));
+        assert_eq!(read.last_run, Some(at(5)));
+        assert_eq!(read.open.len(), 1);
+        assert_eq!(read.due, seqs);
+        let stall = StallReads::read(&batch(&db, &stall_reads()));
+        assert_eq!((stall.last_run, stall.open.len()), (Some(at(5)), 0));
+        let configuration = ConfigurationReads::read(&batch(&db, &configuration_reads(at(6), 10)));
+        assert_eq!((configuration.open.len(), configuration.due), (0, seqs));
     }
 }
