@@ -222,12 +222,17 @@ pub struct ClaimPlan {
 }
 
 impl ClaimPlan {
+    /// Equal shares that add up to the budget exactly (the first `budget % lanes` get one
+    /// more), so a first round never leases past it.
     pub fn first_round(budget: u32, lanes: &[Lane]) -> Self {
-        let share = budget.div_ceil(lanes.len().max(1) as u32);
+        let count = lanes.len().max(1) as u32;
+        let (base, extra) = (budget / count, budget % count);
         let claims = lanes
             .iter()
-            .filter(|lane| lane.due > 0)
-            .map(|lane| Claim {
+            .zip(0..)
+            .map(|(lane, index)| (lane, base + u32::from(index < extra)))
+            .filter(|(lane, share)| lane.due > 0 && *share > 0)
+            .map(|(lane, share)| Claim {
                 provider: lane.provider,
                 limit: share.min(lane.cap),
                 room: lane.cap.saturating_sub(share),

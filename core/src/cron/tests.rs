@@ -108,7 +108,7 @@ fn a_refill_never_passes_the_providers_cap_nor_the_budget() {
 }
 
 #[test]
-fn shares_round_up_so_a_full_first_round_may_pass_the_budget_by_less_than_one_per_provider() {
+fn shares_add_up_to_the_budget_so_no_round_leases_past_it() {
     let three = |due: u32| {
         [
             lane("align", 100, UNLIMITED),
@@ -116,10 +116,13 @@ fn shares_round_up_so_a_full_first_round_may_pass_the_budget_by_less_than_one_pe
             lane("sumsub", due, UNLIMITED),
         ]
     };
-    // 10 over 3: shares of 4, all filled: 12, and nothing left to refill.
-    assert_eq!(lease(10, &three(100)), (vec![4, 4, 4], 3));
-    // One with 1 due: 9 leased, the 1 left goes to the first filled provider.
-    assert_eq!(lease(10, &three(1)), (vec![5, 4, 1], 4));
+    // 10 over 3: shares of 4, 3 and 3, all filled: the budget, and nothing left to refill.
+    assert_eq!(lease(10, &three(100)), (vec![4, 3, 3], 3));
+    // One with 1 due: 8 leased, the 2 left go to the first filled provider.
+    assert_eq!(lease(10, &three(1)), (vec![6, 3, 1], 4));
+    // A budget smaller than the number of providers: the first ones in registry order get one
+    // each, the last none.
+    assert_eq!(lease(2, &three(100)), (vec![1, 1, 0], 2));
 }
 
 #[test]
