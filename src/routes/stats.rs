@@ -293,9 +293,9 @@ fn run_view(run: &Row) -> Value {
     })
 }
 
-/// `GET /v1/runs?limit=`: the latest cron runs, newest first.
-pub async fn runs(req: &Request, services: &Services<'_>) -> Result<Response, ApiError> {
-    let mut limit = 48;
+/// The one query parameter of a list: `limit` (1..=500), `default` without it.
+fn limit_only(req: &Request, default: u32) -> Result<u32, ApiError> {
+    let mut limit = default;
     for (key, value) in query_pairs(&req.inner().url()) {
         match key.as_str() {
             "limit" => {
@@ -308,6 +308,12 @@ pub async fn runs(req: &Request, services: &Services<'_>) -> Result<Response, Ap
             _ => return Err(ApiError::bad_request(format!("unknown parameter {key:?}"))),
         }
     }
+    Ok(limit)
+}
+
+/// `GET /v1/runs?limit=`: the latest cron runs, newest first.
+pub async fn runs(req: &Request, services: &Services<'_>) -> Result<Response, ApiError> {
+    let limit = limit_only(req, 48)?;
     let rows = d1::run(&services.calls, services.db, &runs::latest(limit)).await?;
     let runs: Vec<Value> = rows.iter().map(run_view).collect();
     Ok(Response::from_json(&json!({ "runs": runs }))?)
@@ -331,19 +337,7 @@ fn alert_view(alert: &Row) -> Value {
 /// `GET /v1/alerts?limit=`: open alerts first, then the latest resolved ones, with the alert
 /// endpoint's delivery state.
 pub async fn alerts(req: &Request, services: &Services<'_>) -> Result<Response, ApiError> {
-    let mut limit = 50;
-    for (key, value) in query_pairs(&req.inner().url()) {
-        match key.as_str() {
-            "limit" => {
-                limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=500).contains(n))
-                    .ok_or_else(|| ApiError::bad_request("limit must be 1..=500"))?
-            }
-            _ => return Err(ApiError::bad_request(format!("unknown parameter {key:?}"))),
-        }
-    }
+    let limit = limit_only(req, 50)?;
     let [alerts, delivery] = d1::batch_of(
         &services.calls,
         services.db,
