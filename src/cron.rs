@@ -67,18 +67,17 @@ async fn run_at(
     // Due counts every enabled provider's subjects (a paused provider's wait); a disabled
     // provider's never drain, so they are not counted.
     let enabled = config.enabled_providers();
-    let surveyed =
-        Surveyed::read(&d1::batch(calls, db, &cron::survey(&enabled, now, budget)).await?);
-    let housekeeping = Housekeeping::plan(
-        surveyed.agenda.fold,
-        now,
-        config.event_retention,
-        config.delivery.is_some(),
-    );
-    let folded = housekeeping.read(
-        &d1::batch(calls, db, &housekeeping.statements).await?,
-        &surveyed,
-    );
+    let kept = config.event_retention;
+    let survey = cron::survey(&enabled, now, budget, kept);
+    let surveyed = Surveyed::read(&d1::batch(calls, db, &survey).await?);
+    let housekeeping = Housekeeping::plan(&surveyed.agenda, now, kept, config.delivery.is_some());
+    // A quiet run (nothing to fold, nothing old enough to prune) makes no call for it.
+    let results = if housekeeping.statements.is_empty() {
+        vec![]
+    } else {
+        d1::batch(calls, db, &housekeeping.statements).await?
+    };
+    let folded = housekeeping.read(&results, &surveyed);
     let partition = Partition::of(&enabled, &surveyed.agenda.paused);
     let due: u32 = enabled.iter().map(|&p| surveyed.agenda.due(p)).sum();
     let lease_until = now + config.schedule.lease;

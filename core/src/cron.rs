@@ -20,10 +20,22 @@ use std::fmt;
 pub const PRUNE_BATCH: u32 = 1_000;
 
 /// The run's first batch: its [`Agenda`] and every tally. Due subjects are counted up to four
-/// budgets per provider: a backlog must not cost a row read per subject on every run.
-pub fn survey(enabled: &[Provider], now: Timestamp, budget: u32) -> Vec<Statement> {
+/// budgets per provider: a backlog must not cost a row read per subject on every run. `kept`:
+/// how long events, notifications and alerts are kept.
+pub fn survey(
+    enabled: &[Provider],
+    now: Timestamp,
+    budget: u32,
+    kept: TimeDelta,
+) -> Vec<Statement> {
     vec![
-        runs::agenda(enabled, now, budget.saturating_mul(4), now - DRIFT_GRACE),
+        runs::agenda(
+            enabled,
+            now,
+            budget.saturating_mul(4),
+            now - DRIFT_GRACE,
+            now - kept,
+        ),
         statement!(tallies::ALL),
     ]
 }
@@ -70,14 +82,21 @@ pub struct Folded {
 }
 
 impl Housekeeping {
-    /// `kept`: how long events, notifications and alerts are kept; `delivery_configured`:
-    /// without an endpoint, unsent notifications are pruned too. The pruning comes after the
-    /// fold: it only deletes folded events.
-    pub fn plan(fold: bool, now: Timestamp, kept: TimeDelta, delivery_configured: bool) -> Self {
+    /// What the agenda found to do: no statements when there is neither anything to fold nor
+    /// anything old enough to prune (a quiet run). `kept`: how long events, notifications and
+    /// alerts are kept (as given to [`survey`]); `delivery_configured`: without an endpoint,
+    /// unsent notifications are pruned too. The pruning comes after the fold: it only deletes
+    /// folded events.
+    pub fn plan(
+        agenda: &Agenda,
+        now: Timestamp,
+        kept: TimeDelta,
+        delivery_configured: bool,
+    ) -> Self {
         let before = now - kept;
         let mut statements = vec![];
         let mut answers = None;
-        if fold {
+        if agenda.fold {
             statements = tallies::fold(now, DRIFT_GRACE);
             answers = Some(FoldAnswers {
                 // The fold's first statement counts what it folds.
@@ -86,13 +105,15 @@ impl Housekeeping {
             });
             statements.push(statement!(tallies::ALL));
         }
-        statements.push(events::prune(before, PRUNE_BATCH));
-        statements.push(notifications::prune(
-            before,
-            PRUNE_BATCH,
-            !delivery_configured,
-        ));
-        statements.extend(alerts::prune(before, PRUNE_BATCH));
+        if agenda.prune {
+            statements.push(events::prune(before, PRUNE_BATCH));
+            statements.push(notifications::prune(
+                before,
+                PRUNE_BATCH,
+                !delivery_configured,
+            ));
+            statements.extend(alerts::prune(before, PRUNE_BATCH));
+        }
         Housekeeping {
             statements,
             fold: answers,

@@ -201,7 +201,7 @@ fn the_plans_claims_lease_the_oldest_due_of_each_provider_and_a_release_gives_th
     let now = at(1_000);
     let lease_until = now + TimeDelta::minutes(15);
     let enabled = [align, argos];
-    let surveyed = Surveyed::read(&batch(&db, &survey(&enabled, now, 4)));
+    let surveyed = Surveyed::read(&batch(&db, &survey(&enabled, now, 4, TimeDelta::days(30))));
     let partition = Partition::of(&enabled, &surveyed.agenda.paused);
     let plan = ClaimPlan::first_round(4, &Lane::all(&partition.active, &surveyed.agenda));
     // `RETURNING` does not follow the `ORDER BY`: each round is compared as a set.
@@ -231,7 +231,7 @@ fn the_plans_claims_lease_the_oldest_due_of_each_provider_and_a_release_gives_th
         assert_eq!(next_check_at(&db, due), lease_until, "{due:?} is leased");
     }
     assert_eq!(
-        Agenda::read(&run(&db, &runs::agenda(&enabled, now, 10, now))).due,
+        Agenda::read(&run(&db, &runs::agenda(&enabled, now, 10, now, now))).due,
         vec![(align, 2), (argos, 0)],
         "the leased are no longer due; the rest wait"
     );
@@ -305,9 +305,9 @@ fn the_fold_is_read_by_name_and_a_run_without_one_keeps_the_surveyed_tallies() {
         &record_webhook(p("argos"), &event, "key-1", "receipt-1", at(0)).statements,
     );
     let kept = TimeDelta::days(30);
-    let surveyed = Surveyed::read(&batch(&db, &survey(&[p("argos")], at(1), 10)));
+    let surveyed = Surveyed::read(&batch(&db, &survey(&[p("argos")], at(1), 10, kept)));
     assert!(surveyed.agenda.fold);
-    let housekeeping = Housekeeping::plan(true, at(1), kept, false);
+    let housekeeping = Housekeeping::plan(&surveyed.agenda, at(1), kept, false);
     let folded = housekeeping.read(&batch(&db, &housekeeping.statements), &surveyed);
     assert_eq!(folded.activity[&p("argos")].webhooks, 1);
     let accepted = |tallies: &Rows| {
@@ -323,15 +323,40 @@ fn the_fold_is_read_by_name_and_a_run_without_one_keeps_the_surveyed_tallies() {
         "the tallies after the fold"
     );
     // Nothing more to fold: the retention runs alone and the surveyed tallies stand.
-    let surveyed = Surveyed::read(&batch(&db, &survey(&[p("argos")], at(2), 10)));
+    let surveyed = Surveyed::read(&batch(&db, &survey(&[p("argos")], at(2), 10, kept)));
     assert!(!surveyed.agenda.fold);
-    let housekeeping = Housekeeping::plan(false, at(2), kept, false);
-    assert_eq!(
-        housekeeping.statements.len(),
-        4,
-        "events, notifications, alerts, messages"
-    );
-    let folded = housekeeping.read(&batch(&db, &housekeeping.statements), &surveyed);
+    assert!(!surveyed.agenda.prune, "nothing is 30 days old");
+    let quiet = Housekeeping::plan(&surveyed.agenda, at(2), kept, false);
+    assert!(quiet.statements.is_empty(), "a quiet run asks nothing more");
+    let folded = quiet.read(&[], &surveyed);
     assert!(folded.activity.is_empty());
     assert_eq!(folded.tallies, surveyed.tallies);
+    // A month on, the event is old enough: the retention runs alone, and deletes it (the
+    // newest event always stays, so a second one is recorded first).
+    batch(
+        &db,
+        &record_webhook(p("argos"), &event, "key-2", "receipt-2", at(3)).statements,
+    );
+    let later = at(3) + kept + TimeDelta::minutes(1);
+    let surveyed = Surveyed::read(&batch(&db, &survey(&[p("argos")], later, 10, kept)));
+    assert!(surveyed.agenda.prune);
+    let housekeeping = Housekeeping::plan(&surveyed.agenda, later, kept, false);
+    let without_prune = Agenda {
+        prune: false,
+        ..surveyed.agenda.clone()
+    };
+    assert_eq!(
+        housekeeping.statements.len(),
+        Housekeeping::plan(&without_prune, later, kept, false)
+            .statements
+            .len()
+            + 4,
+        "the fold when due, then events, notifications, alerts, messages"
+    );
+    batch(&db, &housekeeping.statements);
+    let surveyed = Surveyed::read(&batch(&db, &survey(&[p("argos")], later, 10, kept)));
+    assert!(
+        !surveyed.agenda.prune,
+        "the old event was pruned; the newest stays"
+    );
 }

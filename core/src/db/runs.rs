@@ -74,7 +74,18 @@ pub const HEALTH: &str = "SELECT provider, consecutive_failures, last_failure_at
 /// `now`, counting at most `cap` each (the count walks `subjects_due`: a backlog must not cost
 /// a row read per subject on every run). A run with nothing to do then skips the fold and the
 /// leases: an idle run reads a handful of rows and writes only its own record.
-pub fn agenda(providers: &[Provider], now: Timestamp, cap: u32, cutoff: Timestamp) -> Statement {
+///
+/// `prune_before`: what is older goes (retention). The `fold` row's `old` says whether the
+/// pruning may have anything to delete: the oldest event or notification is older and is not
+/// the newest (their pruning deletes nothing otherwise: it keeps the newest), or a settled
+/// alert or alert message is; each an index lookup or a scan of the small alert tables.
+pub fn agenda(
+    providers: &[Provider],
+    now: Timestamp,
+    cap: u32,
+    cutoff: Timestamp,
+    prune_before: Timestamp,
+) -> Statement {
     // Three terms, whatever the number of providers: D1 allows few terms in a compound SELECT
     // (a term per provider failed with four), so the providers are rows of `json_each`.
     let names: Vec<&str> = providers.iter().map(|p| p.as_str()).collect();
@@ -83,16 +94,26 @@ pub fn agenda(providers: &[Provider], now: Timestamp, cap: u32, cutoff: Timestam
             "SELECT 'fold' AS item, NULL AS provider, \
                (IFNULL((SELECT MAX(id) FROM events), 0) \
                   > IFNULL((SELECT value FROM tallies WHERE name = 'fold.events'), 0) \
-                OR EXISTS (SELECT 1 FROM events c WHERE {})) AS n \
-             UNION ALL SELECT 'paused', provider, 1 FROM provider_health WHERE paused_until > ?2 \
+                OR EXISTS (SELECT 1 FROM events c WHERE {})) AS n, \
+               (IFNULL((SELECT at FROM events WHERE id = (SELECT MIN(id) FROM events) \
+                  AND id < (SELECT MAX(id) FROM events)), ?5) < ?5 \
+                OR IFNULL((SELECT created_at FROM notifications \
+                  WHERE seq = (SELECT MIN(seq) FROM notifications) \
+                  AND seq < (SELECT MAX(seq) FROM notifications)), ?5) < ?5 \
+                OR EXISTS (SELECT 1 FROM alert_messages WHERE state != 'pending' AND created_at < ?5) \
+                OR EXISTS (SELECT 1 FROM alerts WHERE resolved_at < ?5)) AS old \
+             UNION ALL SELECT 'paused', provider, 1, NULL FROM provider_health \
+               WHERE paused_until > ?2 \
              UNION ALL SELECT 'due', p.value, (SELECT COUNT(*) FROM (SELECT 1 FROM subjects \
-               WHERE provider = p.value AND next_check_at <= ?2 LIMIT ?3)) FROM json_each(?4) p",
+               WHERE provider = p.value AND next_check_at <= ?2 LIMIT ?3)), NULL \
+               FROM json_each(?4) p",
             super::tallies::SETTLING
         ),
         cutoff,
         now,
         cap,
-        serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())
+        serde_json::to_string(&names).unwrap_or_else(|_| "[]".into()),
+        prune_before
     )
 }
 
@@ -101,6 +122,8 @@ pub fn agenda(providers: &[Provider], now: Timestamp, cap: u32, cutoff: Timestam
 pub struct Agenda {
     /// Events to fold or drift to settle.
     pub fold: bool,
+    /// Rows old enough for the retention to delete.
+    pub prune: bool,
     pub paused: Vec<Provider>,
     /// Due subjects per provider asked about (at most the cap each).
     pub due: Vec<(Provider, u32)>,
@@ -108,11 +131,12 @@ pub struct Agenda {
 
 impl Agenda {
     /// Reads the rows; one it cannot read is ignored, except that a missing or unreadable
-    /// `fold` row means "fold" (folding when there is nothing to fold costs a few statements, never a
-    /// wrong count).
+    /// `fold` row means "fold" and "prune" (doing either when there is nothing to do costs a
+    /// few statements, never a wrong count nor a row kept forever).
     pub fn read(rows: &Rows) -> Self {
         let mut agenda = Agenda {
             fold: true,
+            prune: true,
             ..Agenda::default()
         };
         for found in rows {
@@ -122,7 +146,10 @@ impl Agenda {
                 .and_then(Provider::parse);
             let n = found.get("n").and_then(Value::as_u64);
             match (found.get("item").and_then(Value::as_str), provider) {
-                (Some("fold"), _) => agenda.fold = n != Some(0),
+                (Some("fold"), _) => {
+                    agenda.fold = n != Some(0);
+                    agenda.prune = found.get("old").and_then(Value::as_u64) != Some(0);
+                }
                 (Some("paused"), Some(provider)) => agenda.paused.push(provider),
                 (Some("due"), Some(provider)) => agenda
                     .due

@@ -1224,17 +1224,25 @@ fn the_agenda_says_when_a_fold_has_work_and_what_is_due() {
     let ask = |db: &Connection, now: Timestamp| {
         Agenda::read(&run(
             db,
-            &agenda(&[align, argos], now, 10, now - DRIFT_GRACE),
+            &agenda(
+                &[align, argos],
+                now,
+                10,
+                now - DRIFT_GRACE,
+                now - TimeDelta::days(30),
+            ),
         ))
     };
-    // An empty database: nothing to fold, nothing due.
+    // An empty database: nothing to fold, nothing to prune, nothing due.
     let idle = ask(&db, at(0));
     assert!(!idle.fold);
+    assert!(!idle.prune);
     assert_eq!(idle.due, vec![(align, 0), (argos, 0)]);
     // A webhook: an event to fold and a subject due.
     deliver(&db, &webhook("u1", KycStatus::Approved), "a", at(0));
     let busy = ask(&db, at(1));
     assert!(busy.fold);
+    assert!(!busy.prune, "a new event is not old");
     assert_eq!((busy.due(argos), busy.due(align)), (1, 0));
     // Folded: nothing left to fold until a suspected drift is old enough to settle.
     batch(&db, &fold(at(1), DRIFT_GRACE));
@@ -1259,7 +1267,7 @@ fn the_agenda_says_when_a_fold_has_work_and_what_is_due() {
     // Every registered provider in one statement (D1 limits the terms of a compound SELECT:
     // the statement has three, whatever the number of providers).
     let all: Vec<Provider> = Provider::all().collect();
-    let statement = agenda(&all, later, 10, later - DRIFT_GRACE);
+    let statement = agenda(&all, later, 10, later - DRIFT_GRACE, later);
     assert_eq!(statement.sql.matches("UNION ALL").count(), 2);
     assert_eq!(Agenda::read(&run(&db, &statement)).due.len(), all.len());
 }
