@@ -3,8 +3,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { eventually, fetchJson, freePort } from "../sandbox/kit.mjs";
@@ -202,5 +202,37 @@ test("make dev prints little and the addresses once; a provider without its keys
     await new Promise((resolve) => child.once("exit", resolve));
     await assert.rejects(readFile(join(persistDir, "dev.json")), "dev.json is removed when make dev stops");
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+// `make dev` runs the bootstrap without a browser; `make test` asks for one. On a machine where
+// neither a browser nor apt-get is found, the first still succeeds and the second says what to do.
+test("make dev's bootstrap installs no browser; make test's asks for one, and says what to do without apt", async () => {
+  const bin = await mkdtemp(join(tmpdir(), "kyc-edge-path-"));
+  try {
+    // Every command this machine has, except a browser and apt-get (the first on PATH wins).
+    const dirs = new Set([join(homedir(), ".cargo", "bin"), ...process.env.PATH.split(":")]);
+    for (const dir of dirs) {
+      const names = await readdir(dir).catch(() => []);
+      for (const name of names) {
+        if (["chromium", "chromium-browser", "apt-get"].includes(name)) continue;
+        await symlink(join(dir, name), join(bin, name)).catch(() => {});
+      }
+    }
+    const bootstrap = (args) =>
+      new Promise((resolve) =>
+        execFile("bash", ["scripts/bootstrap.sh", ...args], { cwd: ROOT, env: { ...process.env, PATH: bin } }, (error, stdout, stderr) =>
+          resolve({ code: error ? (error.code ?? 1) : 0, stdout, stderr }),
+        ),
+      );
+    const dev = await bootstrap([]);
+    assert.equal(dev.code, 0, dev.stderr);
+    assert.doesNotMatch(dev.stdout + dev.stderr, /chromium/i, "no browser for make dev");
+    const test = await bootstrap(["--browser"]);
+    assert.equal(test.code, 1);
+    assert.match(test.stderr, /the dashboard's test needs Chromium at \/usr\/bin\/chromium and this machine has no apt-get/);
+    assert.match(test.stderr, /install Chromium with your package manager, then run make test again/);
+  } finally {
+    await rm(bin, { recursive: true, force: true });
   }
 });
