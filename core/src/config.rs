@@ -20,7 +20,9 @@ pub const DEFAULT_PROVIDER_MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
 pub const DEFAULT_PROVIDER_MAX_LIST_BYTES: usize = 32 * 1024 * 1024;
 /// The Cron Trigger's cadence (wrangler.toml): the period imports are paced against.
 pub const CRON_PERIOD: TimeDelta = TimeDelta::minutes(5);
-/// The longest `NOTIFY_TIMEOUT_MS` is taken to be (the adapter leases an attempt for 2 min).
+/// The longest `NOTIFY_TIMEOUT_MS` is taken to be: half an attempt's lease
+/// (`notify::delivery::ATTEMPT_LEASE`), so a slow endpoint's attempt ends before it could be
+/// claimed again.
 pub const MAX_NOTIFY_TIMEOUT_MS: i64 = 60_000;
 /// KV's shortest expiration.
 pub const MIN_KV_TTL_SECONDS: i64 = 60;
@@ -385,12 +387,15 @@ impl Config {
             WorkersPlan::Free,
             &[("free", WorkersPlan::Free), ("paid", WorkersPlan::Paid)],
         )?;
-        // A budget above the plan's is capped: the plan is a hard limit, not a preference.
+        let enabled = u32::try_from(providers.iter().flatten().count()).unwrap_or(u32::MAX);
+        // A budget above the plan's is capped: the plan is a hard limit, not a preference. One
+        // below the number of enabled providers is raised to it: the cron's equal shares would
+        // otherwise give the last providers none, run after run.
         let reconcile_budget = match vars.positive("RECONCILE_BUDGET")? {
             Some(budget) => to_u32("RECONCILE_BUDGET", budget)?.min(plan.max_budget()),
             None => plan.max_budget(),
-        };
-        let enabled = u32::try_from(providers.iter().flatten().count()).unwrap_or(u32::MAX);
+        }
+        .max(enabled);
         let first_checks_per_run = match vars.positive("FIRST_CHECKS_PER_RUN")? {
             Some(n) => to_u32("FIRST_CHECKS_PER_RUN", n)?.min(reconcile_budget),
             None => (plan.first_checks_per_run(reconcile_budget) / enabled.max(1)).max(1),
@@ -736,6 +741,20 @@ mod tests {
         assert_eq!(c.first_checks_per_run, 500, "never more than the budget");
         assert_eq!(c.backfill_pages_per_run, 2);
         assert!(config(&[("FIRST_CHECKS_PER_RUN", "0")]).is_err());
+    }
+
+    #[test]
+    fn a_budget_below_the_enabled_providers_is_raised_to_one_each() {
+        let two = [
+            ("ALIGN_API_KEY", "k"),
+            ("ARGOS_API_KEY", "k"),
+            ("ARGOS_WEBHOOK_TOKEN", "argos-hook-token-0123456789abcdef"),
+            ("ARGOS_ALLOWED_IPS", "any"),
+            ("RECONCILE_BUDGET", "1"),
+        ];
+        let c = config(&two).unwrap();
+        assert_eq!(c.enabled_providers().len(), 2);
+        assert_eq!(c.reconcile_budget, 2);
     }
 
     #[test]
