@@ -38,9 +38,9 @@ pub async fn evaluate_in_cron(
     log: &mut Line,
 ) -> Result<(), StoreError> {
     let calls = &services.calls;
-    let statements = store::cron_reads(now, DUE_PER_RUN);
+    let statement = store::cron_reads(now, DUE_PER_RUN);
     let enabled = services.config.enabled_providers();
-    let read = CronReads::read(&d1::batch(calls, services.db, &statements).await?, &enabled);
+    let read = CronReads::read(&d1::run(calls, services.db, &statement).await?, &enabled);
     let (drift, drift_marks) = store::drift_since(tallies);
     let readings = Readings {
         drift: Some(drift),

@@ -311,21 +311,32 @@ pub fn prune(before: Timestamp, limit: u32) -> Vec<Statement> {
     ]
 }
 
-/// The cron's evaluation reads, as one batch: provider health, the application's delivery
-/// state, the previous run (this one is recorded after it), the open alerts and the alert
-/// messages due (`due_limit` at most).
-pub fn cron_reads(now: Timestamp, due_limit: u32) -> Vec<Statement> {
-    vec![
-        statement!(super::runs::HEALTH),
-        statement!(super::notifications::DEAD),
-        statement!(super::notifications::DISABLED),
-        super::runs::latest(1),
-        statement!(OPEN),
-        due(now, due_limit),
-    ]
+/// The cron's evaluation reads, as one statement (a quiet run's cost is counted in
+/// statements): provider health, the application's delivery state, the previous run (this one
+/// is recorded after it), the open alerts and the alert messages due (`due_limit` at most).
+/// Each list comes back as a JSON array in its own column; [`CronReads::read`] reads them by
+/// name with the same readers as the separate queries.
+pub fn cron_reads(now: Timestamp, due_limit: u32) -> Statement {
+    statement!(
+        "SELECT \
+         (SELECT json_group_array(json_object('provider', provider, \
+            'consecutive_failures', consecutive_failures, 'paused_until', paused_until, \
+            'last_error', last_error)) FROM provider_health) AS health, \
+         (SELECT COUNT(*) FROM notifications INDEXED BY notifications_dead \
+            WHERE state = 'dead') AS dead, \
+         (SELECT json_object('reason', reason) FROM delivery_disabled LIMIT 1) AS disabled, \
+         (SELECT MAX(run_id) FROM cron_runs) AS last_run, \
+         (SELECT json_group_array(json_object('id', id, 'key', key, 'kind', kind, \
+            'text', text, 'data', data, 'raised_at', raised_at, 'notified_at', notified_at)) \
+            FROM (SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY id)) AS open, \
+         (SELECT json_group_array(seq) FROM (SELECT seq FROM alert_messages \
+            WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY seq LIMIT ?2)) AS due",
+        now,
+        due_limit
+    )
 }
 
-/// What [`cron_reads`]'s batch answered.
+/// What [`cron_reads`] answered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CronReads {
     /// The health of the `enabled` providers only: a disabled one's old row says nothing.
@@ -339,10 +350,25 @@ pub struct CronReads {
 }
 
 impl CronReads {
-    pub fn read(results: &[Rows], enabled: &[Provider]) -> Self {
-        let empty = Rows::new();
-        let answer = |index: usize| results.get(index).unwrap_or(&empty);
-        let health = answer(0)
+    pub fn read(rows: &Rows, enabled: &[Provider]) -> Self {
+        let Some(answer) = rows.first() else {
+            return CronReads::default();
+        };
+        // A JSON column (SQLite hands JSON back as text): its rows, none when absent or unreadable.
+        let json_rows = |name: &str| -> Rows {
+            answer
+                .get(name)
+                .and_then(Value::as_str)
+                .and_then(|text| serde_json::from_str::<Vec<Value>>(text).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|value| match value {
+                    Value::Object(row) => Some(row),
+                    _ => None,
+                })
+                .collect()
+        };
+        let health = json_rows("health")
             .iter()
             .filter_map(|r| {
                 let provider = r.get("provider").and_then(Value::as_str)?;
@@ -364,22 +390,29 @@ impl CronReads {
                 })
             })
             .collect();
+        let disabled = answer
+            .get("disabled")
+            .and_then(Value::as_str)
+            .and_then(|text| serde_json::from_str::<Value>(text).ok());
         CronReads {
             health,
-            dead_notifications: answer(1)
-                .first()
-                .and_then(|r| r.get("dead"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-            delivery_disabled: answer(2).first().map(|r| {
-                r.get("reason")
+            dead_notifications: answer.get("dead").and_then(Value::as_u64).unwrap_or(0),
+            delivery_disabled: disabled.map(|d| {
+                d.get("reason")
                     .and_then(Value::as_str)
                     .unwrap_or("disabled")
                     .to_owned()
             }),
-            last_run: last_run(answer(3)),
-            open: read_open(answer(4)),
-            due: seqs(std::slice::from_ref(answer(5))),
+            last_run: answer
+                .get("last_run")
+                .and_then(Value::as_i64)
+                .and_then(from_millis),
+            open: read_open(&json_rows("open")),
+            due: answer
+                .get("due")
+                .and_then(Value::as_str)
+                .and_then(|text| serde_json::from_str::<Vec<i64>>(text).ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -587,7 +620,7 @@ mod tests {
     #[test]
     fn the_reads_batches_are_read_by_name() {
         let db = database();
-        let quiet = CronReads::read(&batch(&db, &cron_reads(at(0), 10)), &[]);
+        let quiet = CronReads::read(&run(&db, &cron_reads(at(0), 10)), &[]);
         assert_eq!(quiet, CronReads::default());
         let align = Provider::named("align");
         run(
@@ -619,7 +652,7 @@ mod tests {
             }),
         );
         let seqs = step(&db, &readings(3), at(6));
-        let read = CronReads::read(&batch(&db, &cron_reads(at(6), 10)), &[align]);
+        let read = CronReads::read(&run(&db, &cron_reads(at(6), 10)), &[align]);
         assert_eq!(
             read.health,
             vec![ProviderHealth {
