@@ -156,10 +156,14 @@ fn about_subject(
         // A repeat that asked for a check: the next repeat is judged from now. That it asked
         // is read from the subject (asked for at this very instant: `requested_at`), as the
         // statement before is the tally's; only for a repeat (CASE: a new event reads no
-        // subject here).
+        // subject here). The tally wrote a row for every repeat (and for a new subject), and
+        // none for a new event about a tracked subject: then the event is not even looked up
+        // (`id = NULL` matches nothing), which keeps a status change's webhook 3 rows lighter.
         statement!(
-            "UPDATE events SET last_at = ?3 WHERE provider = ?1 AND dedup_key = ?2 \
-               AND type = 'webhook' AND CASE WHEN receipt IS NOT ?4 \
+            "UPDATE events SET last_at = ?3 WHERE id = CASE WHEN changes() = 1 THEN \
+                 (SELECT id FROM events WHERE provider = ?1 AND dedup_key = ?2 \
+                   AND type = 'webhook') END \
+               AND CASE WHEN receipt IS NOT ?4 \
                  THEN EXISTS (SELECT 1 FROM subjects WHERE provider = ?1 AND ref = ?5 \
                    AND requested_at = ?3) ELSE 0 END",
             p,
