@@ -16,7 +16,6 @@ pub mod run;
 
 use crate::db::notifications::insert_if_previous_changed;
 use crate::db::subjects::{SubjectRow, COLUMNS};
-use crate::db::tallies::{move_if_previous_changed, Tally};
 use crate::db::{row, Rows, SqlValue, Statement};
 use crate::notify::{payload, Kind};
 use crate::observation::{Observation, Source};
@@ -372,8 +371,9 @@ fn reading_update(
     )
 }
 
-/// A change's statements after its write: the history row, the outbox row chained to it, and
-/// the status counts moved.
+/// A change's statements after its write: the history row and the outbox row chained to it.
+/// The history row is also what moves the status counts (folded by the cron: see
+/// `db::tallies`), so a change writes no tally.
 fn plan_change(
     plan: &mut Plan,
     stored: &SubjectRow,
@@ -403,12 +403,6 @@ fn plan_change(
             kind,
             payload(kind, stored, change, source, now),
             now,
-        ));
-    }
-    if change.status_changed {
-        plan.statements.push(move_if_previous_changed(
-            Tally::Status(stored.provider, change.previous),
-            Tally::Status(stored.provider, change.next.status),
         ));
     }
 }

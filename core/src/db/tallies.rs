@@ -1,7 +1,8 @@
 //! Tallies: the counts `/v1/stats` shows, kept without writing a counter row per request.
-//! Status counts move with each change, in the change's own transaction. Webhook, duplicate,
-//! change and drift counts are folded from event rows once per cron run; between runs, stats
-//! add the rows since the last fold, so every figure is exact.
+//! A new subject counts as `unknown` in the transaction that creates it. Status moves,
+//! webhook, duplicate, change and drift counts are folded from event rows once per cron run
+//! (every status change writes a `change` row naming both statuses, in its own transaction);
+//! between runs, stats add the rows since the last fold, so every figure is exact.
 //!
 //! Every tally name is built here and nowhere else.
 
@@ -129,12 +130,43 @@ pub struct Counts {
     pub first_checks_until: BTreeMap<Provider, i64>,
 }
 
+/// Per provider and status, how many subjects the changes in [`SINCE_FOLD`]'s rows moved
+/// into (positive) or out of (negative) it.
+fn status_moves(rows: &[Row]) -> Vec<(Provider, KycStatus, i64)> {
+    let mut moves = Vec::new();
+    for found in rows {
+        let text = |name: &str| found.get(name).and_then(Value::as_str);
+        let (Some(provider), Some("change"), Some(from), Some(to)) = (
+            text("provider").and_then(Provider::parse),
+            text("type"),
+            text("from_status").and_then(KycStatus::parse),
+            text("to_status").and_then(KycStatus::parse),
+        ) else {
+            continue;
+        };
+        let n = found.get("n").and_then(Value::as_i64).unwrap_or(0);
+        if from != to {
+            moves.push((provider, from, -n));
+            moves.push((provider, to, n));
+        }
+    }
+    moves
+}
+
 /// Counts from [`ALL`]'s rows and [`SINCE_FOLD`]'s rows.
 pub fn counts(tallies: &[Row], since_fold: &[Row]) -> Counts {
     let mut counts = Counts {
         activity: activity(since_fold),
         ..Counts::default()
     };
+    for (provider, status, delta) in status_moves(since_fold) {
+        *counts
+            .statuses
+            .entry(provider)
+            .or_default()
+            .entry(status)
+            .or_default() += delta;
+    }
     for tally in tallies {
         let (Some(tally), Some(value)) = (
             tally
@@ -147,11 +179,12 @@ pub fn counts(tallies: &[Row], since_fold: &[Row]) -> Counts {
         };
         match tally {
             Tally::Status(provider, status) => {
-                counts
+                *counts
                     .statuses
                     .entry(provider)
                     .or_default()
-                    .insert(status, value);
+                    .entry(status)
+                    .or_default() += value;
             }
             Tally::Accepted(p) => counts.activity.entry(p).or_default().webhooks += value,
             Tally::Duplicates(p) => counts.activity.entry(p).or_default().duplicates += value,
@@ -178,30 +211,19 @@ pub fn add_if_previous_changed(tally: Tally, delta: i64) -> Statement {
     )
 }
 
-/// One subject moves from tally `from` to tally `to` (a status change), if the statement
-/// before it changed exactly one row: both counts in one statement. `changes()` inside a
-/// statement still reports the statement before it (SQLite updates the count when a
-/// statement completes), so both rows are judged by the same guard.
-pub fn move_if_previous_changed(from: Tally, to: Tally) -> Statement {
-    statement!(
-        "INSERT INTO tallies (name, value) \
-         SELECT column1, column2 FROM (VALUES (?1, -1), (?2, 1)) WHERE changes() = 1 \
-         ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-        from.name(),
-        to.name()
-    )
-}
-
-/// Event counts since the last fold, by provider and type, with the drift among changes:
-/// rows `{provider, type, n, drift}`. `NOT INDEXED`: left to itself SQLite serves the GROUP BY
+/// Event counts since the last fold, by provider, type and (for changes) the statuses moved
+/// from and to, with the drift among changes: rows `{provider, type, from_status, to_status,
+/// n, drift}`. `NOT INDEXED`: left to itself SQLite serves the GROUP BY
 /// from `events_by_subject` and reads the whole table; the id range reads only what is new.
 /// Changes are written as suspected drift or not ([`crate::reconcile::SUSPECTED_DRIFT`]) and
 /// counted as drift when the cron settles them ([`fold`]); `drift = 1` rows here are only
 /// those an older version wrote.
 pub const SINCE_FOLD: &str =
-    "SELECT provider, type, COUNT(*) AS n, SUM(drift = 1) AS drift FROM events NOT INDEXED \
+    "SELECT provider, type, from_status, to_status, COUNT(*) AS n, SUM(drift = 1) AS drift \
+     FROM events NOT INDEXED \
      WHERE id > (SELECT value FROM tallies WHERE name = 'fold.events') \
-       AND type IN ('webhook', 'duplicate', 'change') GROUP BY provider, type";
+       AND type IN ('webhook', 'duplicate', 'change') \
+     GROUP BY provider, type, from_status, to_status";
 
 /// A webhook of the same subject announcing the change's status (or any change) that arrived
 /// after the change was written and no later than `?2` after it (`c` is the change); a repeat
@@ -227,23 +249,26 @@ pub fn fold(now: Timestamp, grace: TimeDelta) -> Vec<Statement> {
     let grace_ms = grace.num_milliseconds();
     vec![
         statement!(SINCE_FOLD),
-        statement!(
-            "INSERT INTO tallies (name, value) \
+        // One scan of the new rows (materialized), read four ways: counts by type, drift,
+        // and each status change as one subject out of its old status and into its new one.
+        statement!(format!(
+            "WITH new AS MATERIALIZED ({SINCE_FOLD}) \
+             INSERT INTO tallies (name, value) \
              SELECT name, SUM(n) FROM ( \
                SELECT CASE type WHEN 'webhook' THEN 'webhook.accepted.' \
-                 WHEN 'duplicate' THEN 'webhook.duplicate.' ELSE 'changes.' END || provider AS name, \
-                 COUNT(*) AS n \
-               FROM events NOT INDEXED \
-               WHERE id > (SELECT value FROM tallies WHERE name = 'fold.events') \
-                 AND type IN ('webhook', 'duplicate', 'change') \
-               GROUP BY type, provider \
+                 WHEN 'duplicate' THEN 'webhook.duplicate.' ELSE 'changes.' END || provider \
+                 AS name, n FROM new \
                UNION ALL \
-               SELECT 'drift.' || provider, SUM(drift = 1) FROM events NOT INDEXED \
-               WHERE id > (SELECT value FROM tallies WHERE name = 'fold.events') AND type = 'change' \
-               GROUP BY provider) \
-             WHERE n > 0 GROUP BY name \
+               SELECT 'drift.' || provider, drift FROM new WHERE type = 'change' \
+               UNION ALL \
+               SELECT 'status.' || provider || '.' || to_status, n FROM new \
+               WHERE type = 'change' AND from_status <> to_status \
+               UNION ALL \
+               SELECT 'status.' || provider || '.' || from_status, -n FROM new \
+               WHERE type = 'change' AND from_status <> to_status) \
+             WHERE true GROUP BY name HAVING SUM(n) <> 0 \
              ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
-        ),
+        )),
         statement!(
             "UPDATE tallies SET value = (SELECT COALESCE(MAX(id), value) FROM events) \
              WHERE name = 'fold.events'"

@@ -4,7 +4,7 @@
 use super::events::{prune, record_webhook, WebhookOutcome};
 use super::sqlite::{batch, database, query_plan, run};
 use super::subjects::{claim_due, register, DueSubject, SubjectRow};
-use super::tallies::{fold, Tally, ALL};
+use super::tallies::{counts, fold, Tally, ALL, SINCE_FOLD};
 use super::{row, Statement};
 use crate::providers::{WebhookEvent, WebhookSubject};
 use crate::status::KycStatus;
@@ -395,14 +395,32 @@ fn the_fold_counts_every_event_once() {
             vec![],
         ),
     );
+    let before = counts(
+        &run(&db, &Statement::new(ALL, vec![])),
+        &run(&db, &statement!(SINCE_FOLD)),
+    );
     let folded = batch(&db, &fold(at(0), crate::reconcile::DRIFT_GRACE));
     assert_eq!(
         folded[0].len(),
-        3,
-        "webhook, duplicate and change rows: {:?}",
+        4,
+        "webhook, duplicate and each kind of change: {:?}",
         folded[0]
     );
     let t = tallies(&db);
+    // The changes moved the subject unknown → pending → approved: folded, the tallies alone
+    // say what the tallies and the rows since the fold said before.
+    let argos = Provider::named("argos");
+    assert_eq!(t[&Tally::Status(argos, KycStatus::Approved).name()], 1);
+    assert_eq!(t[&Tally::Status(argos, KycStatus::Unknown).name()], 0);
+    let nonzero = |c: super::tallies::Counts| -> Vec<(Provider, KycStatus, i64)> {
+        let all = c.statuses.into_iter();
+        all.flat_map(|(p, by)| by.into_iter().map(move |(s, n)| (p, s, n)))
+            .filter(|(_, _, n)| *n != 0)
+            .collect()
+    };
+    let after = counts(&run(&db, &Statement::new(ALL, vec![])), &[]);
+    assert_eq!(nonzero(before.clone()), nonzero(after));
+    assert_eq!(before.statuses[&argos][&KycStatus::Approved], 1);
     assert_eq!(t[&Tally::Accepted(Provider::named("argos")).name()], 2);
     // One repeat counted at its arrival, one row from before.
     assert_eq!(t[&Tally::Duplicates(Provider::named("argos")).name()], 2);
