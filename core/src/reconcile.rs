@@ -56,6 +56,9 @@ pub struct Reading {
 pub struct Context<'a> {
     pub now: Timestamp,
     pub schedule: &'a ScheduleConfig,
+    /// When the provider last answered a check, as the subject's load read it while the
+    /// provider was healthy (`None`: failing, paused, or never).
+    pub provider_ok_since: Option<Timestamp>,
 }
 
 /// What a plan does when its guard holds.
@@ -192,8 +195,15 @@ const SCHEDULE: &str = "revision = revision + 1, \
 
 fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) -> Plan {
     let observation = &reading.observation;
+    // A healthy provider's success is recorded once a minute at most: skipped outright when
+    // the load saw a recent one (a failure recorded since then is reset by the next check
+    // that loads it), and otherwise guarded in SQL against a concurrent failure.
+    let fresh = context
+        .provider_ok_since
+        .is_some_and(|since| since >= context.now - HEALTH_REFRESH);
     let mut statements: Vec<Statement> = reading
         .polled_at
+        .filter(|_| !fresh)
         .map(|sent_at| provider_succeeded(stored.provider, sent_at, context.now))
         .into_iter()
         .collect();

@@ -18,7 +18,7 @@ use crate::projection::{self, Projection, ProjectionStep};
 use crate::providers::{AnswerError, CheckTarget, ProviderProtocol, StatusCheck, StatusRequest};
 use crate::schedule::ScheduleConfig;
 use crate::status::KycStatus;
-use crate::time::{TimeDelta, Timestamp};
+use crate::time::{from_millis, TimeDelta, Timestamp};
 
 /// Writers that raced us get this many re-reads before the job is retried by the queue.
 pub const MAX_CONFLICTS: u32 = 5;
@@ -154,6 +154,8 @@ pub struct Run<'p> {
     settings: Settings<'p>,
     state: State<'p>,
     report: Report,
+    /// What the latest load said of the provider's health (see [`Context`]).
+    provider_ok_since: Option<Timestamp>,
 }
 
 impl<'p> Run<'p> {
@@ -168,6 +170,7 @@ impl<'p> Run<'p> {
             settings,
             state: State::Start,
             report: Report::default(),
+            provider_ok_since: None,
         }
     }
 
@@ -177,7 +180,10 @@ impl<'p> Run<'p> {
         match (state, input) {
             (State::Start, _) => {
                 self.state = State::Loading;
-                Step::Read(subjects::load(self.job.provider, &self.job.subject_ref))
+                Step::Read(subjects::load_for_check(
+                    self.job.provider,
+                    &self.job.subject_ref,
+                ))
             }
             (State::Loading, Input::Rows(rows)) => match self.loaded(&rows) {
                 Ok(Some(stored)) => self.learn(stored, now),
@@ -197,6 +203,7 @@ impl<'p> Run<'p> {
                     Context {
                         now,
                         schedule: self.settings.schedule,
+                        provider_ok_since: self.provider_ok_since,
                     },
                 );
                 let statements = plan.statements.clone();
@@ -258,9 +265,14 @@ impl<'p> Run<'p> {
         }
     }
 
-    fn loaded(&self, rows: &[Rows]) -> Result<Option<SubjectRow>, String> {
-        rows.first()
-            .and_then(|rows| rows.first())
+    /// The subject [`subjects::load_for_check`] read, and the provider's health beside it.
+    fn loaded(&mut self, rows: &[Rows]) -> Result<Option<SubjectRow>, String> {
+        let found = rows.first().and_then(|rows| rows.first());
+        self.provider_ok_since = found
+            .and_then(|found| found.get("provider_ok_since"))
+            .and_then(serde_json::Value::as_i64)
+            .and_then(from_millis);
+        found
             .map(|found| row::<SubjectRow>(found).map_err(|e| format!("unreadable subject: {e}")))
             .transpose()
     }
@@ -389,7 +401,10 @@ impl<'p> Run<'p> {
                     ));
                 }
                 self.state = State::Reloading { outcome };
-                Step::Read(subjects::load(self.job.provider, &self.job.subject_ref))
+                Step::Read(subjects::load_for_check(
+                    self.job.provider,
+                    &self.job.subject_ref,
+                ))
             }
             Written::Won {
                 row,

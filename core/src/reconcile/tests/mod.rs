@@ -478,6 +478,7 @@ mod outbox {
             Context {
                 now: at(6),
                 schedule: &schedule,
+                provider_ok_since: None,
             },
         );
         plan.notification
@@ -530,6 +531,83 @@ mod outbox {
         assert!(told(&pending, &failed).is_empty());
     }
 
+    /// The plan of a check answered at `at(6)` after the subject was loaded with
+    /// `load_for_check` from `db`, and whether it writes the provider's health.
+    fn writes_health(db: &rusqlite::Connection, stored: &SubjectRow) -> bool {
+        let loaded = sqlite::run(
+            db,
+            &crate::db::subjects::load_for_check(stored.provider, &stored.subject_ref),
+        );
+        let provider_ok_since = loaded[0]["provider_ok_since"]
+            .as_i64()
+            .and_then(from_millis);
+        let schedule = ScheduleConfig::default();
+        let plan = plan(
+            stored,
+            &read(KycStatus::Approved, None, None),
+            Context {
+                now: at(6),
+                schedule: &schedule,
+                provider_ok_since,
+            },
+        );
+        let writes = plan
+            .statements
+            .iter()
+            .any(|s| s.sql.contains("INSERT INTO provider_health"));
+        sqlite::batch(db, &plan.statements);
+        writes
+    }
+
+    #[test]
+    fn a_healthy_providers_success_is_written_once_a_minute_and_a_failure_is_always_reset() {
+        let db = sqlite::database();
+        let r = SubjectRef::parse("u1").unwrap();
+        sqlite::batch(
+            &db,
+            &register(Provider::named("argos"), &r, RefKind::User, None, at(0)),
+        );
+        let row = |db: &rusqlite::Connection| -> SubjectRow {
+            let rows = sqlite::run(db, &crate::db::subjects::load(Provider::named("argos"), &r));
+            crate::db::row(&rows[0]).unwrap()
+        };
+        let health = |db: &rusqlite::Connection| {
+            sqlite::run(
+                db,
+                &crate::statement!(
+                    "SELECT consecutive_failures AS n, last_success_at AS at FROM provider_health"
+                ),
+            )
+        };
+        // Never recorded: the success is.
+        assert!(writes_health(&db, &row(&db)));
+        assert_eq!(
+            health(&db)[0]["at"].as_i64(),
+            Some(at(6).timestamp_millis())
+        );
+        // Recorded a moment ago and healthy: the next check writes nothing about it.
+        assert!(!writes_health(&db, &row(&db)));
+        // A failure since: the next success resets it, whenever the last success was.
+        sqlite::run(
+            &db,
+            &crate::statement!(
+                "UPDATE provider_health SET consecutive_failures = 3, last_failure_at = ?1",
+                at(4)
+            ),
+        );
+        assert!(writes_health(&db, &row(&db)));
+        assert_eq!(health(&db)[0]["n"].as_i64(), Some(0));
+        // Healthy but last heard of over a minute ago: recorded again.
+        sqlite::run(
+            &db,
+            &crate::statement!(
+                "UPDATE provider_health SET last_success_at = ?1",
+                at(6) - chrono::TimeDelta::seconds(61)
+            ),
+        );
+        assert!(writes_health(&db, &row(&db)));
+    }
+
     #[test]
     fn a_notification_carries_ids_and_statuses_only() {
         let pending = SubjectRow {
@@ -543,6 +621,7 @@ mod outbox {
             Context {
                 now: at(6),
                 schedule: &schedule,
+                provider_ok_since: None,
             },
         );
         let crate::db::SqlValue::Text(payload) =

@@ -45,6 +45,7 @@ fn write(
             Context {
                 now,
                 schedule: &schedule,
+                provider_ok_since: None,
             },
         );
         let written = plan.written(&batch(db, &plan.statements)).unwrap();
