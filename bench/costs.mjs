@@ -9,6 +9,12 @@
 // own workerd and measured on that process alone, answering `GET /` — and of a /healthz
 // request's. Both floors are measured in the same run, alternating, over many requests: the
 // kernel counts CPU in 10 ms ticks, so a few hundred sub-millisecond requests would be noise.
+//
+// The worker's own CPU (own_cpu_ms), without the simulators', is V8's sampling profiler on the
+// worker's isolate alone (metered.mjs attachProfiler), running through every phase of a pass
+// of its own (`profileUs`): its sampler thread and signals cost workerd a third or more on
+// top, so that pass's /proc figures are not the table's. One more round of /healthz, profiled,
+// measures that overhead.
 import { setTimeout as sleep } from "node:timers/promises";
 import { copyFile, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -18,13 +24,15 @@ import { ALIGN_KEY } from "../tests/support/stack.mjs";
 import { SUMSUB_STATUSES, kycsUpdated, pool, sumsubEvent } from "../sandbox/kit.mjs";
 import { personaEvent } from "../sandbox/providers/persona.mjs";
 import { startWorker } from "../tests/support/worker.mjs";
-import { ROOT, add, per, spent, startMetered, workerdCpuMs, workerdPids } from "./metered.mjs";
+import { ROOT, add, attachProfiler, per, seedSubjects, spent, startMetered, workerdCpuMs, workerdPids } from "./metered.mjs";
 
 const HOLD_SECONDS = 8;
 /** Requests of each floor (yardstick, /healthz), in FLOOR_ROUNDS alternating rounds. */
 const FLOOR_N = Number(process.env.BENCH_FLOOR_N ?? 4000);
 const FLOOR_ROUNDS = 4;
 const DAY_MS = 86_400_000;
+/** V8's sampling interval for the worker's own CPU, µs (0: not measured). */
+export const PROFILE_US = Number(process.env.BENCH_PROFILE_US ?? 500);
 
 /** The operations of the cost table, in print order, with what each one is. */
 export const OPERATIONS = [
@@ -50,18 +58,19 @@ export const OPERATIONS = [
  * Builds the yardstick if needed (scripts/build-yardstick.sh) and starts it, metered like
  * kyc-edge (the same entry module around it), in a workerd of its own: { url, pids, stop }.
  */
-async function startYardstick(vars) {
+async function startYardstick(vars, inspect) {
   execFileSync("bash", [join(ROOT, "scripts", "build-yardstick.sh")], { stdio: ["ignore", "ignore", "inherit"] });
   const build = join(ROOT, "bench", "yardstick", "build");
   const scriptPath = join(build, "bench-entry.mjs");
   await copyFile(join(ROOT, "bench", "meter-entry.mjs"), scriptPath);
   const dir = await mkdtemp(join(tmpdir(), "kyc-edge-yardstick-"));
   const before = new Set(workerdPids());
-  const worker = await startWorker({ persistDir: dir, scriptPath, vars, compatibilityFlags: ["nodejs_als"] });
+  const worker = await startWorker({ persistDir: dir, scriptPath, vars, compatibilityFlags: ["nodejs_als"], inspect });
   const pids = workerdPids().filter((pid) => !before.has(pid));
   return {
     url: worker.url,
     pids,
+    inspectorUrl: worker.inspectorUrl,
     async stop() {
       await worker.stop();
       await rm(dir, { recursive: true, force: true });
@@ -71,12 +80,15 @@ async function startYardstick(vars) {
 
 /**
  * Measures every operation of OPERATIONS `n` times (subjects) with `width` clients on the
- * build in `checkout`. Returns { [operation]: per-operation meter incl. cpu_ms }. With an
- * array as `sqlProfile`, also pushes each operation's rows per SQL statement onto it.
+ * build in `checkout`. Returns { [operation]: per-operation meter incl. cpu_ms and, with
+ * `profileUs`, own_cpu_ms }. With an array as `sqlProfile`, also pushes each operation's rows
+ * per SQL statement onto it.
  */
-export async function measureCosts({ checkout, n, width, progress = () => {}, sqlProfile }) {
+export async function measureCosts({ checkout, n, width, progress = () => {}, sqlProfile, profileUs = 0 }) {
+  const inspect = profileUs > 0;
   const stack = await startMetered({
     checkout,
+    inspect,
     // Sumsub and Persona are enabled for their own rows; a build without one answers 404
     // there (not measured).
     sumsub: true,
@@ -88,8 +100,22 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
   const edgePids = workerdPids();
   const cpu = () => workerdCpuMs(edgePids);
   let yardstick;
+  let profiler;
+  let yardProfiler;
   try {
-    yardstick = await startYardstick({ WORKERS_PLAN: "paid" });
+    yardstick = await startYardstick({ WORKERS_PLAN: "paid" }, inspect);
+    if (inspect) {
+      profiler = await attachProfiler(await stack.worker.inspectorUrl(), { intervalUs: profileUs });
+      yardProfiler = await attachProfiler(await yardstick.inspectorUrl(), { intervalUs: profileUs });
+    }
+    /** Runs `fn`; the worker's own CPU meanwhile (ms), NaN when not profiled. */
+    const own = async (fn, on = profiler) => {
+      if (!on) {
+        await fn();
+        return NaN;
+      }
+      return (await on.measure(fn)).own_ms;
+    };
     const base = Date.now() - 3_600_000;
     const ids = Array.from({ length: n }, (_, i) => `cost-${String(i).padStart(5, "0")}`);
     const body = (id, i, status, offset) =>
@@ -140,26 +166,33 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
       await stack.hold(HOLD_SECONDS);
       const m0 = await stack.meter();
       const c0 = cpu();
-      await requests();
+      const ownIngress = await own(requests);
       const c1 = cpu();
       const m1 = await stack.meter();
       await stack.hold(0);
-      const ingress = { ...spent(m0, m1, (kind) => kind.startsWith("fetch")), cpu_ms: c1 - c0 };
+      const ingress = { ...spent(m0, m1, (kind) => kind.startsWith("fetch")), cpu_ms: c1 - c0, own_cpu_ms: ownIngress };
       const released = Date.now();
-      await stack.settle({ what: `${name}: the queue to settle` });
+      // The meter polls while it waits are the worker's too (tens of µs each): left in.
+      const ownDrained = await own(() => stack.settle({ what: `${name}: the queue to settle` }));
       const c2 = cpu();
       const m2 = await stack.meter();
       // Less what workerd spends idle while the held messages wait.
       const waited = Math.max(0, Math.min(HOLD_SECONDS * 1000, Date.now() - released));
-      const drained = { ...spent(m1, m2), cpu_ms: c2 - c1 - idleCpuPerMs * waited };
+      const drained = { ...spent(m1, m2), cpu_ms: c2 - c1 - idleCpuPerMs * waited, own_cpu_ms: ownDrained };
+      const batches = drained.invocations;
       if (drainName) {
         costs[name] = per(ingress, count);
         costs[drainName] = per(drained, count);
-        // Per queue invocation (a batch), against the Free plan's 10 ms per invocation.
-        costs[drainName].batch_cpu_ms = drained.cpu_ms / Math.max(drained.invocations, 1);
-        costs[drainName].batch_messages = drained.messages_received / Math.max(drained.invocations, 1);
       } else {
-        costs[name] = per({ ...add(ingress, drained), cpu_ms: ingress.cpu_ms + drained.cpu_ms }, count);
+        costs[name] = per({ ...add(ingress, drained), cpu_ms: ingress.cpu_ms + drained.cpu_ms, own_cpu_ms: ownIngress + ownDrained }, count);
+      }
+      // Per queue invocation (a batch), against the Free plan's 10 ms per invocation.
+      if (drained.messages_received > 0) {
+        Object.assign(costs[drainName ?? name], {
+          batch_cpu_ms: drained.cpu_ms / batches,
+          batch_own_cpu_ms: ownDrained / batches,
+          batch_messages: drained.messages_received / batches,
+        });
       }
       await profile(name, sql0, count);
     }
@@ -177,22 +210,23 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
       // CPU, against the Free plan's 10 ms per invocation.
       await stack.hold(HOLD_SECONDS);
       const c0 = cpu();
-      await stack.cron(time);
+      const ownRun = await own(() => stack.cron(time));
       const cRun = cpu();
       const mRun = await stack.meter();
       await stack.hold(0);
       const released = Date.now();
-      await stack.settle({ what: `${name}: the queue to settle` });
+      const ownDrained = await own(() => stack.settle({ what: `${name}: the queue to settle` }));
       const c1 = cpu();
       const m1 = await stack.meter();
       const waited = Math.max(0, Math.min(HOLD_SECONDS * 1000, Date.now() - released));
       const checks = stack.standIn.requests().length - asked;
       const units = count ?? Math.max(checks, 1);
-      costs[name] = per({ ...spent(m0, m1), cpu_ms: c1 - c0 - idleCpuPerMs * waited }, units);
+      costs[name] = per({ ...spent(m0, m1), cpu_ms: c1 - c0 - idleCpuPerMs * waited, own_cpu_ms: ownRun + ownDrained }, units);
       costs[name].checks = checks / units;
       // One run is a few ticks of the kernel's 10 ms CPU clock: a bound, not a measurement
       // (the idle run is measured over many runs instead).
       costs[name].run_cpu_ms = cRun - c0;
+      costs[name].run_own_cpu_ms = ownRun;
       costs[name].run_leased = spent(m0, mRun, (kind) => kind === "scheduled").queue_messages;
       await profile(name, sql0, units);
     }
@@ -227,6 +261,15 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
     costs.yardstick = per({ ...add({ invocations: floorCount }), cpu_ms: yardMs }, floorCount);
     costs.yardstick_log = per({ ...add({ invocations: floorCount }), cpu_ms: logMs }, floorCount);
     costs.healthz = per({ ...spent(m0, m1, (kind) => kind.startsWith("fetch")), cpu_ms: healthMs }, floorCount);
+    if (profiler) {
+      // One more round of each, profiled: the own CPU of the floors, and (from /proc) what
+      // the profiler itself adds to workerd's CPU per request.
+      let profiledMs;
+      costs.healthz.own_cpu_ms = (await own(async () => (profiledMs = await healthRound()))) / perRound;
+      costs.healthz.profiler_overhead_cpu_ms = profiledMs / perRound - costs.healthz.cpu_ms;
+      costs.yardstick.own_cpu_ms = (await own(yardRound, yardProfiler)) / perRound;
+      costs.yardstick_log.own_cpu_ms = (await own(logRound, yardProfiler)) / perRound;
+    }
     // BENCH_FLOOR_ONLY=1: the two floors alone (a quick check of the per-request floor).
     if (process.env.BENCH_FLOOR_ONLY) {
       for (const op of Object.keys(costs)) costs[op].cpu_x_yardstick = costs[op].cpu_ms / costs.yardstick.cpu_ms;
@@ -262,11 +305,14 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
       // A second apart, within the minutes before anything checked above is due again (the
       // jobs' own clock is the real one): each run has its own id and finds nothing to do.
       const at = Date.now() + 120_000;
-      for (let i = 0; i < runs; i += 1) await stack.cron(at + i * 1000);
+      const ownRuns = await own(async () => {
+        for (let i = 0; i < runs; i += 1) await stack.cron(at + i * 1000);
+      });
       const c1 = cpu();
       const m1 = await stack.meter();
-      costs.cron_idle = per({ ...spent(m0, m1), cpu_ms: c1 - c0 }, runs);
+      costs.cron_idle = per({ ...spent(m0, m1), cpu_ms: c1 - c0, own_cpu_ms: ownRuns }, runs);
       costs.cron_idle.run_cpu_ms = costs.cron_idle.cpu_ms;
+      costs.cron_idle.run_own_cpu_ms = costs.cron_idle.own_cpu_ms;
       costs.cron_idle.run_leased = 0;
       await profile("cron_idle", sql0, runs);
     }
@@ -309,8 +355,52 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
     }
     return costs;
   } finally {
+    await profiler?.close();
+    await yardProfiler?.close();
     await stack.stop();
     await yardstick?.stop();
+  }
+}
+
+/** Subjects a cron run leases at most on the Free plan (RECONCILE_BUDGET's cap there). */
+export const FREE_RECONCILE_BUDGET = 500;
+
+/**
+ * The largest cron run the Free plan allows: WORKERS_PLAN=free with its default budget, every
+ * subject due (seeded straight into D1), Align's and ARGOS's credentials set as in the other
+ * phases. After one run to warm up, `runs` pairs of runs, each leasing the next subjects: one
+ * measured on /proc (a few ticks of the kernel's clock: a bound), the next profiled (the
+ * profiler's own cost would inflate /proc). The jobs they queue are held past the end. Per
+ * pair: { leased, cpu_ms, own_cpu_ms, d1_statements }.
+ */
+export async function measureLargestCron({ checkout, runs = 3, profileUs = PROFILE_US, progress = () => {} }) {
+  progress("cost: largest cron run (Free plan)");
+  const dir = await mkdtemp(join(tmpdir(), "kyc-edge-largest-"));
+  await seedSubjects(dir, FREE_RECONCILE_BUDGET * (2 * runs + 1), { prefix: "big", dueAt: Date.now() - 60_000 });
+  const stack = await startMetered({ checkout, persistDir: dir, inspect: profileUs > 0, vars: { WORKERS_PLAN: "free" } });
+  let profiler;
+  try {
+    const pids = workerdPids();
+    if (profileUs > 0) profiler = await attachProfiler(await stack.worker.inspectorUrl(), { intervalUs: profileUs });
+    await stack.hold(3600);
+    await pool(Array.from({ length: 50 }), 8, () => fetch(`${stack.url}/healthz`).then((r) => r.arrayBuffer()));
+    const at = Date.now();
+    const results = [];
+    for (let i = 0; i <= 2 * runs; i += 1) {
+      const m0 = await stack.meter();
+      const c0 = workerdCpuMs(pids);
+      const run = () => stack.cron(at + i * 1000);
+      const profiled = profiler && i > 0 && i % 2 === 0;
+      const ownMs = profiled ? (await profiler.measure(run)).own_ms : (await run(), NaN);
+      const c1 = workerdCpuMs(pids);
+      const used = spent(m0, await stack.meter(), (kind) => kind === "scheduled");
+      if (i % 2 === 1) results.push({ leased: used.queue_messages, cpu_ms: c1 - c0, own_cpu_ms: NaN, d1_statements: used.d1_statements });
+      else if (i > 0) results[results.length - 1].own_cpu_ms = ownMs;
+    }
+    return results;
+  } finally {
+    await profiler?.close();
+    await stack.stop();
   }
 }
 

@@ -6,7 +6,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { once } from "node:events";
+import WebSocket from "ws";
 import { startStack } from "../tests/support/stack.mjs";
+import { applyMigrations, openD1 } from "../tests/support/worker.mjs";
 import { eventually } from "../sandbox/kit.mjs";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -44,10 +47,10 @@ export async function checkout(root = ROOT) {
 }
 
 /** Starts a stack whose worker is metered. Options as startStack's, plus `checkout`. */
-export async function startMetered({ checkout: target, ...options }) {
+export async function startMetered({ checkout: target, inspect = false, ...options }) {
   const stack = await startStack({
     ...options,
-    worker: { scriptPath: target.scriptPath, migrationsDir: target.migrationsDir, compatibilityFlags: ["nodejs_als"] },
+    worker: { scriptPath: target.scriptPath, migrationsDir: target.migrationsDir, compatibilityFlags: ["nodejs_als"], inspect },
   });
   const meterUrl = `${stack.url}/__bench/meter`;
   return Object.assign(stack, {
@@ -75,6 +78,37 @@ export async function startMetered({ checkout: target, ...options }) {
       );
     },
   });
+}
+
+/**
+ * Seeds `n` Align subjects straight into D1 (in batches of `chunk`), `status(i)` each, checked an
+ * hour ago and due at `dueAt`, and recomputes the status tallies as the migrations do.
+ */
+export async function seedSubjects(dir, n, { prefix, dueAt, status = () => "pending", chunk = 5000, progress }) {
+  await applyMigrations(dir);
+  const { db, close } = await openD1(dir);
+  try {
+    const now = Date.now();
+    const insert = db.prepare(
+      `INSERT INTO subjects (provider, ref, ref_kind, status, provider_status, sub_status, status_at,
+         observed_at, source, created_at, updated_at, last_checked_at, next_check_at, check_step, failures, version)
+       SELECT 'align', json_extract(value, '$[0]'), 'user', json_extract(value, '$[1]'), json_extract(value, '$[1]'),
+         'kyc_form_submission_accepted', ?2 - json_extract(value, '$[2]'), ?2, 'poll', ?2, ?2, ?2, ?3, 1, 0, 2
+       FROM json_each(?1)`,
+    );
+    for (let i = 0; i < n; i += chunk) {
+      const rows = [];
+      for (let j = i; j < Math.min(n, i + chunk); j += 1) rows.push([`${prefix}-${String(j).padStart(7, "0")}`, status(j), j]);
+      await insert.bind(JSON.stringify(rows), now - 3_600_000, dueAt).run();
+      if (n >= 100_000 && (i / chunk) % 20 === 0) progress?.(`  seeded ${i + rows.length} of ${n}`);
+    }
+    await db.exec("DELETE FROM tallies WHERE name LIKE 'status.%'");
+    await db
+      .prepare("INSERT INTO tallies (name, value) SELECT 'status.' || provider || '.' || status, COUNT(*) FROM subjects GROUP BY provider, status")
+      .run();
+  } finally {
+    await close();
+  }
 }
 
 const FIELDS = [
@@ -112,7 +146,8 @@ export const add = (...meters) => {
   return total;
 };
 
-export const per = (meter, n) => Object.fromEntries(FIELDS.map((f) => [f, meter[f] / n]).concat([["cpu_ms", (meter.cpu_ms ?? NaN) / n]]));
+export const per = (meter, n) =>
+  Object.fromEntries(FIELDS.map((f) => [f, meter[f] / n]).concat(["cpu_ms", "own_cpu_ms"].map((f) => [f, (meter[f] ?? NaN) / n])));
 
 const TICKS = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 
@@ -152,4 +187,84 @@ export function workerdCpuMs(pids = workerdPids()) {
 export function percentile(sorted, p) {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/**
+ * V8's sampling CPU profiler on one worker's isolate, through the DevTools protocol at
+ * `inspectorUrl` (startWorker's `inspect`). `measure(fn)` profiles while `fn` runs and returns
+ * sampledTime's figures for it.
+ */
+export async function attachProfiler(inspectorUrl, { intervalUs }) {
+  const ws = new WebSocket(inspectorUrl);
+  await once(ws, "open");
+  let nextId = 1;
+  const waiting = new Map();
+  ws.on("message", (data) => {
+    // Events, and the answers to Miniflare's own keep-alive calls, are not ours.
+    const message = JSON.parse(data.toString());
+    const call = waiting.get(message.id);
+    if (!call) return;
+    waiting.delete(message.id);
+    if (message.error) call.reject(new Error(`${call.method}: ${message.error.message}`));
+    else call.resolve(message.result);
+  });
+  const send = (method, params = {}) =>
+    new Promise((resolve, reject) => {
+      const id = nextId++;
+      waiting.set(id, { method, resolve, reject });
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  await send("Profiler.enable");
+  await send("Profiler.setSamplingInterval", { interval: intervalUs });
+  return {
+    intervalUs,
+    async measure(fn) {
+      await send("Profiler.start");
+      let stopped = false;
+      try {
+        await fn();
+        const { profile } = await send("Profiler.stop");
+        stopped = true;
+        return sampledTime(profile, intervalUs);
+      } finally {
+        if (!stopped) await send("Profiler.stop");
+      }
+    },
+    async close() {
+      ws.close();
+      await once(ws, "close");
+    },
+  };
+}
+
+const KINDS = { "(idle)": "idle", "(program)": "program", "(garbage collector)": "gc", "(root)": "idle" };
+
+/**
+ * The worker's own CPU time in a CPU profile of its isolate (ms). V8 samples the isolate only
+ * while the thread has entered it: while workerd runs another isolate (the D1 simulator is a
+ * Durable Object in one of its own, KV and Queues in others), its native SQLite, its event loop
+ * or nothing, no sample is taken. So a sample's time is not the gap to the next one (that gap
+ * spans whatever ran elsewhere) but one sampling period: own CPU = samples × period. The
+ * period is measured, not assumed: V8's sampler thread wakes later than asked (timer slack,
+ * signal delivery, a busy machine), so it is the median gap between samples that follow each
+ * other within two requested intervals. Counted: the worker's JavaScript and wasm, `gc` (its
+ * heap's collections) and `program` (V8 or workerd working for the isolate with no JavaScript
+ * on the stack: compiling, the runtime's native APIs). Not counted: `idle`.
+ */
+export function sampledTime(profile, intervalUs) {
+  const kindOf = new Map(profile.nodes.map((node) => [node.id, KINDS[node.callFrame.functionName] ?? "js"]));
+  const counts = { js: 0, gc: 0, program: 0, idle: 0 };
+  for (const id of profile.samples) counts[kindOf.get(id)] += 1;
+  const near = profile.timeDeltas.slice(1).filter((gap) => gap > 0 && gap < 2 * intervalUs).sort((a, b) => a - b);
+  const periodUs = near.length ? near[Math.floor(near.length / 2)] : intervalUs;
+  const ms = (count) => (count * periodUs) / 1000;
+  return {
+    own_ms: ms(counts.js + counts.gc + counts.program),
+    js_ms: ms(counts.js),
+    gc_ms: ms(counts.gc),
+    program_ms: ms(counts.program),
+    idle_ms: ms(counts.idle),
+    samples: counts.js + counts.gc + counts.program,
+    period_us: periodUs,
+  };
 }

@@ -86,7 +86,7 @@ export async function openD1(persistDir) {
  * (tests look at what was, or was not, written); `logs` is every line the worker logged, as
  * [{ level, message }].
  */
-export async function startWorker({ persistDir, vars = {}, scriptPath = SCRIPT_PATH, compatibilityFlags = [] }) {
+export async function startWorker({ persistDir, vars = {}, scriptPath = SCRIPT_PATH, compatibilityFlags = [], inspect = false }) {
   try {
     await access(scriptPath);
   } catch {
@@ -118,6 +118,9 @@ export async function startWorker({ persistDir, vars = {}, scriptPath = SCRIPT_P
       }
     },
     defaultPersistRoot: join(persistDir, "v3"),
+    // Miniflare's inspector proxy, on a free port, for this worker's isolate alone (not the
+    // D1/KV/Queue simulators' or Miniflare's own).
+    ...(inspect ? { inspectorPort: 0 } : {}),
     workers: [
       {
         ...workerOptions,
@@ -130,6 +133,7 @@ export async function startWorker({ persistDir, vars = {}, scriptPath = SCRIPT_P
         modulesRules: [{ type: "ESModule", include: ["**/*.js", "**/*.mjs"] }, ...(workerOptions.modulesRules ?? [])],
         compatibilityFlags: [...(workerOptions.compatibilityFlags ?? []), ...compatibilityFlags],
         bindings: { ...config.vars, ...vars },
+        unsafeInspectorProxy: inspect,
       },
     ],
   };
@@ -149,6 +153,10 @@ export async function startWorker({ persistDir, vars = {}, scriptPath = SCRIPT_P
     },
     logs() {
       return logs.slice();
+    },
+    /** With `inspect`: the DevTools protocol WebSocket URL of the worker's own isolate. */
+    async inspectorUrl() {
+      return new URL(`/${config.name}`, await mf.getInspectorURL()).href;
     },
     async sql(query, ...params) {
       const db = await mf.getD1Database(config.d1_databases[0].binding);
