@@ -342,6 +342,7 @@ pub fn jobs(leased: &[DueSubject]) -> Vec<Job> {
                 ref_kind: due.ref_kind,
                 trusted: None,
                 aml: false,
+                subject: None,
             })
         })
         .collect()

@@ -2,10 +2,14 @@
 //! they travel as JSON text, so a message from another producer or an older version cannot
 //! fail a whole batch's deserialization.
 
+use crate::db::Row;
 use crate::observation::Observation;
 use crate::subject::{Provider, RefKind, SubjectRef};
 use serde::{Deserialize, Serialize};
 
+// A job is decoded from one queue message, run, and dropped: its size on the stack costs
+// nothing worth an allocation per message to box the large variant.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "job", rename_all = "snake_case")]
 pub enum Job {
@@ -36,6 +40,11 @@ pub struct ReconcileJob {
     /// Ask for AML results too (an AML webhook triggered the check).
     #[serde(default)]
     pub aml: bool,
+    /// The subject's row as the webhook's own batch wrote it (with the provider's health,
+    /// see `db::subjects::PROVIDER_OK_SINCE`): the check starts from it instead of loading it
+    /// again. A write since then fails the check's compare-and-set, and the check loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Row>,
 }
 
 impl Job {
@@ -70,8 +79,22 @@ mod tests {
             ref_kind: RefKind::User,
             trusted: None,
             aml: true,
+            subject: None,
         });
         assert_eq!(Job::decode(&job.encode()).unwrap(), job);
+        // A webhook's job carries its subject's row.
+        let mut row = crate::db::Row::new();
+        row.insert("provider".into(), "argos".into());
+        row.insert("version".into(), 3.into());
+        let carrying = Job::Reconcile(ReconcileJob {
+            provider: Provider::named("argos"),
+            subject_ref: SubjectRef::parse("u1").unwrap(),
+            ref_kind: RefKind::User,
+            trusted: None,
+            aml: false,
+            subject: Some(row),
+        });
+        assert_eq!(Job::decode(&carrying.encode()).unwrap(), carrying);
         // Queued by the previous version (a `run` field, no `aml`).
         let old = r#"{"job":"reconcile","provider":"align","subject_ref":"c1","ref_kind":"user","trusted":null,"run":1700000000000}"#;
         assert!(matches!(

@@ -70,6 +70,7 @@ impl Registration {
                 ref_kind: self.row.ref_kind,
                 trusted: None,
                 aml: false,
+                subject: None,
             })
         })
     }
@@ -311,6 +312,7 @@ mod tests {
                 ref_kind: RefKind::User,
                 trusted: None,
                 aml: false,
+                subject: None,
             })),
             "its status is learned at once"
         );

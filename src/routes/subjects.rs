@@ -174,6 +174,7 @@ pub async fn refresh(
         ref_kind: row.ref_kind,
         trusted: None,
         aml: false,
+        subject: None,
     });
     // The subject is due in D1: if the queue is down, the cron does it.
     let queued = match queue::send(&services.calls, services.env, &job).await {

@@ -9,7 +9,7 @@ use crate::services::Services;
 use crate::{clock, d1, queue, random};
 use kyc_core::api::ErrorCode;
 use kyc_core::db::events::{record_webhook, WebhookOutcome};
-use kyc_core::db::subjects;
+use kyc_core::db::{subjects, Row};
 use kyc_core::headers::{is_form, CF_CONNECTING_IP, CONTENT_LENGTH, CONTENT_TYPE};
 use kyc_core::jobs::{Job, ReconcileJob};
 use kyc_core::providers::{InboundWebhook, IngressError, WebhookEvent};
@@ -96,9 +96,11 @@ pub async fn receive(
         duplicate,
         created,
         made_due,
+        subject,
     } = record.outcome(&results);
     let subject_ref = event.subject.as_ref().map(|s| s.subject_ref.to_string());
-    let queued = (created || made_due) && queue_check(services, provider, &event, log).await;
+    let queued =
+        (created || made_due) && queue_check(services, provider, &event, subject, log).await;
     log.set("event", event.kind.as_str())
         .set(
             "ref",
@@ -142,13 +144,14 @@ async fn registered(
     Ok(!found.is_empty())
 }
 
-/// Queue the check the webhook asked for; whether it was queued. The subject is already due
-/// in D1: if the queue is down, the next cron run takes it, so the accepted event is not lost
-/// either way.
+/// Queue the check the webhook asked for, starting from `row` (the subject as the webhook's
+/// batch wrote it); whether it was queued. The subject is already due in D1: if the queue is
+/// down, the next cron run takes it, so the accepted event is not lost either way.
 async fn queue_check(
     services: &Services<'_>,
     provider: Provider,
     event: &WebhookEvent,
+    row: Option<Row>,
     log: &mut Line,
 ) -> bool {
     let Some(subject) = &event.subject else {
@@ -160,6 +163,7 @@ async fn queue_check(
         ref_kind: subject.ref_kind,
         trusted: event.trusted.clone(),
         aml: event.about_aml,
+        subject: row,
     });
     match queue::send(&services.calls, services.env, &job).await {
         Ok(()) => true,

@@ -1,6 +1,7 @@
 //! The `events` table: every accepted webhook (`webhook`), every repeat of one
 //! (`duplicate`) and every applied change (`change`). Ids only, no PII.
 
+use super::subjects::{COLUMNS, PROVIDER_OK_SINCE};
 use super::tallies::Tally;
 use super::{SqlValue, Statement};
 use crate::providers::{WebhookEvent, WebhookSubject};
@@ -94,7 +95,9 @@ const LAST_ASKED: &str = "(SELECT COALESCE(last_at, at) FROM events \
      WHERE provider = ?1 AND dedup_key = ?4 AND type = 'webhook')";
 
 /// A webhook's statements about its subject, in this order: create it (returns `created`),
-/// make it due (returns `due`), the batch's one tally write, a repeat's `last_at`.
+/// make it due (returns `due`), the batch's one tally write, a repeat's `last_at`. Creating
+/// and making due return the subject's row as written (the check starts from it, see
+/// [`crate::jobs::ReconcileJob::subject`]).
 fn about_subject(
     provider: Provider,
     subject: &WebhookSubject,
@@ -111,7 +114,8 @@ fn about_subject(
                 "INSERT INTO subjects (provider, ref, ref_kind, status_at, created_at, \
                    updated_at, next_check_at, requested_at) \
                  SELECT ?1, ?2, ?3, ?6, ?6, ?6, ?6, ?6 WHERE {MINE} \
-                 ON CONFLICT (provider, ref) DO NOTHING RETURNING 1 AS created"
+                 ON CONFLICT (provider, ref) DO NOTHING \
+                 RETURNING 1 AS created, {COLUMNS}, {PROVIDER_OK_SINCE}"
             ),
             p,
             subject_ref,
@@ -126,7 +130,7 @@ fn about_subject(
                    check_step = 0, retired_at = NULL, unfound = 0 \
                  WHERE provider = ?1 AND ref = ?2 AND changes() = 0 AND ({MINE} \
                    OR last_checked_at >= {LAST_ASKED} OR requested_at > {LAST_ASKED}) \
-                 RETURNING 1 AS due"
+                 RETURNING 1 AS due, {COLUMNS}, {PROVIDER_OK_SINCE}"
             ),
             p,
             subject_ref,
@@ -190,7 +194,7 @@ pub struct WebhookRecord {
 }
 
 /// What recording a webhook did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookOutcome {
     /// The event was recorded before: this request is a repeat.
     pub duplicate: bool,
@@ -198,6 +202,8 @@ pub struct WebhookOutcome {
     pub created: bool,
     /// The subject existed and this event made it due for a check.
     pub made_due: bool,
+    /// The subject's row as this batch left it, when it created it or made it due.
+    pub subject: Option<super::Row>,
 }
 
 impl WebhookRecord {
@@ -208,10 +214,15 @@ impl WebhookRecord {
             rows.iter()
                 .any(|r| r.get("name").and_then(|n| n.as_str()) == Some(self.duplicates.as_str()))
         });
+        let subject = [self.created, self.made_due]
+            .into_iter()
+            .flatten()
+            .find_map(|index| results.get(index).and_then(|rows| rows.first()).cloned());
         WebhookOutcome {
             duplicate,
             created: self.created.is_some_and(returned),
             made_due: self.made_due.is_some_and(returned),
+            subject,
         }
     }
 }

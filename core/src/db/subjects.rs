@@ -189,17 +189,19 @@ impl SubjectRow {
     }
 }
 
-/// One subject by key, for a check: with `provider_ok_since`, when the provider last answered
-/// a check successfully if it is healthy (no failure since, no pause), else `NULL`. A check
-/// that succeeds then records its success only when that is missing or old (one statement
-/// fewer on every other check; one more row read).
+/// When the provider (`?1`) last answered a check successfully, if it is healthy (no failure
+/// since, no pause), else `NULL`: read beside a subject a check starts from, so that a check
+/// that succeeds records its success only when that is missing or old (one statement fewer on
+/// every other check; one row read more).
+pub const PROVIDER_OK_SINCE: &str = "(SELECT last_success_at FROM provider_health \
+     WHERE provider = ?1 AND consecutive_failures = 0 AND paused_until IS NULL) \
+     AS provider_ok_since";
+
+/// One subject by key, for a check: with [`PROVIDER_OK_SINCE`].
 pub fn load_for_check(provider: Provider, subject_ref: &SubjectRef) -> Statement {
     statement!(
         format!(
-            "SELECT {COLUMNS}, (SELECT last_success_at FROM provider_health \
-               WHERE provider = ?1 AND consecutive_failures = 0 AND paused_until IS NULL) \
-               AS provider_ok_since \
-             FROM subjects WHERE provider = ?1 AND ref = ?2"
+            "SELECT {COLUMNS}, {PROVIDER_OK_SINCE} FROM subjects WHERE provider = ?1 AND ref = ?2"
         ),
         provider.as_str(),
         subject_ref.as_str()

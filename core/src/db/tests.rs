@@ -150,7 +150,8 @@ fn events_about_no_subject_are_recorded_and_deduplicated() {
         WebhookOutcome {
             duplicate: false,
             created: false,
-            made_due: false
+            made_due: false,
+            subject: None
         }
     );
     let again = record_webhook(Provider::named("align"), &event, "k", "r2", at(1));
@@ -159,7 +160,8 @@ fn events_about_no_subject_are_recorded_and_deduplicated() {
         WebhookOutcome {
             duplicate: true,
             created: false,
-            made_due: false
+            made_due: false,
+            subject: None
         },
         "a repeat is a duplicate"
     );

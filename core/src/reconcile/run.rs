@@ -156,6 +156,8 @@ pub struct Run<'p> {
     report: Report,
     /// What the latest load said of the provider's health (see [`Context`]).
     provider_ok_since: Option<Timestamp>,
+    /// The job started from the row its webhook's batch wrote, not from a load.
+    carried: bool,
 }
 
 impl<'p> Run<'p> {
@@ -171,6 +173,7 @@ impl<'p> Run<'p> {
             state: State::Start,
             report: Report::default(),
             provider_ok_since: None,
+            carried: false,
         }
     }
 
@@ -180,6 +183,11 @@ impl<'p> Run<'p> {
         match (state, input) {
             (State::Start, _) => {
                 self.state = State::Loading;
+                // A webhook's job carries the row its batch wrote: start from it, no load.
+                if let Some(row) = self.job.subject.take() {
+                    self.carried = true;
+                    return self.resume(Input::Rows(vec![vec![row]]), now);
+                }
                 Step::Read(subjects::load_for_check(
                     self.job.provider,
                     &self.job.subject_ref,
@@ -400,7 +408,22 @@ impl<'p> Run<'p> {
                         "lost the compare-and-set {MAX_CONFLICTS} times in a row"
                     ));
                 }
-                self.state = State::Reloading { outcome };
+                // A trusted body judged newer than the row the webhook's batch wrote, which
+                // someone has rewritten since: judge it again from the row as it is now, as if
+                // the job had loaded it (not newer than that: ask the provider).
+                let judged_on_carried_row = std::mem::take(&mut self.carried)
+                    && matches!(
+                        &outcome,
+                        Outcome::Read(Reading {
+                            polled_at: None,
+                            ..
+                        })
+                    );
+                self.state = if judged_on_carried_row {
+                    State::Loading
+                } else {
+                    State::Reloading { outcome }
+                };
                 Step::Read(subjects::load_for_check(
                     self.job.provider,
                     &self.job.subject_ref,
@@ -431,6 +454,7 @@ impl<'p> Run<'p> {
                     let job = Job::Reconcile(ReconcileJob {
                         trusted: None,
                         aml: true,
+                        subject: None,
                         ..self.job.clone()
                     });
                     (job, delay_seconds(at, now))

@@ -264,7 +264,9 @@ fn every_interleaving_of_a_check_and_the_trusted_body_of_a_flip_from_a_skewed_cl
     };
     let schedules = explore_all(&setup);
     eprintln!("explorer: a check and a trusted body 20 s behind: {schedules} schedules");
-    assert!(schedules > 1_000, "{schedules}");
+    // 764 since the webhook's job starts from the row its batch wrote (one call fewer to
+    // interleave).
+    assert!(schedules > 700, "{schedules}");
 }
 
 #[test]

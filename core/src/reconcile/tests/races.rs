@@ -557,3 +557,100 @@ fn a_failed_check_someone_asked_for_is_retried_soon() {
         routine.next_check_at
     );
 }
+
+/// A webhook's job starts from the row its batch wrote. If a check rewrites the subject before
+/// the job runs, the job's trusted body may look newer than that row yet be older than the
+/// record: after the lost compare-and-set it is judged again from the record as it is, and,
+/// being no newer, the job asks the provider (as it would have had it loaded the row itself)
+/// rather than settling for the stale body.
+#[test]
+fn a_trusted_body_judged_on_a_rewritten_carried_row_is_judged_again_and_the_provider_asked() {
+    use crate::jobs::ReconcileJob;
+    use crate::providers::align::Align;
+    use crate::reconcile::run::{Input, Run, Settings, Step};
+    let db = database();
+    let align = Provider::named("align");
+    let body_at = at(10);
+    let event = WebhookEvent {
+        subject: Some(WebhookSubject {
+            subject_ref: r("c1"),
+            ref_kind: RefKind::User,
+        }),
+        kind: "kycs.updated".into(),
+        provider_at: Some(body_at),
+        announces: Announcement::Nothing,
+        trusted: None,
+        about_aml: false,
+        event_id: None,
+    };
+    let record = record_webhook(align, &event, "k1", "r1", at(11));
+    let carried = record
+        .outcome(&batch(&db, &record.statements))
+        .subject
+        .expect("the batch returns the subject it created");
+    // A check sent after the body was dated rewrites the subject before the job runs.
+    let stored = subject(&db, align, "c1");
+    assert!(matches!(
+        write(
+            &db,
+            align,
+            "c1",
+            stored,
+            &reading(KycStatus::Rejected, None, at(12)),
+            at(13)
+        ),
+        Written::Won { .. }
+    ));
+    let trusted = Observation {
+        status: KycStatus::Approved,
+        provider_status: Some("approved".into()),
+        sub_status: None,
+        aml: None,
+        status_at: Some(body_at),
+        window: crate::observation::Window::provider_dated(body_at, at(11)),
+        source: Source::Webhook,
+        no_record: false,
+    };
+    let protocol = Align::new(
+        crate::secret::Secret::new("k").unwrap(),
+        "https://provider.test".into(),
+    );
+    let schedule = ScheduleConfig::default();
+    let job = ReconcileJob {
+        provider: align,
+        subject_ref: r("c1"),
+        ref_kind: RefKind::User,
+        trusted: Some(trusted),
+        aml: false,
+        subject: Some(carried),
+    };
+    let mut run_ = Run::new(
+        job,
+        &protocol,
+        Settings {
+            schedule: &schedule,
+            notify: true,
+            kv_ttl: chrono::TimeDelta::hours(1),
+        },
+    );
+    let mut input = Input::Begin;
+    let mut reads = 0;
+    let asked = loop {
+        input = match run_.resume(input, at(14)) {
+            Step::Reserve(_) => Input::Granted,
+            Step::Read(statement) => {
+                reads += 1;
+                Input::Rows(vec![run(&db, &statement)])
+            }
+            Step::Write(statements) => Input::Rows(batch(&db, &statements)),
+            Step::Fetch(_) => break true,
+            _ => break false,
+        };
+    };
+    assert_eq!(reads, 1, "one load: after the lost compare-and-set");
+    assert!(
+        asked,
+        "the body is older than the record: the provider is asked"
+    );
+    assert_eq!(subject(&db, align, "c1").status, KycStatus::Rejected);
+}

@@ -309,7 +309,7 @@ impl World {
             world.actors.push(Actor::Provider { next: 0 });
         }
         for i in 0..setup.jobs {
-            world.spawn(reconcile(setup.kind, None), 0, setup.death && i == 0);
+            world.spawn(reconcile(setup.kind, None, None), 0, setup.death && i == 0);
         }
         for _ in 0..setup.refreshes {
             world.actors.push(Actor::Refresh { done: false });
@@ -486,7 +486,7 @@ impl World {
                 let provider = self.setup.kind.provider();
                 sqlite::run(db, &request_check(provider, &subject_ref(), now));
                 self.steps.push(format!("{index}: refresh"));
-                self.spawn(reconcile(self.setup.kind, None), 0, false);
+                self.spawn(reconcile(self.setup.kind, None, None), 0, false);
             }
             Actor::Cron { done } => {
                 *done = true;
@@ -495,7 +495,7 @@ impl World {
                 self.steps
                     .push(format!("{index}: cron leases {}", leased.len()));
                 if !leased.is_empty() {
-                    self.spawn(reconcile(self.setup.kind, None), 0, false);
+                    self.spawn(reconcile(self.setup.kind, None, None), 0, false);
                 }
             }
         }
@@ -543,6 +543,7 @@ impl World {
             duplicate,
             created,
             made_due,
+            subject,
         } = record.outcome(&sqlite::batch(db, &record.statements));
         self.steps.push(format!(
             "{index}: webhook {}{}{}",
@@ -568,7 +569,7 @@ impl World {
                     no_record: false,
                 }
             });
-            let job = reconcile(self.setup.kind, trusted);
+            let job = reconcile(self.setup.kind, trusted, subject);
             let dated = (changed_at, state);
             self.spawn(job, 0, false);
             if let Some(Actor::Job(job)) = self.actors.last_mut() {
@@ -969,12 +970,15 @@ impl World {
     }
 }
 
-fn reconcile(kind: Kind, trusted: Option<Observation>) -> Job {
+/// A check of the subject; a webhook's starts from the row its batch wrote (`subject`), as in
+/// production, so that row may be stale by the time the job runs.
+fn reconcile(kind: Kind, trusted: Option<Observation>, subject: Option<crate::db::Row>) -> Job {
     Job::Reconcile(ReconcileJob {
         provider: kind.provider(),
         subject_ref: subject_ref(),
         ref_kind: RefKind::User,
         trusted,
         aml: false,
+        subject,
     })
 }
