@@ -108,8 +108,8 @@ async fn run_at(
         log.set("backfill_error", error.to_string());
     }
     let activity = serde_json::to_value(&folded.activity).unwrap_or_default();
-    let statuses =
-        serde_json::to_value(counts(&surveyed.tallies, &[]).statuses).unwrap_or_default();
+    // After the fold, which is what moves status counts: the statuses at the run.
+    let statuses = serde_json::to_value(counts(&folded.tallies, &[]).statuses).unwrap_or_default();
     let run = CronRun {
         scheduled_at: now,
         started_at: started,

@@ -362,5 +362,23 @@ describe("convergence under dropped, duplicated and reordered webhooks, faults a
         `${expected.accepted} webhooks accepted, ${expected.duplicate} duplicates, ${expected.late} late ` +
         `(${expected.outdated} first deliveries of an outdated status), ${runs} cron runs`,
     );
+
+    // Status counts move when a cron run folds the change rows: the run that folds a change
+    // already records it in its statuses (what /v1/stats shows as the last run).
+    const flipped = ids[0];
+    const next = NEXT[truth.get(flipped)][0];
+    histogram[truth.get(flipped)] -= 1;
+    if (histogram[truth.get(flipped)] === 0) delete histogram[truth.get(flipped)];
+    histogram[next] = (histogram[next] ?? 0) + 1;
+    truth.set(flipped, next);
+    stack.standIn.setAlign(flipped, ALIGN_STATUSES[next]);
+    const flip = await stack.alignWebhook(JSON.stringify(kycsUpdated(flipped, { ...ALIGN_STATUSES[next], createdAt: new Date() })));
+    assert.equal(flip.status, 200, flip.text);
+    await stack.reaches("align", flipped, next);
+    assert.deepEqual((await stack.stats()).subjects.align, histogram, "stats count the change before any fold");
+    await stack.cron(Date.now() + 12 * 60_000);
+    const [run] = (await stack.api("GET", "/v1/runs?limit=1")).json.runs;
+    const recorded = Object.fromEntries(Object.entries(run.statuses.align).filter(([, n]) => n !== 0));
+    assert.deepEqual(recorded, histogram, "the run that folded the change counts it");
   });
 });

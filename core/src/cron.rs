@@ -44,8 +44,8 @@ pub fn survey(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Surveyed {
     pub agenda: Agenda,
-    /// Every tally as of the run (status counts are written with each change, never by the
-    /// fold, so these are the statuses at the run).
+    /// Every tally before this run's fold (status counts lag by the changes it folds: the
+    /// statuses at the run are [`Folded::tallies`]').
     pub tallies: Rows,
 }
 

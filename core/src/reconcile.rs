@@ -56,9 +56,18 @@ pub struct Reading {
 pub struct Context<'a> {
     pub now: Timestamp,
     pub schedule: &'a ScheduleConfig,
-    /// When the provider last answered a check, as the subject's load read it while the
-    /// provider was healthy (`None`: failing, paused, or never).
-    pub provider_ok_since: Option<Timestamp>,
+    /// What the subject's load (or the webhook batch that carried its row) saw of the
+    /// provider's health, if it was healthy.
+    pub provider_health: Option<HealthSeen>,
+}
+
+/// A healthy provider as a look at `provider_health` saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthSeen {
+    /// When the provider last answered a check successfully.
+    pub ok_since: Timestamp,
+    /// When it was looked at.
+    pub seen_at: Timestamp,
 }
 
 /// What a plan does when its guard holds.
@@ -195,15 +204,20 @@ const SCHEDULE: &str = "revision = revision + 1, \
 
 fn plan_reading(stored: &SubjectRow, reading: &Reading, context: Context<'_>) -> Plan {
     let observation = &reading.observation;
-    // A healthy provider's success is recorded once a minute at most: skipped outright when
-    // the load saw a recent one (a failure recorded since then is reset by the next check
-    // that loads it), and otherwise guarded in SQL against a concurrent failure.
-    let fresh = context
-        .provider_ok_since
-        .is_some_and(|since| since >= context.now - HEALTH_REFRESH);
+    // A healthy provider's success is recorded once a minute at most: skipped outright when a
+    // look at its health shortly before this request was sent saw a recent one, and otherwise
+    // written, guarded in SQL against a concurrent failure. A failure recorded between that
+    // look and this request (at most HEALTH_LOOK_AGE) is reset by the next success that
+    // looks after it.
+    let seen_healthy = |sent_at: Timestamp| {
+        context.provider_health.is_some_and(|seen| {
+            seen.ok_since >= context.now - HEALTH_REFRESH
+                && sent_at - seen.seen_at <= HEALTH_LOOK_AGE
+        })
+    };
     let mut statements: Vec<Statement> = reading
         .polled_at
-        .filter(|_| !fresh)
+        .filter(|sent_at| !seen_healthy(*sent_at))
         .map(|sent_at| provider_succeeded(stored.provider, sent_at, context.now))
         .into_iter()
         .collect();
@@ -460,8 +474,8 @@ fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timest
         status_since
     };
     statement!(
-        format!("INSERT INTO events (provider, ref, type, kind, at, source, from_status, to_status, drift) \
-         SELECT ?1, ?2, 'change', ?3, ?4, ?5, ?6, ?7, \
+        format!("INSERT INTO events (provider, ref, type, kind, at, source, from_status, to_status, moves, drift) \
+         SELECT ?1, ?2, 'change', ?3, ?4, ?5, ?6, ?7, ?15, \
            CASE WHEN ?8 AND NOT EXISTS ( \
              SELECT 1 FROM events w WHERE w.provider = ?1 AND w.ref = ?2 \
                AND w.type IN ('webhook', 'duplicate') \
@@ -489,7 +503,9 @@ fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timest
         // A dated body is about a change the provider made when it dated it: a change after
         // the status on record took effect is dated no earlier than that, less the skew. An
         // older body arriving now (a late first delivery) is about an earlier episode.
-        status_since - crate::observation::CLOCK_TOLERANCE
+        status_since - crate::observation::CLOCK_TOLERANCE,
+        // The fold moves the status counts of this change (see `db::tallies`).
+        change.status_changed
     )
 }
 
@@ -577,6 +593,11 @@ fn plan_failure(
 /// How often a healthy provider's row is touched at most: a success is recorded only when
 /// it ends a failure streak or a pause, or once a minute, not on every check.
 const HEALTH_REFRESH: TimeDelta = TimeDelta::minutes(1);
+
+/// How long before a check's request a look at the provider's health may have been taken for
+/// the check to skip recording its success: a load's look is a D1 round trip old, a webhook
+/// batch's as old as the queue's delay (up to `max_batch_timeout`, a second).
+const HEALTH_LOOK_AGE: TimeDelta = TimeDelta::seconds(2);
 
 /// A success ends a failure streak and a rate-limit pause only if its request was sent after
 /// the last failure was recorded: an answer to a request sent before a 429 says nothing about

@@ -6,7 +6,7 @@ use rusqlite::types::{Value as Cell, ValueRef};
 use rusqlite::{params_from_iter, Connection};
 use serde_json::{Map, Value};
 
-pub(crate) const MIGRATIONS: [&str; 9] = [
+pub(crate) const MIGRATIONS: [&str; 10] = [
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_compare_and_set.sql"),
     include_str!("../../../migrations/0003_notifications.sql"),
@@ -16,6 +16,7 @@ pub(crate) const MIGRATIONS: [&str; 9] = [
     include_str!("../../../migrations/0007_plain_rowids.sql"),
     include_str!("../../../migrations/0008_reading_windows.sql"),
     include_str!("../../../migrations/0009_alerts.sql"),
+    include_str!("../../../migrations/0010_status_moves.sql"),
 ];
 
 /// An in-memory database with every migration applied.

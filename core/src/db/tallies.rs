@@ -1,8 +1,9 @@
 //! Tallies: the counts `/v1/stats` shows, kept without writing a counter row per request.
 //! A new subject counts as `unknown` in the transaction that creates it. Status moves,
 //! webhook, duplicate, change and drift counts are folded from event rows once per cron run
-//! (every status change writes a `change` row naming both statuses, in its own transaction);
-//! between runs, stats add the rows since the last fold, so every figure is exact.
+//! (every status change writes a `change` row naming both statuses, marked `moves`, in its
+//! own transaction); between runs, stats add the rows since the last fold, so every figure is
+//! exact. Change rows of versions that moved the counts themselves are not marked.
 //!
 //! Every tally name is built here and nowhere else.
 
@@ -136,6 +137,9 @@ fn status_moves(rows: &[Row]) -> Vec<(Provider, KycStatus, i64)> {
     let mut moves = Vec::new();
     for found in rows {
         let text = |name: &str| found.get(name).and_then(Value::as_str);
+        if found.get("moves").and_then(Value::as_i64) != Some(1) {
+            continue;
+        }
         let (Some(provider), Some("change"), Some(from), Some(to)) = (
             text("provider").and_then(Provider::parse),
             text("type"),
@@ -212,18 +216,19 @@ pub fn add_if_previous_changed(tally: Tally, delta: i64) -> Statement {
 }
 
 /// Event counts since the last fold, by provider, type and (for changes) the statuses moved
-/// from and to, with the drift among changes: rows `{provider, type, from_status, to_status,
-/// n, drift}`. `NOT INDEXED`: left to itself SQLite serves the GROUP BY
+/// from and to and whether the fold moves them, with the drift among changes: rows
+/// `{provider, type, from_status, to_status, moves, n, drift}`. `NOT INDEXED`: left to itself SQLite serves the GROUP BY
 /// from `events_by_subject` and reads the whole table; the id range reads only what is new.
 /// Changes are written as suspected drift or not ([`crate::reconcile::SUSPECTED_DRIFT`]) and
 /// counted as drift when the cron settles them ([`fold`]); `drift = 1` rows here are only
 /// those an older version wrote.
 pub const SINCE_FOLD: &str =
-    "SELECT provider, type, from_status, to_status, COUNT(*) AS n, SUM(drift = 1) AS drift \
+    "SELECT provider, type, from_status, to_status, moves, COUNT(*) AS n, \
+       SUM(drift = 1) AS drift \
      FROM events NOT INDEXED \
      WHERE id > (SELECT value FROM tallies WHERE name = 'fold.events') \
        AND type IN ('webhook', 'duplicate', 'change') \
-     GROUP BY provider, type, from_status, to_status";
+     GROUP BY provider, type, from_status, to_status, moves";
 
 /// A webhook of the same subject announcing the change's status (or any change) that arrived
 /// after the change was written and no later than `?2` after it (`c` is the change); a repeat
@@ -262,10 +267,10 @@ pub fn fold(now: Timestamp, grace: TimeDelta) -> Vec<Statement> {
                SELECT 'drift.' || provider, drift FROM new WHERE type = 'change' \
                UNION ALL \
                SELECT 'status.' || provider || '.' || to_status, n FROM new \
-               WHERE type = 'change' AND from_status <> to_status \
+               WHERE type = 'change' AND moves = 1 AND from_status <> to_status \
                UNION ALL \
                SELECT 'status.' || provider || '.' || from_status, -n FROM new \
-               WHERE type = 'change' AND from_status <> to_status) \
+               WHERE type = 'change' AND moves = 1 AND from_status <> to_status) \
              WHERE true GROUP BY name HAVING SUM(n) <> 0 \
              ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
         )),

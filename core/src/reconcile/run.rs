@@ -8,7 +8,7 @@
 //!
 //! Each [`Step`] is one call the adapter makes; it answers with an [`Input`] and the time.
 
-use super::{plan, Context, Effect, Outcome, Plan, Reading, Written};
+use super::{plan, Context, Effect, HealthSeen, Outcome, Plan, Reading, Written};
 use crate::db::subjects::{self, SubjectRow};
 use crate::db::{row, Rows, Statement};
 use crate::jobs::{Job, ReconcileJob};
@@ -154,8 +154,8 @@ pub struct Run<'p> {
     settings: Settings<'p>,
     state: State<'p>,
     report: Report,
-    /// What the latest load said of the provider's health (see [`Context`]).
-    provider_ok_since: Option<Timestamp>,
+    /// What the latest look said of the provider's health (see [`Context`]).
+    provider_health: Option<HealthSeen>,
     /// The job started from the row its webhook's batch wrote, not from a load.
     carried: bool,
 }
@@ -172,7 +172,7 @@ impl<'p> Run<'p> {
             settings,
             state: State::Start,
             report: Report::default(),
-            provider_ok_since: None,
+            provider_health: None,
             carried: false,
         }
     }
@@ -183,8 +183,15 @@ impl<'p> Run<'p> {
         match (state, input) {
             (State::Start, _) => {
                 self.state = State::Loading;
-                // A webhook's job carries the row its batch wrote: start from it, no load.
-                if let Some(row) = self.job.subject.take() {
+                // A webhook's job carries the row its batch wrote: start from it, no load
+                // (unless it names another subject, which no producer sends).
+                let carried = self.job.subject.take().filter(|row| {
+                    row.get("provider").and_then(serde_json::Value::as_str)
+                        == Some(self.job.provider.as_str())
+                        && row.get("ref").and_then(serde_json::Value::as_str)
+                            == Some(self.job.subject_ref.as_str())
+                });
+                if let Some(row) = carried {
                     self.carried = true;
                     return self.resume(Input::Rows(vec![vec![row]]), now);
                 }
@@ -193,12 +200,20 @@ impl<'p> Run<'p> {
                     &self.job.subject_ref,
                 ))
             }
-            (State::Loading, Input::Rows(rows)) => match self.loaded(&rows) {
+            (State::Loading, Input::Rows(rows)) => match self.loaded(&rows, now) {
                 Ok(Some(stored)) => self.learn(stored, now),
                 Ok(None) => self.finish("not tracked"),
+                // A carried row this version cannot read (queued by another): load it.
+                Err(_) if std::mem::take(&mut self.carried) => {
+                    self.state = State::Loading;
+                    Step::Read(subjects::load_for_check(
+                        self.job.provider,
+                        &self.job.subject_ref,
+                    ))
+                }
                 Err(error) => self.fail(error),
             },
-            (State::Reloading { outcome }, Input::Rows(rows)) => match self.loaded(&rows) {
+            (State::Reloading { outcome }, Input::Rows(rows)) => match self.loaded(&rows, now) {
                 Ok(Some(stored)) => self.reserve(stored, outcome),
                 Ok(None) => self.finish("not tracked"),
                 Err(error) => self.fail(error),
@@ -211,7 +226,7 @@ impl<'p> Run<'p> {
                     Context {
                         now,
                         schedule: self.settings.schedule,
-                        provider_ok_since: self.provider_ok_since,
+                        provider_health: self.provider_health,
                     },
                 );
                 let statements = plan.statements.clone();
@@ -273,13 +288,25 @@ impl<'p> Run<'p> {
         }
     }
 
-    /// The subject [`subjects::load_for_check`] read, and the provider's health beside it.
-    fn loaded(&mut self, rows: &[Rows]) -> Result<Option<SubjectRow>, String> {
+    /// The subject [`subjects::load_for_check`] read (or the webhook's batch wrote), and the
+    /// provider's health beside it: seen `now` for a load, when the batch asked for the check
+    /// (`requested_at`) for a carried row.
+    fn loaded(&mut self, rows: &[Rows], now: Timestamp) -> Result<Option<SubjectRow>, String> {
         let found = rows.first().and_then(|rows| rows.first());
-        self.provider_ok_since = found
-            .and_then(|found| found.get("provider_ok_since"))
-            .and_then(serde_json::Value::as_i64)
-            .and_then(from_millis);
+        let time = |name: &str| {
+            found
+                .and_then(|found| found.get(name))
+                .and_then(serde_json::Value::as_i64)
+                .and_then(from_millis)
+        };
+        let seen_at = if self.carried {
+            time("requested_at")
+        } else {
+            Some(now)
+        };
+        self.provider_health = time("provider_ok_since")
+            .zip(seen_at)
+            .map(|(ok_since, seen_at)| HealthSeen { ok_since, seen_at });
         found
             .map(|found| row::<SubjectRow>(found).map_err(|e| format!("unreadable subject: {e}")))
             .transpose()

@@ -480,7 +480,7 @@ mod outbox {
             Context {
                 now: at(6),
                 schedule: &schedule,
-                provider_ok_since: None,
+                provider_health: None,
             },
         );
         plan.notification
@@ -533,16 +533,18 @@ mod outbox {
         assert!(told(&pending, &failed).is_empty());
     }
 
-    /// The plan of a check answered at `at(6)` after the subject was loaded with
-    /// `load_for_check` from `db`, and whether it writes the provider's health.
-    fn writes_health(db: &rusqlite::Connection, stored: &SubjectRow) -> bool {
+    /// The plan of a check sent at `at(5)` and answered at `at(6)` after the subject was
+    /// loaded with `load_for_check` from `db` at `seen_at`, and whether it writes the
+    /// provider's health.
+    fn writes_health(db: &rusqlite::Connection, stored: &SubjectRow, seen_at: Timestamp) -> bool {
         let loaded = sqlite::run(
             db,
             &crate::db::subjects::load_for_check(stored.provider, &stored.subject_ref),
         );
-        let provider_ok_since = loaded[0]["provider_ok_since"]
+        let provider_health = loaded[0]["provider_ok_since"]
             .as_i64()
-            .and_then(from_millis);
+            .and_then(from_millis)
+            .map(|ok_since| crate::reconcile::HealthSeen { ok_since, seen_at });
         let schedule = ScheduleConfig::default();
         let plan = plan(
             stored,
@@ -550,7 +552,7 @@ mod outbox {
             Context {
                 now: at(6),
                 schedule: &schedule,
-                provider_ok_since,
+                provider_health,
             },
         );
         let writes = plan
@@ -582,13 +584,16 @@ mod outbox {
             )
         };
         // Never recorded: the success is.
-        assert!(writes_health(&db, &row(&db)));
+        assert!(writes_health(&db, &row(&db), at(4)));
         assert_eq!(
             health(&db)[0]["at"].as_i64(),
             Some(at(6).timestamp_millis())
         );
-        // Recorded a moment ago and healthy: the next check writes nothing about it.
-        assert!(!writes_health(&db, &row(&db)));
+        // Recorded a moment ago and healthy: the next check writes nothing about it...
+        assert!(!writes_health(&db, &row(&db), at(4)));
+        // ...unless that look was taken over 2 s before its request was sent (a webhook's row
+        // carried through a slow queue): a failure recorded meanwhile would stay unreset.
+        assert!(writes_health(&db, &row(&db), at(2)));
         // A failure since: the next success resets it, whenever the last success was.
         sqlite::run(
             &db,
@@ -597,7 +602,7 @@ mod outbox {
                 at(4)
             ),
         );
-        assert!(writes_health(&db, &row(&db)));
+        assert!(writes_health(&db, &row(&db), at(4)));
         assert_eq!(health(&db)[0]["n"].as_i64(), Some(0));
         // Healthy but last heard of over a minute ago: recorded again.
         sqlite::run(
@@ -607,7 +612,7 @@ mod outbox {
                 at(6) - chrono::TimeDelta::seconds(61)
             ),
         );
-        assert!(writes_health(&db, &row(&db)));
+        assert!(writes_health(&db, &row(&db), at(4)));
     }
 
     #[test]
@@ -623,7 +628,7 @@ mod outbox {
             Context {
                 now: at(6),
                 schedule: &schedule,
-                provider_ok_since: None,
+                provider_health: None,
             },
         );
         let crate::db::SqlValue::Text(payload) =

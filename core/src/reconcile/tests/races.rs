@@ -45,7 +45,7 @@ fn write(
             Context {
                 now,
                 schedule: &schedule,
-                provider_ok_since: None,
+                provider_health: None,
             },
         );
         let written = plan.written(&batch(db, &plan.statements)).unwrap();
@@ -653,4 +653,60 @@ fn a_trusted_body_judged_on_a_rewritten_carried_row_is_judged_again_and_the_prov
         "the body is older than the record: the provider is asked"
     );
     assert_eq!(subject(&db, align, "c1").status, KycStatus::Rejected);
+}
+
+/// A carried row the job cannot use (queued by another version, or naming another subject)
+/// is not retried to the dead-letter queue nor applied to the wrong subject: the job loads.
+#[test]
+fn a_carried_row_that_does_not_read_or_names_another_subject_is_loaded_instead() {
+    use crate::jobs::ReconcileJob;
+    use crate::providers::align::Align;
+    use crate::reconcile::run::{Input, Run, Settings, Step};
+    let db = database();
+    let align = Provider::named("align");
+    batch(&db, &register(align, &r("c1"), RefKind::User, None, at(0)));
+    batch(&db, &register(align, &r("c2"), RefKind::User, None, at(0)));
+    let other = run(&db, &load(align, &r("c2")))[0].clone();
+    let mut unreadable = crate::db::Row::new();
+    unreadable.insert("provider".into(), "align".into());
+    unreadable.insert("ref".into(), "c1".into());
+    unreadable.insert("status".into(), "a status from the future".into());
+    let protocol = Align::new(
+        crate::secret::Secret::new("k").unwrap(),
+        "https://provider.test".into(),
+    );
+    let schedule = ScheduleConfig::default();
+    for carried in [unreadable, other] {
+        let job = ReconcileJob {
+            provider: align,
+            subject_ref: r("c1"),
+            ref_kind: RefKind::User,
+            trusted: None,
+            aml: false,
+            subject: Some(carried),
+        };
+        let mut job_run = Run::new(
+            job,
+            &protocol,
+            Settings {
+                schedule: &schedule,
+                notify: true,
+                kv_ttl: chrono::TimeDelta::hours(1),
+            },
+        );
+        let mut input = Input::Begin;
+        let mut loads = 0;
+        let fetched = loop {
+            input = match job_run.resume(input, at(1)) {
+                Step::Read(statement) => {
+                    loads += 1;
+                    Input::Rows(vec![run(&db, &statement)])
+                }
+                Step::Fetch(request) => break request.url,
+                other => panic!("{other:?}"),
+            };
+        };
+        assert_eq!(loads, 1);
+        assert!(fetched.contains("c1"), "{fetched}");
+    }
 }
