@@ -195,10 +195,7 @@ impl<'p> Run<'p> {
                     self.carried = true;
                     return self.resume(Input::Rows(vec![vec![row]]), now);
                 }
-                Step::Read(subjects::load_for_check(
-                    self.job.provider,
-                    &self.job.subject_ref,
-                ))
+                self.load()
             }
             (State::Loading, Input::Rows(rows)) => match self.loaded(&rows, now) {
                 Ok(Some(stored)) => self.learn(stored, now),
@@ -206,10 +203,7 @@ impl<'p> Run<'p> {
                 // A carried row this version cannot read (queued by another): load it.
                 Err(_) if std::mem::take(&mut self.carried) => {
                     self.state = State::Loading;
-                    Step::Read(subjects::load_for_check(
-                        self.job.provider,
-                        &self.job.subject_ref,
-                    ))
+                    self.load()
                 }
                 Err(error) => self.fail(error),
             },
@@ -286,6 +280,14 @@ impl<'p> Run<'p> {
             (_, Input::Failed(error)) => self.fail(error),
             (_, other) => self.unexpected(&other),
         }
+    }
+
+    /// Read the subject, with the provider's health beside it.
+    fn load(&self) -> Step {
+        Step::Read(subjects::load_for_check(
+            self.job.provider,
+            &self.job.subject_ref,
+        ))
     }
 
     /// The subject [`subjects::load_for_check`] read (or the webhook's batch wrote), and the
@@ -451,10 +453,7 @@ impl<'p> Run<'p> {
                 } else {
                     State::Reloading { outcome }
                 };
-                Step::Read(subjects::load_for_check(
-                    self.job.provider,
-                    &self.job.subject_ref,
-                ))
+                self.load()
             }
             Written::Won {
                 row,
