@@ -567,7 +567,7 @@ fn a_failed_check_someone_asked_for_is_retried_soon() {
 fn a_trusted_body_judged_on_a_rewritten_carried_row_is_judged_again_and_the_provider_asked() {
     use crate::jobs::ReconcileJob;
     use crate::providers::align::Align;
-    use crate::reconcile::run::{Input, Run, Settings, Step};
+    use crate::reconcile::run::{Input, Step};
     let db = database();
     let align = Provider::named("align");
     let body_at = at(10);
@@ -624,15 +624,7 @@ fn a_trusted_body_judged_on_a_rewritten_carried_row_is_judged_again_and_the_prov
         aml: false,
         subject: Some(carried),
     };
-    let mut run_ = Run::new(
-        job,
-        &protocol,
-        Settings {
-            schedule: &schedule,
-            notify: true,
-            kv_ttl: chrono::TimeDelta::hours(1),
-        },
-    );
+    let mut run_ = job_run(job, &protocol, &schedule);
     let mut input = Input::Begin;
     let mut reads = 0;
     let asked = loop {
@@ -661,7 +653,7 @@ fn a_trusted_body_judged_on_a_rewritten_carried_row_is_judged_again_and_the_prov
 fn a_carried_row_that_does_not_read_or_names_another_subject_is_loaded_instead() {
     use crate::jobs::ReconcileJob;
     use crate::providers::align::Align;
-    use crate::reconcile::run::{Input, Run, Settings, Step};
+    use crate::reconcile::run::{Input, Step};
     let db = database();
     let align = Provider::named("align");
     batch(&db, &register(align, &r("c1"), RefKind::User, None, at(0)));
@@ -685,19 +677,11 @@ fn a_carried_row_that_does_not_read_or_names_another_subject_is_loaded_instead()
             aml: false,
             subject: Some(carried),
         };
-        let mut job_run = Run::new(
-            job,
-            &protocol,
-            Settings {
-                schedule: &schedule,
-                notify: true,
-                kv_ttl: chrono::TimeDelta::hours(1),
-            },
-        );
+        let mut started = job_run(job, &protocol, &schedule);
         let mut input = Input::Begin;
         let mut loads = 0;
         let fetched = loop {
-            input = match job_run.resume(input, at(1)) {
+            input = match started.resume(input, at(1)) {
                 Step::Read(statement) => {
                     loads += 1;
                     Input::Rows(vec![run(&db, &statement)])
@@ -709,4 +693,21 @@ fn a_carried_row_that_does_not_read_or_names_another_subject_is_loaded_instead()
         assert_eq!(loads, 1);
         assert!(fetched.contains("c1"), "{fetched}");
     }
+}
+
+/// A reconcile job's run as the consumer starts it (notifications on, an hour's KV TTL).
+fn job_run<'p>(
+    job: crate::jobs::ReconcileJob,
+    protocol: &'p dyn crate::providers::ProviderProtocol,
+    schedule: &'p ScheduleConfig,
+) -> crate::reconcile::run::Run<'p> {
+    crate::reconcile::run::Run::new(
+        job,
+        protocol,
+        crate::reconcile::run::Settings {
+            schedule,
+            notify: true,
+            kv_ttl: chrono::TimeDelta::hours(1),
+        },
+    )
 }
