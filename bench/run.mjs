@@ -152,20 +152,28 @@ function capacityLines(name, costs) {
   return { name, webhook, free, freeChecks, bill, marginal: marginalPerMillion(webhook) };
 }
 
-async function cost() {
-  log(`## Cost on Cloudflare's meters (${COST_N} subjects per operation, ${WIDTH} clients)`);
-  progress("cost: this build");
-  const sqlProfile = env.BENCH_SQL ? [] : undefined;
-  const costs = await measureCosts({ checkout: await checkout(), n: COST_N, width: WIDTH, progress, sqlProfile });
+/**
+ * The cost table of the build in `target`; with BENCH_PROFILE_US > 0 the same phases run again
+ * under the profiler for the worker's own CPU alone (the profiler would distort /proc's).
+ */
+async function measureCostsAndOwnCpu(target, what, sqlProfile) {
+  progress(`cost: ${what}`);
+  const costs = await measureCosts({ checkout: target, n: COST_N, width: WIDTH, progress, sqlProfile });
   if (PROFILE_US > 0) {
-    // The same phases again under the profiler, for the worker's own CPU alone.
-    progress("cost: this build again, profiled");
-    const profiled = await measureCosts({ checkout: await checkout(), n: COST_N, width: WIDTH, progress, profileUs: PROFILE_US });
+    progress(`cost: ${what} again, profiled`);
+    const profiled = await measureCosts({ checkout: target, n: COST_N, width: WIDTH, progress, profileUs: PROFILE_US });
     for (const [op, m] of Object.entries(profiled)) {
       if (!costs[op]) continue;
       for (const [key, value] of Object.entries(m)) if (key.includes("own_cpu_ms") || key === "profiler_overhead_cpu_ms") costs[op][key] = value;
     }
   }
+  return costs;
+}
+
+async function cost() {
+  log(`## Cost on Cloudflare's meters (${COST_N} subjects per operation, ${WIDTH} clients)`);
+  const sqlProfile = env.BENCH_SQL ? [] : undefined;
+  const costs = await measureCostsAndOwnCpu(await checkout(), "this build", sqlProfile);
   let baseline;
   try {
     baseline = JSON.parse(await readFile(join(ROOT, "bench", "baseline.json"), "utf8"));
@@ -282,13 +290,13 @@ async function measureBaseline(dir) {
   const commit = execFileSync("git", ["-C", dir, "rev-parse", "HEAD"]).toString().trim();
   const subject = execFileSync("git", ["-C", dir, "log", "-1", "--format=%s"]).toString().trim();
   log(`## Baseline cost table: ${commit.slice(0, 7)} ${subject}`);
-  const costs = await measureCosts({ checkout: await checkout(dir), n: COST_N, width: WIDTH, progress });
+  const costs = await measureCostsAndOwnCpu(await checkout(dir), "the baseline");
   costTable(costs);
   const file = {
     commit,
     subject,
     measured_at: new Date().toISOString(),
-    how: `node bench/run.mjs --baseline <checkout of ${commit.slice(0, 7)}, built> (BENCH_COST_N=${COST_N})`,
+    how: `node bench/run.mjs --baseline <checkout of ${commit.slice(0, 7)}, built> (BENCH_COST_N=${COST_N}, BENCH_PROFILE_US=${PROFILE_US})`,
     costs,
   };
   await writeFile(join(ROOT, "bench", "baseline.json"), `${JSON.stringify(file, null, 2)}\n`);
