@@ -473,16 +473,18 @@ fn history_row(stored: &SubjectRow, change: &Change, source: Source, now: Timest
     } else {
         status_since
     };
+    let announced = crate::db::events::webhook_exists(
+        "w.provider = ?1 AND w.ref = ?2",
+        &format!(
+            "(w.provider_at IS NULL OR w.provider_at >= ?14) \
+             AND ((w.announces = ?7 AND {ANNOUNCED_AT} >= ?9) \
+               OR (w.announces = ?10 AND {ANNOUNCED_AT} >= ?13))"
+        ),
+    );
     statement!(
         format!("INSERT INTO events (provider, ref, type, kind, at, source, from_status, to_status, moves, drift) \
          SELECT ?1, ?2, 'change', ?3, ?4, ?5, ?6, ?7, ?15, \
-           CASE WHEN ?8 AND NOT EXISTS ( \
-             SELECT 1 FROM events w WHERE w.provider = ?1 AND w.ref = ?2 \
-               AND w.type IN ('webhook', 'duplicate') \
-               AND (w.provider_at IS NULL OR w.provider_at >= ?14) \
-               AND ((w.announces = ?7 AND {ANNOUNCED_AT} >= ?9) \
-                 OR (w.announces = ?10 AND {ANNOUNCED_AT} >= ?13))) \
-             THEN ?11 ELSE ?12 END \
+           CASE WHEN ?8 AND NOT {announced} THEN ?11 ELSE ?12 END \
          WHERE changes() = 1 RETURNING drift"),
         stored.provider.as_str(),
         stored.subject_ref.as_str(),

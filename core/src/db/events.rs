@@ -38,11 +38,20 @@ pub fn record_webhook(
     let p = provider.as_str();
     let subject_ref = event.subject.as_ref().map(|s| s.subject_ref.as_str());
     let announces = event.announces.to_db();
+    // The unique index the event is deduplicated by: `events_webhooks` when it names a subject,
+    // `events_unattached` when not (migrations/0011).
+    let conflict = if subject_ref.is_some() {
+        "(provider, ref, dedup_key) WHERE type = 'webhook'"
+    } else {
+        "(provider, dedup_key) WHERE type = 'webhook' AND ref IS NULL"
+    };
     let mut statements = vec![statement!(
-        "INSERT INTO events (provider, ref, type, kind, dedup_key, receipt, announces, \
-           provider_at, at) \
-         VALUES (?1, ?2, 'webhook', ?3, ?4, ?5, ?6, ?7, ?8) \
-         ON CONFLICT (provider, dedup_key) WHERE type = 'webhook' DO NOTHING",
+        format!(
+            "INSERT INTO events (provider, ref, type, kind, dedup_key, receipt, announces, \
+               provider_at, at) \
+             VALUES (?1, ?2, 'webhook', ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT {conflict} DO NOTHING"
+        ),
         p,
         subject_ref,
         event.kind.as_str(),
@@ -86,13 +95,14 @@ pub fn record_webhook(
     }
 }
 
-/// The event row of this request exists: it inserted it (`?1` provider, `?4` dedup key, `?5`
-/// this request's receipt).
-const MINE: &str = "EXISTS (SELECT 1 FROM events WHERE provider = ?1 AND dedup_key = ?4 \
-     AND type = 'webhook' AND receipt = ?5)";
+/// The event row of this request exists: it inserted it (`?1` provider, `?2` the subject's ref
+/// or NULL, `?4` dedup key, `?5` this request's receipt). Found through `events_webhooks`,
+/// which holds the rows about no subject too.
+const MINE: &str = "EXISTS (SELECT 1 FROM events WHERE provider = ?1 AND ref IS ?2 \
+     AND dedup_key = ?4 AND type = 'webhook' AND receipt = ?5)";
 /// When the event last asked for a check: its first arrival, or a repeat's since.
 const LAST_ASKED: &str = "(SELECT COALESCE(last_at, at) FROM events \
-     WHERE provider = ?1 AND dedup_key = ?4 AND type = 'webhook')";
+     WHERE provider = ?1 AND ref = ?2 AND dedup_key = ?4 AND type = 'webhook')";
 
 /// A webhook's statements about its subject, in this order: create it (returns `created`),
 /// make it due (returns `due`), the batch's one tally write, a repeat's `last_at`. Creating
@@ -150,7 +160,7 @@ fn about_subject(
                  ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING name"
             ),
             p,
-            SqlValue::Null,
+            subject_ref,
             SqlValue::Null,
             dedup_key,
             receipt,
@@ -165,7 +175,7 @@ fn about_subject(
         // (`id = NULL` matches nothing), which keeps a status change's webhook 3 rows lighter.
         statement!(
             "UPDATE events SET last_at = ?3 WHERE id = CASE WHEN changes() = 1 THEN \
-                 (SELECT id FROM events WHERE provider = ?1 AND dedup_key = ?2 \
+                 (SELECT id FROM events WHERE provider = ?1 AND ref = ?5 AND dedup_key = ?2 \
                    AND type = 'webhook') END \
                AND CASE WHEN receipt IS NOT ?4 \
                  THEN EXISTS (SELECT 1 FROM subjects WHERE provider = ?1 AND ref = ?5 \
@@ -227,18 +237,41 @@ impl WebhookRecord {
     }
 }
 
+/// Whether a webhook `w` about the subject `subject` names (conditions on `w`) meets `matching`:
+/// a lookup in each index the subject's rows are in (migrations/0011), its webhooks and the
+/// repeats stored as rows before 0008 (`type <> 'webhook'` is spelled out for SQLite to use
+/// the partial index).
+pub(crate) fn webhook_exists(subject: &str, matching: &str) -> String {
+    format!(
+        "(EXISTS (SELECT 1 FROM events w WHERE {subject} AND w.type = 'webhook' AND {matching}) \
+         OR EXISTS (SELECT 1 FROM events w WHERE {subject} AND w.type <> 'webhook' \
+           AND w.type = 'duplicate' AND {matching}))"
+    )
+}
+
 /// A subject's history, newest first, from before event `before` (a page cursor).
 /// Rows `{id, type, kind, announces, provider_at, at, source, from_status, to_status, drift}`.
+/// Its webhooks and its other rows are in two indexes (migrations/0011): the newest `limit`
+/// of each, merged. The webhooks' index is in key order, so all of the subject's webhooks
+/// before the cursor are read and sorted; the other rows come in id order.
 pub fn history(
     provider: Provider,
     subject_ref: &SubjectRef,
     before: Option<i64>,
     limit: u32,
 ) -> Statement {
+    const COLUMNS: &str = "id, type, kind, announces, provider_at, at, last_at, source, \
+         from_status, to_status, drift";
     statement!(
-        "SELECT id, type, kind, announces, provider_at, at, last_at, source, from_status, to_status, \
-           drift \
-         FROM events WHERE provider = ?1 AND ref = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
+        format!(
+            "SELECT * FROM (SELECT {COLUMNS} FROM events INDEXED BY events_webhooks \
+               WHERE provider = ?1 AND ref = ?2 AND type = 'webhook' AND id < ?3 \
+               ORDER BY id DESC LIMIT ?4) \
+             UNION ALL SELECT * FROM (SELECT {COLUMNS} FROM events INDEXED BY events_by_subject \
+               WHERE provider = ?1 AND ref = ?2 AND type <> 'webhook' AND id < ?3 \
+               ORDER BY id DESC LIMIT ?4) \
+             ORDER BY id DESC LIMIT ?4"
+        ),
         provider.as_str(),
         subject_ref.as_str(),
         before.unwrap_or(i64::MAX >> 11),

@@ -6,7 +6,7 @@ use rusqlite::types::{Value as Cell, ValueRef};
 use rusqlite::{params_from_iter, Connection};
 use serde_json::{Map, Value};
 
-pub(crate) const MIGRATIONS: [&str; 10] = [
+pub(crate) const MIGRATIONS: [&str; 11] = [
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_compare_and_set.sql"),
     include_str!("../../../migrations/0003_notifications.sql"),
@@ -17,6 +17,7 @@ pub(crate) const MIGRATIONS: [&str; 10] = [
     include_str!("../../../migrations/0008_reading_windows.sql"),
     include_str!("../../../migrations/0009_alerts.sql"),
     include_str!("../../../migrations/0010_status_moves.sql"),
+    include_str!("../../../migrations/0011_webhook_rows_one_index.sql"),
 ];
 
 /// An in-memory database with every migration applied.

@@ -233,11 +233,14 @@ pub const SINCE_FOLD: &str =
 /// A webhook of the same subject announcing the change's status (or any change) that arrived
 /// after the change was written and no later than `?2` after it (`c` is the change); a repeat
 /// counts only for an undated body (see [`crate::reconcile::ANNOUNCED_AT`]).
-const LATE_ANNOUNCEMENT: &str = "EXISTS (SELECT 1 FROM events w \
-     WHERE w.provider = c.provider AND w.ref = c.ref AND w.type IN ('webhook', 'duplicate') \
-       AND w.announces IN (c.to_status, '*') \
-       AND ((w.at > c.at AND w.at <= c.at + ?2) \
-         OR (w.provider_at IS NULL AND w.last_at > c.at AND w.last_at <= c.at + ?2)))";
+fn late_announcement() -> String {
+    super::events::webhook_exists(
+        "w.provider = c.provider AND w.ref = c.ref",
+        "w.announces IN (c.to_status, '*') \
+         AND ((w.at > c.at AND w.at <= c.at + ?2) \
+           OR (w.provider_at IS NULL AND w.last_at > c.at AND w.last_at <= c.at + ?2))",
+    )
+}
 
 /// Suspected drift old enough to settle (`?1`: written no later than this) and already
 /// folded (so the fold never counts it).
@@ -250,6 +253,7 @@ pub(crate) const SETTLING: &str = "c.drift = 2 AND c.at <= ?1 \
 /// others are not. One batch (a transaction: no event can slip between the count and the
 /// mark). The first statement returns what was folded (as [`SINCE_FOLD`]).
 pub fn fold(now: Timestamp, grace: TimeDelta) -> Vec<Statement> {
+    let late = late_announcement();
     let cutoff = now - grace;
     let grace_ms = grace.num_milliseconds();
     vec![
@@ -282,7 +286,7 @@ pub fn fold(now: Timestamp, grace: TimeDelta) -> Vec<Statement> {
             format!(
                 "INSERT INTO tallies (name, value) \
                  SELECT 'drift.' || c.provider, COUNT(*) FROM events c \
-                 WHERE {SETTLING} AND NOT {LATE_ANNOUNCEMENT} GROUP BY c.provider \
+                 WHERE {SETTLING} AND NOT {late} GROUP BY c.provider \
                  ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
             ),
             cutoff,
@@ -290,7 +294,7 @@ pub fn fold(now: Timestamp, grace: TimeDelta) -> Vec<Statement> {
         ),
         statement!(
             format!(
-                "UPDATE events AS c SET drift = CASE WHEN {LATE_ANNOUNCEMENT} THEN 0 ELSE 1 END \
+                "UPDATE events AS c SET drift = CASE WHEN {late} THEN 0 ELSE 1 END \
                  WHERE {SETTLING}"
             ),
             cutoff,

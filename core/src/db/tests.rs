@@ -514,14 +514,108 @@ fn suspected_drift_is_settled_once_late_webhooks_had_time_to_arrive() {
 }
 
 #[test]
+fn a_repeat_stored_as_a_row_before_0008_still_announces_a_change() {
+    use crate::reconcile::{DRIFT_GRACE, SUSPECTED_DRIFT};
+    let db = database();
+    change_row(&db, "old", KycStatus::Approved, SUSPECTED_DRIFT, at(0));
+    run(
+        &db,
+        &crate::statement!(
+            "INSERT INTO events (provider, ref, type, announces, at) \
+             VALUES ('argos', 'old', 'duplicate', 'approved', ?1)",
+            at(60_000)
+        ),
+    );
+    batch(
+        &db,
+        &fold(at(DRIFT_GRACE.num_milliseconds() + 60_000), DRIFT_GRACE),
+    );
+    assert_eq!(
+        sql(&db, "SELECT drift AS n FROM events WHERE type = 'change'"),
+        0
+    );
+}
+
+#[test]
 fn settling_drift_reads_only_the_suspects() {
     let db = database();
     let statements = fold(at(0), crate::reconcile::DRIFT_GRACE);
     for statement in &statements[3..] {
         let plan = query_plan(&db, statement).join("; ");
         assert!(plan.contains("events_drift_suspected"), "{plan}");
-        assert!(!plan.contains("SCAN events"), "{plan}");
+        // The webhooks that may announce a suspect: a lookup per subject in each index.
+        assert!(plan.contains("USING INDEX events_webhooks"), "{plan}");
+        assert!(plan.contains("USING INDEX events_by_subject"), "{plan}");
+        assert!(
+            !plan.contains("SCAN events") && !plan.contains("SCAN w"),
+            "{plan}"
+        );
     }
+}
+
+#[test]
+fn a_webhook_is_recorded_and_found_again_through_one_index() {
+    let db = database();
+    let about_nothing = WebhookEvent {
+        subject: None,
+        ..webhook("u1", KycStatus::Approved)
+    };
+    for event in [webhook("u1", KycStatus::Approved), about_nothing] {
+        let record = record_webhook(Provider::named("argos"), &event, "k", "r", at(0));
+        for statement in &record.statements {
+            let plan = query_plan(&db, statement).join("; ");
+            assert!(!plan.contains("SCAN events"), "{}: {plan}", statement.sql);
+        }
+    }
+}
+
+#[test]
+fn a_subjects_history_merges_its_webhooks_and_its_changes_newest_first() {
+    use super::events::history;
+    let db = database();
+    // Webhooks whose dedup keys sort against their order of arrival, and changes between them.
+    for (i, body) in ["z", "y", "x"].into_iter().enumerate() {
+        let now = at(10 * i as i64);
+        deliver(&db, &webhook("u1", KycStatus::Approved), body, now);
+        change_row(
+            &db,
+            "u1",
+            KycStatus::Approved,
+            0,
+            now + TimeDelta::milliseconds(1),
+        );
+    }
+    deliver(&db, &webhook("u2", KycStatus::Approved), "other", at(50));
+    let page = |before: Option<i64>, limit: u32| -> Vec<(i64, String)> {
+        run(
+            &db,
+            &history(Provider::named("argos"), &r("u1"), before, limit),
+        )
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_i64().unwrap(),
+                e["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+    };
+    let all = page(None, 10);
+    let types: Vec<&str> = all.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        ["change", "webhook", "change", "webhook", "change", "webhook"]
+    );
+    assert!(all.windows(2).all(|w| w[0].0 > w[1].0), "{all:?}");
+    assert_eq!(page(None, 3), all[..3]);
+    assert_eq!(page(Some(all[2].0), 3), all[3..]);
+    let plan = query_plan(&db, &history(Provider::named("argos"), &r("u1"), None, 10)).join("; ");
+    assert!(
+        plan.contains("events_webhooks")
+            && plan.contains("events_by_subject")
+            && !plan.contains("SCAN events"),
+        "{plan}"
+    );
 }
 
 #[test]
