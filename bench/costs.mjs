@@ -354,11 +354,15 @@ export async function measureCosts({ checkout, n, width, progress = () => {}, sq
     // held, so each reconcile starts as soon as the queue delivers it, as in production (the
     // hold above makes every carried health look older than a reconcile may trust, which adds
     // a provider-health statement there). Ingress, reconcile and the next run's fold, together.
+    // Its bodies are dated now, after the status they replace (found by `check_changed`), as a
+    // provider's would be; the run before folds what the phases above left.
+    await stack.cron(Date.now() + 60_000);
     for (const id of ids) stack.standIn.setAlign(id, { status: "approved", sub_status: "kyc_form_submission_accepted" });
+    const now = Date.now() - base;
     await phase(
       "change_unheld",
       async () => {
-        await webhooks(ids.map((id, i) => body(id, i, "approved", 120_000)), ALIGN_KEY);
+        await webhooks(ids.map((id, i) => body(id, i, "approved", now)), ALIGN_KEY);
         await stack.settle({ what: "change_unheld: the queue to settle" });
         await stack.cron(Date.now() + 180_000);
       },
