@@ -19,6 +19,7 @@ mod random;
 mod reconcile;
 mod routes;
 mod services;
+mod stream;
 
 use kyc_core::time::{epoch, from_millis};
 use worker::{

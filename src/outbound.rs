@@ -7,7 +7,6 @@
 use crate::calls::{Call, Calls};
 use crate::clock;
 use futures_util::future::{select, Either};
-use futures_util::StreamExt;
 use kyc_core::headers::{CONTENT_LENGTH, RATELIMIT_RESET, RETRY_AFTER};
 use kyc_core::outbound::{is_redirect, location_for_record, CappedBody, OutboundError};
 use kyc_core::providers::StatusRequest;
@@ -65,19 +64,19 @@ pub async fn get(
 async fn read_capped(response: &mut Response, limit: usize) -> Result<Vec<u8>, OutboundError> {
     let declared = response.headers().get(CONTENT_LENGTH).ok().flatten();
     let mut body = CappedBody::new(limit, declared.as_deref())?;
-    match response.body() {
+    let stream = match response.body() {
         ResponseBody::Empty => return Ok(body.finish()),
         ResponseBody::Body(bytes) => {
             body.push(bytes)?;
             return Ok(body.finish());
         }
-        ResponseBody::Stream(_) => {}
+        ResponseBody::Stream(stream) => stream.clone(),
+    };
+    match crate::stream::read_within(stream, limit).await {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(OutboundError::TooLarge { limit }),
+        Err(_) => Err(OutboundError::Transport),
     }
-    let mut stream = response.stream().map_err(|_| OutboundError::Transport)?;
-    while let Some(chunk) = stream.next().await {
-        body.push(&chunk.map_err(|_| OutboundError::Transport)?)?;
-    }
-    Ok(body.finish())
 }
 
 /// A redirect's `Location`, made safe to log and record.

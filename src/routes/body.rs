@@ -3,7 +3,6 @@
 //! limit. No route buffers more than its limit, whatever the caller sends.
 
 use crate::error::ApiError;
-use futures_util::StreamExt;
 use kyc_core::api::ErrorCode;
 use kyc_core::headers::CONTENT_LENGTH;
 use worker::Request;
@@ -36,18 +35,8 @@ pub fn too_large(limit: usize) -> ApiError {
 /// `limit` bytes: `None` then.
 pub async fn read_at_most(req: &mut Request, limit: usize) -> worker::Result<Option<Vec<u8>>> {
     // No body at all (not even an empty stream): nothing to read.
-    if req.inner().body().is_none() {
+    let Some(stream) = req.inner().body() else {
         return Ok(Some(Vec::new()));
-    }
-    let mut stream = req.stream()?;
-    let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        // body.len() <= limit holds throughout, so this cannot underflow.
-        if chunk.len() > limit - body.len() {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
+    };
+    Ok(crate::stream::read_within(stream, limit).await?)
 }
