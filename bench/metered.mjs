@@ -216,19 +216,24 @@ export async function attachProfiler(inspectorUrl, { intervalUs }) {
     });
   await send("Profiler.enable");
   await send("Profiler.setSamplingInterval", { interval: intervalUs });
+  /** V8's CPU profile of the isolate while `fn` runs. */
+  async function record(fn) {
+    await send("Profiler.start");
+    let stopped = false;
+    try {
+      await fn();
+      const { profile } = await send("Profiler.stop");
+      stopped = true;
+      return profile;
+    } finally {
+      if (!stopped) await send("Profiler.stop");
+    }
+  }
   return {
     intervalUs,
+    record,
     async measure(fn) {
-      await send("Profiler.start");
-      let stopped = false;
-      try {
-        await fn();
-        const { profile } = await send("Profiler.stop");
-        stopped = true;
-        return sampledTime(profile, intervalUs);
-      } finally {
-        if (!stopped) await send("Profiler.stop");
-      }
+      return sampledTime(await record(fn), intervalUs);
     },
     async close() {
       ws.close();
