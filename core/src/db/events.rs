@@ -38,20 +38,17 @@ pub fn record_webhook(
     let p = provider.as_str();
     let subject_ref = event.subject.as_ref().map(|s| s.subject_ref.as_str());
     let announces = event.announces.to_db();
-    // The unique index the event is deduplicated by: `events_webhooks` when it names a subject,
-    // `events_unattached` when not (migrations/0011).
-    let conflict = if subject_ref.is_some() {
-        "(provider, ref, dedup_key) WHERE type = 'webhook'"
-    } else {
-        "(provider, dedup_key) WHERE type = 'webhook' AND ref IS NULL"
-    };
+    // Deduplicated by a lookup rather than `ON CONFLICT`, whose target must name one unique
+    // index exactly: this way the statement runs on the schema before 0011 too, so the worker
+    // can be deployed before that migration is applied (README, "Upgrading"). The batch is a
+    // transaction and D1 runs one at a time, so the lookup and the insert cannot be split;
+    // the unique indexes (`events_webhooks`, `events_unattached`) still refuse a second row.
     let mut statements = vec![statement!(
-        format!(
-            "INSERT INTO events (provider, ref, type, kind, dedup_key, receipt, announces, \
-               provider_at, at) \
-             VALUES (?1, ?2, 'webhook', ?3, ?4, ?5, ?6, ?7, ?8) \
-             ON CONFLICT {conflict} DO NOTHING"
-        ),
+        "INSERT INTO events (provider, ref, type, kind, dedup_key, receipt, announces, \
+           provider_at, at) \
+         SELECT ?1, ?2, 'webhook', ?3, ?4, ?5, ?6, ?7, ?8 \
+         WHERE NOT EXISTS (SELECT 1 FROM events WHERE provider = ?1 AND ref IS ?2 \
+           AND dedup_key = ?4 AND type = 'webhook')",
         p,
         subject_ref,
         event.kind.as_str(),
@@ -264,10 +261,10 @@ pub fn history(
          from_status, to_status, drift";
     statement!(
         format!(
-            "SELECT * FROM (SELECT {COLUMNS} FROM events INDEXED BY events_webhooks \
+            "SELECT * FROM (SELECT {COLUMNS} FROM events \
                WHERE provider = ?1 AND ref = ?2 AND type = 'webhook' AND id < ?3 \
                ORDER BY id DESC LIMIT ?4) \
-             UNION ALL SELECT * FROM (SELECT {COLUMNS} FROM events INDEXED BY events_by_subject \
+             UNION ALL SELECT * FROM (SELECT {COLUMNS} FROM events \
                WHERE provider = ?1 AND ref = ?2 AND type <> 'webhook' AND id < ?3 \
                ORDER BY id DESC LIMIT ?4) \
              ORDER BY id DESC LIMIT ?4"

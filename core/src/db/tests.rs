@@ -569,6 +569,38 @@ fn a_webhook_is_recorded_and_found_again_through_one_index() {
     }
 }
 
+/// The worker is deployed before 0011 is applied (README, "Upgrading"): on the schema before
+/// it, webhooks are recorded, deduplicated and listed as on the new one.
+#[test]
+fn webhooks_are_recorded_and_deduplicated_on_the_schema_before_0011_too() {
+    use super::events::history;
+    let migrations = super::sqlite::MIGRATIONS;
+    let old = Connection::open_in_memory().unwrap();
+    for migration in &migrations[..migrations.len() - 1] {
+        old.execute_batch(migration).unwrap();
+    }
+    let about_nothing = WebhookEvent {
+        subject: None,
+        ..webhook("u1", KycStatus::Approved)
+    };
+    for db in [old, database()] {
+        let u1 = webhook("u1", KycStatus::Approved);
+        assert_eq!(deliver(&db, &u1, "a", at(0)), (false, true, false));
+        assert!(deliver(&db, &u1, "a", at(1)).0, "a repeat");
+        assert!(!deliver(&db, &about_nothing, "b", at(2)).0);
+        assert!(deliver(&db, &about_nothing, "b", at(3)).0, "a repeat");
+        assert_eq!(
+            sql(
+                &db,
+                "SELECT COUNT(*) AS n FROM events WHERE type = 'webhook'"
+            ),
+            2
+        );
+        let listed = run(&db, &history(Provider::named("argos"), &r("u1"), None, 10));
+        assert_eq!(listed.len(), 1);
+    }
+}
+
 #[test]
 fn a_subjects_history_merges_its_webhooks_and_its_changes_newest_first() {
     use super::events::history;
