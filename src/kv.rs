@@ -2,13 +2,14 @@
 //! `kyc_core::projection`); this module only performs its calls.
 
 use crate::calls::{Call, Calls};
+use crate::clock;
 use crate::d1;
 use crate::error::StoreError;
 use crate::queue;
 use crate::services::Services;
 use kyc_core::db::subjects::SubjectRow;
 use kyc_core::jobs::Job;
-use kyc_core::projection::{self, Outcome, Projection, ProjectionStep};
+use kyc_core::projection::{self, Outcome, Projection, ProjectionStep, Timing};
 use kyc_core::reconcile::run::Input;
 use kyc_core::subject::{Provider, SubjectRef};
 use worker::Env;
@@ -47,37 +48,48 @@ pub async fn perform(services: &Services<'_>, step: &ProjectionStep) -> Input {
     }
 }
 
-/// Projects `row` (as D1 returned it from a write); if a KV call fails, queues a `project`
-/// job that repairs the key a moment later. Returns what the log says.
-pub async fn project(services: &Services<'_>, row: &SubjectRow) -> Result<&'static str, String> {
-    let mut projection = Projection::new(row.clone());
+/// Projects `row` (as D1 returned it from a write); if a KV call fails, or `settle` (the
+/// write may have overtaken the previous version's put), queues a `project` job that looks
+/// at the key a moment later. Returns what the log says.
+pub async fn project(
+    services: &Services<'_>,
+    row: &SubjectRow,
+    settle: bool,
+) -> Result<&'static str, String> {
+    let timing = Timing::new(services.config.kv_ttl);
+    let mut projection = Projection::new(row.clone(), timing);
     let mut input = Input::Begin;
     let outcome = loop {
-        match projection.resume(input, services.config.kv_ttl) {
+        match projection.resume(input, clock::now()) {
             ProjectionStep::Over(outcome) => break outcome,
             step => input = perform(services, &step).await,
         }
     };
-    match outcome {
-        Outcome::Written => Ok("written"),
-        Outcome::Current => Ok("current"),
-        Outcome::Superseded => Ok("superseded"),
-        Outcome::Failed(error) => {
-            let repair = Job::Project {
-                provider: row.provider,
-                subject_ref: row.subject_ref.clone(),
-            };
-            let queued = queue::send_later(
-                &services.calls,
-                services.env,
-                &repair,
-                projection::REPAIR_DELAY_SECONDS,
-            )
-            .await;
-            Err(match queued {
-                Ok(()) => error,
-                Err(queue_error) => format!("{error}; the repair was not queued: {queue_error}"),
-            })
+    let (said, error) = match outcome {
+        Outcome::Written => ("written", None),
+        Outcome::Current => ("current", None),
+        Outcome::Superseded => ("superseded", None),
+        Outcome::Failed(error) => ("failed", Some(error)),
+    };
+    if error.is_none() && !settle {
+        return Ok(said);
+    }
+    let delay = if settle {
+        timing.settle_seconds()
+    } else {
+        projection::REPAIR_DELAY_SECONDS
+    };
+    let repair = Job::Project {
+        provider: row.provider,
+        subject_ref: row.subject_ref.clone(),
+    };
+    let queued = queue::send_later(&services.calls, services.env, &repair, delay).await;
+    match (error, queued) {
+        (None, Ok(())) => Ok(said),
+        (None, Err(queue_error)) => Err(format!("the KV check was not queued: {queue_error}")),
+        (Some(error), Ok(())) => Err(error),
+        (Some(error), Err(queue_error)) => {
+            Err(format!("{error}; the repair was not queued: {queue_error}"))
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::outbound::{self, NotSent};
 use crate::queue;
 use crate::services::Services;
 use kyc_core::jobs::ReconcileJob;
-use kyc_core::projection::ProjectRun;
+use kyc_core::projection::{ProjectRun, Timing};
 use kyc_core::reconcile::run::{Input, Report, RetryReason, Run, Settings, Step};
 use kyc_core::reconcile::Effect;
 use kyc_core::subject::{ref_for_log, Provider, SubjectRef};
@@ -49,7 +49,7 @@ pub async fn reconcile(
     let settings = Settings {
         schedule: &services.config.schedule,
         notify: services.config.delivery.is_some(),
-        kv_ttl: services.config.kv_ttl,
+        kv: Timing::new(services.config.kv_ttl),
     };
     let mut run = Run::new(job.clone(), protocol, settings);
     let report = drive(services, &mut run).await;
@@ -66,7 +66,11 @@ pub async fn project(
 ) -> Result<(), StoreError> {
     log.set("provider", provider.as_str())
         .set("ref", ref_for_log(subject_ref.as_str()).as_ref());
-    let mut run = ProjectRun::new(provider, subject_ref.clone(), services.config.kv_ttl);
+    let mut run = ProjectRun::new(
+        provider,
+        subject_ref.clone(),
+        Timing::new(services.config.kv_ttl),
+    );
     let report = drive(services, &mut run).await;
     describe(log, &report);
     verdict(report)
@@ -170,6 +174,9 @@ fn describe(log: &mut Line, report: &Report) {
     }
     if let Some(kv) = report.kv {
         log.set("kv", kv);
+    }
+    if report.kv_settle {
+        log.set("kv_settle", true);
     }
     if let Some(error) = &report.kv_error {
         log.set("kv_error", error.as_str());

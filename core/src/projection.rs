@@ -3,9 +3,19 @@
 //! anything.
 //!
 //! KV has no compare-and-set, and it accepts one write a second per key: two projections can
-//! land out of order, and a put or a delete can fail. So after each put the projection reads
-//! the subject's version in D1, and deletes the key if a newer one was written meanwhile
-//! (readers then fall back to D1, and the newer writer's own put restores it). When any KV
+//! land out of order, and a put or a delete can fail. A put that lands after a newer version's
+//! is caught by one of two checks (docs/ordering.md, "KV"):
+//! - a put that took longer than [`Timing::quiet_put`] from its row's write reads the
+//!   subject's version in D1 afterwards, and deletes the key if a newer one was written
+//!   meanwhile (readers then fall back to D1, and the newer writer's own put restores it);
+//! - a write that makes a new version of a row written less than [`Timing::overtake_window`]
+//!   ago (whose put may not have landed yet) queues a `project` job that runs once every such
+//!   put has landed, and puts D1's row if KV is behind.
+//!
+//! A put that lands after a newer writer's has to have been under way when that writer
+//! wrote, so one of the two sees it: either it was slow (and reads the version itself), or
+//! the newer write came within the window. The common case, a put soon after its write with
+//! no other write near it, costs no D1 call after the put. When any KV
 //! call fails, the caller queues a `project` job ([`ProjectRun`]) that puts D1's row again a
 //! moment later: KV is repaired within seconds, not at the entry's expiry. And a check that
 //! writes nothing for KV, of a subject that changed recently, first reads KV and puts D1's row
@@ -20,12 +30,74 @@ use crate::subject::{Provider, SubjectRef};
 use crate::time::{TimeDelta, Timestamp};
 use serde::Deserialize;
 
-/// Calls one projection makes at most: the put, the version read, a delete.
-pub const CALLS: u32 = 3;
+/// Calls one projection makes at most: the put, the version read, a delete, and the
+/// `project` job queued after it (a repair, or the check after overtaking a recent write).
+pub const CALLS: u32 = 4;
 
 /// How long a repair waits: KV accepts one write a second per key, so a put that failed
 /// because another had just landed succeeds after this.
 pub const REPAIR_DELAY_SECONDS: u32 = 2;
+
+/// A put that completes within this of its row's write reads no version afterwards. KV puts
+/// take tens of milliseconds as a rule; a slower one pays the version read.
+pub const QUIET_PUT: TimeDelta = TimeDelta::seconds(1);
+
+/// How far the clocks of two invocations (each writing its own `updated_at`) may disagree,
+/// both errors together. Cloudflare's machines keep time by NTP, to milliseconds; this is
+/// generous so that the argument above does not rest on it.
+pub const CLOCK_MARGIN: TimeDelta = TimeDelta::seconds(2);
+
+/// What a projection needs from the configuration, and the timing that makes a version read
+/// after a put unnecessary (see the module's comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How long KV keeps an entry.
+    pub ttl: TimeDelta,
+    /// A put completed within this of its row's write needs no version read afterwards.
+    pub quiet_put: TimeDelta,
+}
+
+impl Timing {
+    pub fn new(ttl: TimeDelta) -> Self {
+        Self {
+            ttl,
+            quiet_put: QUIET_PUT,
+        }
+    }
+
+    /// A write made within this of the previous version's write may have overtaken that
+    /// version's put, still under way.
+    pub fn overtake_window(&self) -> TimeDelta {
+        self.quiet_put + CLOCK_MARGIN
+    }
+
+    /// Whether a write at `now` that makes a new version of `stored` may land its put before
+    /// `stored`'s own (which then leaves KV behind): `stored` is a projected version (the
+    /// first version of a row is never skipped: see [`Projection`]) written within
+    /// [`Self::overtake_window`]. Then a `project` job must look at KV once
+    /// [`Self::settle_seconds`] have passed.
+    pub fn may_overtake(&self, stored: &SubjectRow, now: Timestamp) -> bool {
+        stored.version > FIRST_VERSION && now - stored.updated_at < self.overtake_window()
+    }
+
+    /// Seconds after which every put a write within the window may have overtaken has
+    /// landed (or been read after), and a failed put can be made again.
+    pub fn settle_seconds(&self) -> u32 {
+        let window = u32::try_from(self.overtake_window().num_seconds()).unwrap_or(u32::MAX);
+        window.max(REPAIR_DELAY_SECONDS)
+    }
+
+    /// No version read after a put of `row` completed at `now`: a later version's writer
+    /// wrote within the window and checks KV after it (see [`Self::may_overtake`]). A row's
+    /// first version is also what the ingress writes when it creates a subject, which no
+    /// projection follows, so a writer replacing it does not look: its put reads instead.
+    fn put_is_quiet(&self, row: &SubjectRow, now: Timestamp) -> bool {
+        row.version > FIRST_VERSION && now - row.updated_at <= self.quiet_put
+    }
+}
+
+/// A subject's version when it is created (migrations/0001_init.sql).
+const FIRST_VERSION: i64 = 1;
 
 /// KV's shortest expiration.
 pub const MIN_TTL_SECONDS: i64 = 60;
@@ -83,29 +155,33 @@ enum State {
     Over,
 }
 
-/// Projecting one row: put, check, perhaps delete.
+/// Projecting one row: put, perhaps check, perhaps delete.
 pub struct Projection {
     row: SubjectRow,
+    timing: Timing,
     state: State,
 }
 
 impl Projection {
-    pub fn new(row: SubjectRow) -> Self {
+    pub fn new(row: SubjectRow, timing: Timing) -> Self {
         Self {
             row,
+            timing,
             state: State::Start,
         }
     }
 
     /// Put `row` only if KV holds an older version of it (or cannot tell).
-    pub fn if_behind(row: SubjectRow) -> Self {
+    pub fn if_behind(row: SubjectRow, timing: Timing) -> Self {
         Self {
             row,
+            timing,
             state: State::StartIfBehind,
         }
     }
 
-    pub fn resume(&mut self, input: Input, ttl: TimeDelta) -> ProjectionStep {
+    /// The next KV call, given the answer to the last one (`Input::Begin` first) at `now`.
+    pub fn resume(&mut self, input: Input, now: Timestamp) -> ProjectionStep {
         let key = key(self.row.provider, &self.row.subject_ref);
         let state = std::mem::replace(&mut self.state, State::Over);
         match (state, input) {
@@ -127,7 +203,7 @@ impl Projection {
                     }
                     Some(_) => {
                         self.state = State::Start;
-                        self.resume(Input::Begin, ttl)
+                        self.resume(Input::Begin, now)
                     }
                 }
             }
@@ -141,9 +217,12 @@ impl Projection {
                 ProjectionStep::Put {
                     key,
                     value,
-                    ttl_seconds: u64::try_from(ttl.num_seconds().max(MIN_TTL_SECONDS))
+                    ttl_seconds: u64::try_from(self.timing.ttl.num_seconds().max(MIN_TTL_SECONDS))
                         .unwrap_or(u64::MAX),
                 }
+            }
+            (State::Putting, Input::Done) if self.timing.put_is_quiet(&self.row, now) => {
+                ProjectionStep::Over(Outcome::Written)
             }
             (State::Putting, Input::Done) => {
                 self.state = State::Verifying;
@@ -201,25 +280,25 @@ fn failure(input: Input, call: &str) -> String {
 pub struct ProjectRun {
     provider: Provider,
     subject_ref: SubjectRef,
-    ttl: TimeDelta,
+    timing: Timing,
     projection: Option<Projection>,
     report: Report,
     started: bool,
 }
 
 impl ProjectRun {
-    pub fn new(provider: Provider, subject_ref: SubjectRef, ttl: TimeDelta) -> Self {
+    pub fn new(provider: Provider, subject_ref: SubjectRef, timing: Timing) -> Self {
         Self {
             provider,
             subject_ref,
-            ttl,
+            timing,
             projection: None,
             report: Report::default(),
             started: false,
         }
     }
 
-    pub fn resume(&mut self, input: Input, _now: Timestamp) -> Step {
+    pub fn resume(&mut self, input: Input, now: Timestamp) -> Step {
         if !self.started {
             self.started = true;
             return Step::Read(subjects::load(self.provider, &self.subject_ref));
@@ -243,8 +322,8 @@ impl ProjectRun {
             return match loaded {
                 Ok(Some(found)) => {
                     self.report.row = Some(Box::new(found.clone()));
-                    let mut projection = Projection::if_behind(found);
-                    let step = projection.resume(Input::Begin, self.ttl);
+                    let mut projection = Projection::if_behind(found, self.timing);
+                    let step = projection.resume(Input::Begin, now);
                     self.projection = Some(projection);
                     self.kv(step)
                 }
@@ -259,7 +338,7 @@ impl ProjectRun {
                 }
             };
         };
-        let step = projection.resume(input, self.ttl);
+        let step = projection.resume(input, now);
         self.kv(step)
     }
 
@@ -285,5 +364,84 @@ impl ProjectRun {
             step => return Step::Kv(step),
         }
         Step::Finished(Box::new(std::mem::take(&mut self.report)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{sqlite, subjects::register};
+    use crate::subject::RefKind;
+    use crate::time::from_millis;
+
+    fn at_ms(ms: i64) -> Timestamp {
+        from_millis(1_800_000_000_000 + ms).unwrap()
+    }
+
+    /// A subject as registration writes it, then `version` written at `written_ms`.
+    fn row(version: i64, written_ms: i64) -> SubjectRow {
+        let db = sqlite::database();
+        let subject_ref = SubjectRef::parse("u1").unwrap();
+        let results = sqlite::batch(
+            &db,
+            &register(
+                Provider::named("align"),
+                &subject_ref,
+                RefKind::User,
+                None,
+                at_ms(0),
+            ),
+        );
+        let mut row: SubjectRow = crate::db::row(&results[4][0]).unwrap();
+        assert_eq!(row.version, FIRST_VERSION, "a new subject's version");
+        row.version = version;
+        row.updated_at = at_ms(written_ms);
+        row
+    }
+
+    /// The step after a put of `row` answered at `answered_ms`.
+    fn after_put(row: SubjectRow, answered_ms: i64) -> ProjectionStep {
+        let mut projection = Projection::new(row, Timing::new(TimeDelta::hours(1)));
+        let put = projection.resume(Input::Begin, at_ms(answered_ms));
+        assert!(matches!(put, ProjectionStep::Put { .. }), "{put:?}");
+        projection.resume(Input::Done, at_ms(answered_ms))
+    }
+
+    #[test]
+    fn a_put_within_the_quiet_second_of_its_write_reads_no_version_and_a_slower_one_does() {
+        assert_eq!(
+            after_put(row(3, 10_000), 11_000),
+            ProjectionStep::Over(Outcome::Written)
+        );
+        assert!(matches!(
+            after_put(row(3, 10_000), 11_001),
+            ProjectionStep::Verify(_)
+        ));
+    }
+
+    #[test]
+    fn the_first_version_always_reads_after_its_put() {
+        // A write replacing the first version does not look at KV (the ingress writes that
+        // version without projecting it), so its put is the one that must look.
+        let first = row(FIRST_VERSION, 10_000);
+        assert!(matches!(
+            after_put(first.clone(), 10_000),
+            ProjectionStep::Verify(_)
+        ));
+        let timing = Timing::new(TimeDelta::hours(1));
+        assert!(!timing.may_overtake(&first, at_ms(10_000)));
+    }
+
+    #[test]
+    fn a_write_within_the_window_of_the_previous_version_may_overtake_its_put() {
+        let timing = Timing::new(TimeDelta::hours(1));
+        let previous = row(3, 10_000);
+        // A put that reads nothing after completed within a second of its write; a newer
+        // version's write that lands its put first came before that, so within the window
+        // (with the clock margin) of the previous write.
+        assert!(timing.may_overtake(&previous, at_ms(10_000 + 2_999)));
+        assert!(!timing.may_overtake(&previous, at_ms(10_000 + 3_000)));
+        // Every such put has landed once the window has passed, from the newer write on.
+        assert_eq!(timing.settle_seconds(), 3);
     }
 }

@@ -136,7 +136,9 @@ pub async fn put(
         .map_err(|e| ApiError::from(StoreError::Unreadable(e)))?
         .ok_or_else(|| ApiError::from(StoreError::NotReturned("the registered subject")))?;
     if registration.project() {
-        if let Err(error) = kv::project(services, &registration.row).await {
+        // A new external id is a new version of a row whose own put may still be under way:
+        // its time is not known here, so the key is looked at again once that put has landed.
+        if let Err(error) = kv::project(services, &registration.row, registration.renamed).await {
             log.set("kv_error", error);
         }
     }

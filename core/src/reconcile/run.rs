@@ -18,15 +18,15 @@ use crate::projection::{self, Projection, ProjectionStep};
 use crate::providers::{AnswerError, CheckTarget, ProviderProtocol, StatusCheck, StatusRequest};
 use crate::schedule::ScheduleConfig;
 use crate::status::KycStatus;
-use crate::time::{from_millis, TimeDelta, Timestamp};
+use crate::time::{from_millis, Timestamp};
 
 /// Writers that raced us get this many re-reads before the job is retried by the queue.
 pub const MAX_CONFLICTS: u32 = 5;
 
 /// Calls a check sets aside before its write (topping up what the consumer reserved when it
-/// admitted the job): the write, the notification queued and the projection (put, version
-/// read, perhaps a delete), so that once the write is made KV cannot be left behind for want
-/// of calls. A re-check after a contested reading, or a KV repair, is queued if calls remain;
+/// admitted the job): the write, the notification queued and the projection (put, perhaps a
+/// version read and a delete, a `project` job queued), so that once the write is made KV
+/// cannot be left behind for want of calls. A re-check after a contested reading, or a KV repair, is queued if calls remain;
 /// if not, the subject is due in D1 and the next check repairs KV (see `projection`).
 pub const CALLS_AFTER_WRITE: u32 = 2 + projection::CALLS;
 
@@ -36,7 +36,7 @@ pub struct Settings<'a> {
     pub schedule: &'a ScheduleConfig,
     /// Notifications are delivered (queue each one); otherwise only recorded.
     pub notify: bool,
-    pub kv_ttl: TimeDelta,
+    pub kv: projection::Timing,
 }
 
 /// The call the run asks the adapter to make next.
@@ -90,6 +90,9 @@ pub struct Report {
     pub notification: Option<i64>,
     pub conflicts: u32,
     pub kv: Option<&'static str>,
+    /// The write may have overtaken the previous version's put: a `project` job looks at KV
+    /// once it has landed.
+    pub kv_settle: bool,
     pub kv_error: Option<String>,
     pub queue_error: Option<String>,
     /// Nothing was written and the job must run again: `Some(delay in seconds)`.
@@ -158,6 +161,9 @@ pub struct Run<'p> {
     provider_health: Option<HealthSeen>,
     /// The job started from the row its webhook's batch wrote, not from a load.
     carried: bool,
+    /// The write made a new version soon after the previous one: look at KV once that
+    /// version's put has surely landed (see `projection`).
+    settle: bool,
 }
 
 impl<'p> Run<'p> {
@@ -174,6 +180,7 @@ impl<'p> Run<'p> {
             report: Report::default(),
             provider_health: None,
             carried: false,
+            settle: false,
         }
     }
 
@@ -252,24 +259,22 @@ impl<'p> Run<'p> {
                     // The outbox row is committed with the change: the cron sends it.
                     self.report.queue_error = Some(error);
                 }
-                self.after_notifying(recheck, delay_seconds, projection)
+                self.after_notifying(recheck, delay_seconds, projection, now)
             }
             (State::Rechecking { projection }, input) => {
                 if let Input::Failed(error) = input {
                     // The subject is due in D1 from `recheck_at`: the cron takes it.
                     self.report.queue_error = Some(error);
                 }
-                self.project(projection)
+                self.project(projection, now)
             }
-            (State::Projecting(mut projection), input) => {
-                match projection.resume(input, self.settings.kv_ttl) {
-                    ProjectionStep::Over(outcome) => self.projected(outcome),
-                    step => {
-                        self.state = State::Projecting(projection);
-                        Step::Kv(step)
-                    }
+            (State::Projecting(mut projection), input) => match projection.resume(input, now) {
+                ProjectionStep::Over(outcome) => self.projected(outcome),
+                step => {
+                    self.state = State::Projecting(projection);
+                    Step::Kv(step)
                 }
-            }
+            },
             (State::Repairing, input) => {
                 if let Input::Failed(error) = input {
                     self.report.queue_error = Some(error);
@@ -426,9 +431,9 @@ impl<'p> Run<'p> {
         match written {
             Written::Nothing => {
                 self.report.outcome = Some("stale");
-                let projection = recent_change(&stored, now);
+                let projection = recent_change(&stored, self.settings.kv, now);
                 self.report.row = Some(Box::new(stored));
-                self.project(projection)
+                self.project(projection, now)
             }
             Written::Lost => {
                 self.report.conflicts += 1;
@@ -470,9 +475,10 @@ impl<'p> Run<'p> {
                 self.report.drift = drift;
                 self.report.notification = notification;
                 let projection = if plan.project {
-                    Some(Projection::new((*row).clone()))
+                    self.settle = self.settings.kv.may_overtake(&stored, now);
+                    Some(Projection::new((*row).clone(), self.settings.kv))
                 } else {
-                    recent_change(&row, now)
+                    recent_change(&row, self.settings.kv, now)
                 };
                 self.report.row = Some(row);
                 let recheck = plan.recheck_at.map(|at| {
@@ -501,7 +507,7 @@ impl<'p> Run<'p> {
                             delay_seconds: 0,
                         }
                     }
-                    None => self.after_notifying(recheck, delay_seconds, projection),
+                    None => self.after_notifying(recheck, delay_seconds, projection, now),
                 }
             }
         }
@@ -512,6 +518,7 @@ impl<'p> Run<'p> {
         recheck: Option<Job>,
         delay_seconds: u32,
         projection: Option<Projection>,
+        now: Timestamp,
     ) -> Step {
         match recheck {
             Some(job) => {
@@ -521,13 +528,13 @@ impl<'p> Run<'p> {
                     delay_seconds,
                 }
             }
-            None => self.project(projection),
+            None => self.project(projection, now),
         }
     }
 
-    fn project(&mut self, projection: Option<Projection>) -> Step {
+    fn project(&mut self, projection: Option<Projection>, now: Timestamp) -> Step {
         match projection {
-            Some(mut projection) => match projection.resume(Input::Begin, self.settings.kv_ttl) {
+            Some(mut projection) => match projection.resume(Input::Begin, now) {
                 ProjectionStep::Over(outcome) => self.projected(outcome),
                 step => {
                     self.state = State::Projecting(projection);
@@ -539,25 +546,47 @@ impl<'p> Run<'p> {
     }
 
     fn projected(&mut self, outcome: projection::Outcome) -> Step {
-        match outcome {
-            projection::Outcome::Written => self.report.kv = Some("written"),
-            projection::Outcome::Current => self.report.kv = Some("current"),
-            projection::Outcome::Superseded => self.report.kv = Some("superseded"),
+        let delay_seconds = match outcome {
+            projection::Outcome::Written => {
+                self.report.kv = Some("written");
+                None
+            }
+            projection::Outcome::Current => {
+                self.report.kv = Some("current");
+                None
+            }
+            projection::Outcome::Superseded => {
+                self.report.kv = Some("superseded");
+                None
+            }
+            // D1 holds the change; KV may hold an older state or nothing. A `project` job
+            // puts D1's row again once KV accepts writes to the key (one a second).
             projection::Outcome::Failed(error) => {
                 self.report.kv_error = Some(error);
-                // D1 holds the change; KV may hold an older state or nothing. A `project` job
-                // puts D1's row again once KV accepts writes to the key (one a second).
+                Some(projection::REPAIR_DELAY_SECONDS)
+            }
+        };
+        // A write that may have overtaken the previous version's put looks at KV once that
+        // put has landed, in the same job as a repair.
+        self.report.kv_settle = self.settle;
+        let delay_seconds = if self.settle {
+            Some(self.settings.kv.settle_seconds())
+        } else {
+            delay_seconds
+        };
+        match delay_seconds {
+            Some(delay_seconds) => {
                 self.state = State::Repairing;
-                return Step::Enqueue {
+                Step::Enqueue {
                     jobs: vec![Job::Project {
                         provider: self.job.provider,
                         subject_ref: self.job.subject_ref.clone(),
                     }],
-                    delay_seconds: projection::REPAIR_DELAY_SECONDS,
-                };
+                    delay_seconds,
+                }
             }
+            None => Step::Finished(Box::new(std::mem::take(&mut self.report))),
         }
-        Step::Finished(Box::new(std::mem::take(&mut self.report)))
     }
 
     fn finish(&mut self, outcome: &'static str) -> Step {
@@ -583,8 +612,13 @@ impl<'p> Run<'p> {
 
 /// A check that projects nothing, of a subject that changed recently, makes sure KV is not
 /// behind: the change's own projection may have died with its invocation.
-fn recent_change(row: &SubjectRow, now: Timestamp) -> Option<Projection> {
-    (row.updated_at > now - projection::RECENT_CHANGE).then(|| Projection::if_behind(row.clone()))
+fn recent_change(
+    row: &SubjectRow,
+    timing: projection::Timing,
+    now: Timestamp,
+) -> Option<Projection> {
+    (row.updated_at > now - projection::RECENT_CHANGE)
+        .then(|| Projection::if_behind(row.clone(), timing))
 }
 
 /// Whole seconds from `now` until `at`, at least one.

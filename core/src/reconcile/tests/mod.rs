@@ -8,6 +8,7 @@ mod world;
 
 use crate::db::sqlite;
 use crate::status::KycStatus::{self, *};
+use chrono::TimeDelta;
 use rusqlite::Connection;
 use world::{Change, Kind, Setup, State, World};
 
@@ -252,6 +253,24 @@ fn every_interleaving_of_two_checks_and_a_flip_whose_webhook_is_lost() {
     assert!(schedules > 10_000, "{schedules}");
 }
 
+/// Puts too quick to be read after: a put that lands after a newer version's is found only
+/// by the newer writer's look at KV once the window has passed (`projection`).
+#[test]
+fn every_interleaving_of_a_check_a_trusted_flip_and_puts_never_read_after() {
+    let setup = Setup {
+        initial: state(Rejected),
+        changes: vec![change(Approved, true)],
+        trusted: true,
+        jobs: 1,
+        projected: true,
+        quiet_put: TimeDelta::days(1),
+        ..Setup::default()
+    };
+    let schedules = explore_all(&setup);
+    eprintln!("explorer: a check, a trusted flip, puts never read after: {schedules} schedules");
+    assert!(schedules > 200, "{schedules}");
+}
+
 #[test]
 fn every_interleaving_of_a_check_and_the_trusted_body_of_a_flip_from_a_skewed_clock() {
     let setup = Setup {
@@ -392,6 +411,7 @@ fn ten_thousand_seeded_schedules_of_jobs_webhooks_bodies_crons_kv_refusals_and_d
             kv_refusals: rng.below(3) as u32,
             death: rng.below(4) == 0,
             projected: rng.below(2) == 0,
+            quiet_put: TimeDelta::seconds([1, 2, 3, 86_400][rng.below(4) as usize]),
         };
         db.execute_batch("BEGIN").unwrap();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -707,7 +707,7 @@ fn job_run<'p>(
         crate::reconcile::run::Settings {
             schedule,
             notify: true,
-            kv_ttl: chrono::TimeDelta::hours(1),
+            kv: crate::projection::Timing::new(chrono::TimeDelta::hours(1)),
         },
     )
 }

@@ -25,7 +25,7 @@ use crate::db::tallies::{counts, fold, ALL, SINCE_FOLD};
 use crate::db::{row, Statement};
 use crate::jobs::{Job, ReconcileJob};
 use crate::observation::{Observation, Source, Window};
-use crate::projection::{ProjectRun, ProjectionStep};
+use crate::projection::{ProjectRun, ProjectionStep, Timing, QUIET_PUT};
 use crate::providers::align::Align;
 use crate::providers::argos::{Argos, Encryption};
 use crate::providers::{ProviderProtocol, WebhookEvent, WebhookSubject};
@@ -132,6 +132,12 @@ pub struct Setup {
     /// KV holds the registration's projection at the start (as `PUT /v1/subjects` writes it),
     /// so a projection left undone leaves KV behind rather than empty.
     pub projected: bool,
+    /// A put completed within this of its row's write reads no version after it. The model's
+    /// steps are a second apart and a put comes two steps after its plan at the soonest, so
+    /// with the production value (1 s) every put reads after; with a day none does, and a put
+    /// that lands late is found only by the overtaking writer's look at KV; in between, it
+    /// depends on the interleaving.
+    pub quiet_put: TimeDelta,
 }
 
 impl Default for Setup {
@@ -151,6 +157,7 @@ impl Default for Setup {
             kv_refusals: 0,
             death: false,
             projected: false,
+            quiet_put: QUIET_PUT,
         }
     }
 }
@@ -226,6 +233,10 @@ pub struct World {
 }
 
 fn run_of(actor: &JobActor, setup: &Setup) -> Box<dyn Machine> {
+    let kv = Timing {
+        ttl: TimeDelta::hours(1),
+        quiet_put: setup.quiet_put,
+    };
     match &actor.job {
         Job::Reconcile(job) => Box::new(Run::new(
             job.clone(),
@@ -233,17 +244,13 @@ fn run_of(actor: &JobActor, setup: &Setup) -> Box<dyn Machine> {
             Settings {
                 schedule: schedule(),
                 notify: true,
-                kv_ttl: TimeDelta::hours(1),
+                kv,
             },
         )),
         Job::Project {
             provider,
             subject_ref,
-        } => Box::new(ProjectRun::new(
-            *provider,
-            subject_ref.clone(),
-            TimeDelta::hours(1),
-        )),
+        } => Box::new(ProjectRun::new(*provider, subject_ref.clone(), kv)),
         Job::Notify { .. } | Job::Alert { .. } => {
             unreachable!("notifications and alerts are counted, not run")
         }
