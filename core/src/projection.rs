@@ -10,7 +10,8 @@
 //!   meanwhile (readers then fall back to D1, and the newer writer's own put restores it);
 //! - a write that makes a new version of a row written less than [`Timing::overtake_window`]
 //!   ago (whose put may not have landed yet) queues a `project` job that runs once every such
-//!   put has landed, and puts D1's row if KV is behind.
+//!   put has landed, and puts D1's row again (or, if the queue refuses the job, the check is
+//!   retried).
 //!
 //! A put that lands after a newer writer's has to have been under way when that writer
 //! wrote, so one of the two sees it: either it was slow (and reads the version itself), or
@@ -276,7 +277,11 @@ fn failure(input: Input, call: &str) -> String {
     }
 }
 
-/// A `project` job: put D1's row of one subject into KV again (after a failed projection).
+/// A `project` job: put D1's row of one subject into KV again, after a failed projection or a
+/// write that may have overtaken a recent version's put. It puts without reading KV first: a
+/// KV read can be served from a location's cache, up to a minute old, and would call a key
+/// that a late put has just set back "current". D1's row is older than
+/// [`Timing::quiet_put`] by the time the job runs, so the put reads the version after it.
 pub struct ProjectRun {
     provider: Provider,
     subject_ref: SubjectRef,
@@ -322,7 +327,7 @@ impl ProjectRun {
             return match loaded {
                 Ok(Some(found)) => {
                     self.report.row = Some(Box::new(found.clone()));
-                    let mut projection = Projection::if_behind(found, self.timing);
+                    let mut projection = Projection::new(found, self.timing);
                     let step = projection.resume(Input::Begin, now);
                     self.projection = Some(projection);
                     self.kv(step)
@@ -430,6 +435,36 @@ mod tests {
         ));
         let timing = Timing::new(TimeDelta::hours(1));
         assert!(!timing.may_overtake(&first, at_ms(10_000)));
+    }
+
+    /// A `project` job runs after a write that may have overtaken a quick put. A KV read
+    /// then could be answered from a location's cache (the newer version) after the late put
+    /// has set the key back: the job puts D1's row without reading KV, and reads D1's version
+    /// after the put (the row is older than the quiet second by then).
+    #[test]
+    fn a_project_job_puts_d1s_row_without_reading_kv_and_reads_the_version_after() {
+        let db = sqlite::database();
+        let align = Provider::named("align");
+        let subject_ref = SubjectRef::parse("u1").unwrap();
+        sqlite::batch(
+            &db,
+            &register(align, &subject_ref, RefKind::User, None, at_ms(0)),
+        );
+        let mut run = ProjectRun::new(align, subject_ref, Timing::new(TimeDelta::hours(1)));
+        let Step::Read(load) = run.resume(Input::Begin, at_ms(3_000)) else {
+            panic!("the job loads D1's row first");
+        };
+        let loaded = sqlite::run(&db, &load);
+        let put = run.resume(Input::Rows(vec![loaded]), at_ms(3_000));
+        assert!(
+            matches!(put, Step::Kv(ProjectionStep::Put { .. })),
+            "puts without a KV read: {put:?}"
+        );
+        let verify = run.resume(Input::Done, at_ms(3_000));
+        assert!(
+            matches!(verify, Step::Kv(ProjectionStep::Verify(_))),
+            "{verify:?}"
+        );
     }
 
     #[test]

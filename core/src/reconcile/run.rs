@@ -275,6 +275,16 @@ impl<'p> Run<'p> {
                     Step::Kv(step)
                 }
             },
+            // Without its `project` job, a put this write overtook could land late and leave
+            // KV behind until the entry expires: the check is retried instead, and the retry
+            // (the queue's delay is longer than the window) finds the subject changed recently
+            // and puts D1's row if KV is behind (`recent_change`).
+            (State::Repairing, Input::Failed(error)) if self.settle => {
+                self.fail(format!("project job after overtaking not queued: {error}"))
+            }
+            (State::Repairing, Input::Refused) if self.settle => self.fail(
+                "project job after overtaking not queued: the invocation's calls are spent".into(),
+            ),
             (State::Repairing, input) => {
                 if let Input::Failed(error) = input {
                     self.report.queue_error = Some(error);

@@ -711,3 +711,78 @@ fn job_run<'p>(
         },
     )
 }
+
+/// A write that comes within the window of the previous version's write may have overtaken
+/// that version's put, which read nothing after it (it was quick): the `project` job queued
+/// after the write is what looks at KV once that put has landed. If the queue refuses it, the
+/// check is retried (and its retry puts D1's row if KV is behind), not acknowledged.
+#[test]
+fn a_write_that_may_have_overtaken_a_put_is_retried_when_its_project_job_is_not_queued() {
+    use crate::jobs::{Job, ReconcileJob};
+    use crate::projection::ProjectionStep;
+    use crate::providers::align::Align;
+    use crate::reconcile::run::{Input, Step};
+    let db = database();
+    let align = Provider::named("align");
+    let protocol = Align::new(
+        crate::secret::Secret::new("k").unwrap(),
+        "https://provider.test".into(),
+    );
+    let schedule = ScheduleConfig::default();
+    for (id, refusal) in [
+        ("c1", Input::Failed("queue down".into())),
+        ("c2", Input::Refused),
+    ] {
+        batch(&db, &register(align, &r(id), RefKind::User, None, at(0)));
+        // The previous version, written 2 s before the job's write.
+        write(
+            &db,
+            align,
+            id,
+            subject(&db, align, id),
+            &reading(KycStatus::Pending, None, at(9)),
+            at(10),
+        );
+        let job = ReconcileJob {
+            provider: align,
+            subject_ref: r(id),
+            ref_kind: RefKind::User,
+            trusted: None,
+            aml: false,
+            subject: None,
+        };
+        let mut run_ = job_run(job, &protocol, &schedule);
+        let mut input = Input::Begin;
+        let mut settle = None;
+        let report = loop {
+            input = match run_.resume(input, at(12)) {
+                Step::Reserve(_) => Input::Granted,
+                Step::Read(statement) => Input::Rows(vec![run(&db, &statement)]),
+                Step::Write(statements) => Input::Rows(batch(&db, &statements)),
+                Step::Fetch(_) => Input::Answered(
+                    serde_json::json!({"customer_id": id, "kycs": {"status": "rejected"}})
+                        .to_string()
+                        .into_bytes(),
+                ),
+                Step::Kv(ProjectionStep::Put { .. }) => Input::Done,
+                Step::Enqueue {
+                    jobs,
+                    delay_seconds,
+                } if matches!(jobs.as_slice(), [Job::Project { .. }]) => {
+                    settle = Some(delay_seconds);
+                    refusal.clone()
+                }
+                Step::Enqueue { .. } => Input::Done,
+                Step::Finished(report) => break report,
+                other => panic!("unexpected step {other:?}"),
+            };
+        };
+        assert_eq!(subject(&db, align, id).status, KycStatus::Rejected);
+        assert_eq!(report.kv, Some("written"), "a quick put: {report:?}");
+        assert_eq!(settle, Some(3), "a project job once every put has landed");
+        assert!(
+            report.retry.is_some(),
+            "{refusal:?}: the check is retried: {report:?}"
+        );
+    }
+}
