@@ -223,11 +223,13 @@ export class WaitTimeout extends Error {
  */
 export async function eventually(what, check, { timeoutMs = 10_000, intervalMs = 100 } = {}) {
   if (typeof check !== "function") throw new TypeError("eventually(what, check, options): say what is awaited, then how to check it");
-  const deadline = Date.now() + timeoutMs;
+  // On the monotonic clock: a wall-clock step (seen once in CI: a 10 s wait that ended after
+  // 2.5 s) must not end a wait early.
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
     const value = await check();
     if (value) return value;
-    if (Date.now() > deadline) {
+    if (performance.now() > deadline) {
       const described = typeof what === "function" ? await what(value) : what;
       throw new WaitTimeout(`timed out after ${timeoutMs} ms waiting for ${described} (last check: ${JSON.stringify(value)})`);
     }
