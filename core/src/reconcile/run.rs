@@ -26,8 +26,10 @@ pub const MAX_CONFLICTS: u32 = 5;
 /// Calls a check sets aside before its write (topping up what the consumer reserved when it
 /// admitted the job): the write, the notification queued and the projection (put, perhaps a
 /// version read and a delete, a `project` job queued), so that once the write is made KV
-/// cannot be left behind for want of calls. A re-check after a contested reading, or a KV repair, is queued if calls remain;
-/// if not, the subject is due in D1 and the next check repairs KV (see `projection`).
+/// cannot be left behind for want of calls. A re-check after a contested reading is queued if
+/// calls remain; if not, the subject is due in D1 from then and the cron takes it. Should the
+/// re-check leave the `project` job without a call, a repair is left to the next check of the
+/// subject (`recent_change`), and one after overtaking a recent write retries the check.
 pub const CALLS_AFTER_WRITE: u32 = 2 + projection::CALLS;
 
 /// What a run needs from the configuration.
