@@ -55,7 +55,19 @@ fi
 # The build, once and quietly (wrangler dev's own [build] then finds it up to date); its output
 # is shown when it fails.
 scratch="$(mktemp -d)"
-trap 'rm -rf "$scratch"' EXIT
+# On Ctrl-C or a group-wide TERM, make sends bash a second TERM of its own; bash's default
+# disposition during the EXIT trap would let it kill the clean-up half done (dev.json left
+# behind for `make trigger` to find). So the signals are caught, then ignored while cleaning.
+cleanup() {
+  trap '' INT TERM HUP
+  kill ${sandbox_pid:-} ${ready_pid:-} 2>/dev/null || true
+  rm -f "${dev_file:-}"
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 echo "build: checking the worker (a first build takes a few minutes)"
 if ! bash scripts/build.sh >"$scratch/build.log" 2>&1; then
   cat "$scratch/build.log"
@@ -80,7 +92,6 @@ sandbox_pid=$!
 dev_file="$PERSIST_DIR/dev.json"
 vars_path="$(cd "$(dirname "$DEV_VARS")" && pwd)/$(basename "$DEV_VARS")"
 printf '{"worker":"%s","sandbox":"%s","vars":"%s"}\n' "$worker" "$sandbox" "$vars_path" >"$dev_file"
-trap 'kill "$sandbox_pid" "${ready_pid:-}" 2>/dev/null || true; rm -f "$dev_file"; rm -rf "$scratch"' EXIT
 
 # Once the worker answers, what a person needs, once.
 (
