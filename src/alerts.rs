@@ -165,6 +165,7 @@ pub async fn notice_on_request(env: Env, failed: bool) {
             config: &config,
             db: &db,
             calls: calls.share(),
+            gather: None,
         };
         let read = StallReads::read(&d1::batch(&services.calls, &db, &store::stall_reads()).await?);
         if let Some(last) = read.last_run {

@@ -65,12 +65,14 @@ pub async fn consume(batch: &MessageBatch<Value>, env: &Env) {
         }
     };
     let calls = Calls::new(config.workers_plan.subrequests());
+    let gather = d1::Gather::default();
     join_all(messages.iter().map(|message| {
         let services = Services {
             env,
             config: &config,
             db: &db,
             calls: calls.share(),
+            gather: Some(&gather),
         };
         async move {
             let mut log = Line::new("job");
@@ -101,6 +103,15 @@ pub async fn consume(batch: &MessageBatch<Value>, env: &Env) {
         }
     }))
     .await;
+    // One line for the batch when its jobs' D1 calls were gathered: the calls they asked for
+    // and the calls made.
+    let (made, asked) = gather.served();
+    if asked > made {
+        log.set("messages", messages.len())
+            .set("d1_calls_asked", asked)
+            .set("d1_calls", made);
+        log.emit(&calls);
+    }
 }
 
 async fn handle(services: &Services<'_>, message: &Message<Value>, log: &mut Line) -> Verdict {

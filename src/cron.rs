@@ -33,6 +33,7 @@ pub async fn run(scheduled_at: Timestamp, env: &Env) {
                         config: &config,
                         db: &db,
                         calls,
+                        gather: None,
                     };
                     if let Err(error) = run_at(&services, scheduled_at, started, &mut log).await {
                         log.error(error);

@@ -4,10 +4,12 @@
 
 use crate::calls::{Call, Calls};
 use crate::error::StoreError;
+use crate::gather::{self, Joined};
 use kyc_core::db::{Rows, SqlValue, Statement};
 use serde_json::Value;
+use std::time::Duration;
 use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement, D1Result, Env};
+use worker::{D1Database, D1PreparedStatement, D1Result, Delay, Env};
 
 pub const BINDING: &str = "DB";
 
@@ -28,6 +30,13 @@ fn prepare(db: &D1Database, statement: &Statement) -> Result<D1PreparedStatement
     db.prepare(statement.sql.as_ref())
         .bind(&params)
         .map_err(StoreError::D1)
+}
+
+fn prepare_all(
+    db: &D1Database,
+    statements: &[Statement],
+) -> Result<Vec<D1PreparedStatement>, StoreError> {
+    statements.iter().map(|s| prepare(db, s)).collect()
 }
 
 fn rows(result: &D1Result) -> Result<Rows, StoreError> {
@@ -59,11 +68,10 @@ pub async fn batch(
     statements: &[Statement],
 ) -> Result<Vec<Rows>, StoreError> {
     calls.spend(Call::D1)?;
-    let prepared = statements
-        .iter()
-        .map(|s| prepare(db, s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let results = db.batch(prepared).await.map_err(StoreError::D1)?;
+    let results = db
+        .batch(prepare_all(db, statements)?)
+        .await
+        .map_err(StoreError::D1)?;
     meter(calls, &results);
     results.iter().map(rows).collect()
 }
@@ -113,4 +121,46 @@ pub fn all<T: serde::de::DeserializeOwned>(rows: &Rows) -> Result<Vec<T>, StoreE
         .map(kyc_core::db::row)
         .collect::<Result<_, _>>()
         .map_err(StoreError::Unreadable)
+}
+
+/// How long the first of a queue batch's jobs to reach D1 waits for the others (crate::gather):
+/// long enough for a batch's provider answers, which arrive together, and short beside the
+/// work of a job still doing something else (a KV put, a slow provider).
+const GATHER_WAIT: Duration = Duration::from_millis(5);
+
+/// The D1 calls of a queue batch's jobs, gathered.
+pub type Gather = gather::Gather<D1PreparedStatement, D1Result>;
+
+/// Runs statements as one D1 batch with those of the other jobs calling now (crate::gather);
+/// the rows of each. One D1 batch is one transaction: the gathered jobs' statements run as if
+/// each job's batch ran right after the one before, an interleaving the ordering proof already
+/// covers (docs/ordering.md), and each job's are contiguous, so a `changes() = 1` guard still
+/// reads its own job's statement before it.
+pub async fn gathered_batch(
+    gather: &Gather,
+    calls: &Calls,
+    db: &D1Database,
+    statements: &[Statement],
+) -> Result<Vec<Rows>, StoreError> {
+    calls.spend(Call::D1)?;
+    let joined = gather
+        .call(
+            prepare_all(db, statements)?,
+            || Delay::from(GATHER_WAIT),
+            |prepared| async move { db.batch(prepared).await.map_err(|e| e.to_string()) },
+        )
+        .await;
+    let results = match joined {
+        Joined::Answered(results) => results,
+        Joined::Failed(error) => return Err(StoreError::D1(worker::Error::RustError(error))),
+        // Another job's statement failed the gathered batch (nothing of it was written).
+        Joined::Alone => {
+            calls.spend(Call::D1)?;
+            db.batch(prepare_all(db, statements)?)
+                .await
+                .map_err(StoreError::D1)?
+        }
+    };
+    meter(calls, &results);
+    results.iter().map(rows).collect()
 }

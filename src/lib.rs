@@ -10,6 +10,7 @@ mod consumer;
 mod cron;
 mod d1;
 mod error;
+mod gather;
 mod kv;
 mod log;
 mod notify;

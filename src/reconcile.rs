@@ -86,6 +86,7 @@ fn verdict(report: Report) -> Result<(), StoreError> {
 
 async fn drive(services: &Services<'_>, machine: &mut impl Machine) -> Report {
     let mut input = Input::Begin;
+    let _unit = services.gather.map(|gather| gather.enter());
     loop {
         input = match machine.resume(input, clock::now()) {
             Step::Finished(report) => return *report,
@@ -93,14 +94,10 @@ async fn drive(services: &Services<'_>, machine: &mut impl Machine) -> Report {
                 Ok(()) => Input::Granted,
                 Err(_) => Input::Refused,
             },
-            Step::Read(statement) => answer(
-                d1::run(&services.calls, services.db, &statement)
-                    .await
-                    .map(|rows| vec![rows]),
-            ),
-            Step::Write(statements) => {
-                answer(d1::batch(&services.calls, services.db, &statements).await)
+            Step::Read(statement) => {
+                answer(batch(services, std::slice::from_ref(&statement)).await)
             }
+            Step::Write(statements) => answer(batch(services, &statements).await),
             Step::Fetch(request) => {
                 match outbound::get(
                     &services.calls,
@@ -134,6 +131,17 @@ async fn drive(services: &Services<'_>, machine: &mut impl Machine) -> Report {
             }
             Step::Kv(step) => kv::perform(services, &step).await,
         };
+    }
+}
+
+/// One D1 call, gathered with the batch's other jobs' when in a queue batch.
+async fn batch(
+    services: &Services<'_>,
+    statements: &[kyc_core::db::Statement],
+) -> Result<Vec<kyc_core::db::Rows>, StoreError> {
+    match services.gather {
+        Some(gather) => d1::gathered_batch(gather, &services.calls, services.db, statements).await,
+        None => d1::batch(&services.calls, services.db, statements).await,
     }
 }
 

@@ -2,6 +2,7 @@
 //! still make.
 
 use crate::calls::Calls;
+use crate::d1::Gather;
 use crate::error::ApiError;
 use kyc_core::config::Config;
 use kyc_core::providers::ProviderProtocol;
@@ -13,6 +14,8 @@ pub struct Services<'a> {
     pub config: &'a Config,
     pub db: &'a D1Database,
     pub calls: Calls,
+    /// Shared by the jobs of a queue batch: their checks' D1 calls made together.
+    pub gather: Option<&'a Gather>,
 }
 
 impl Services<'_> {

@@ -57,6 +57,37 @@ describe("Align webhooks", () => {
     assert.ok(stack.standIn.requests().some((r) => r.path === `/v0/customers/${id}`));
   });
 
+  // A queue batch's reconciles run together and their D1 calls are gathered into one batch
+  // (src/gather.rs): each subject still gets its own status, version and KV entry.
+  test("a burst of webhooks is reconciled with gathered D1 calls, each subject its own result", async () => {
+    const burst = Array.from({ length: 6 }, (_, i) => ({
+      id: `0d1f2e3a-0000-4000-8000-0000000001${String(i).padStart(2, "0")}`,
+      status: i % 2 ? "rejected" : "approved",
+      // Half carry the customer (a trusted body), half make the worker fetch it.
+      withObject: i % 3 !== 0,
+    }));
+    for (const { id, status } of burst) stack.standIn.setAlign(id, { status, sub_status: "kyc_form_submission_accepted" });
+    const answers = await Promise.all(
+      burst.map(({ id, status, withObject }) =>
+        stack.alignWebhook(kycsUpdated(id, { status, sub_status: "kyc_form_submission_accepted", withObject })),
+      ),
+    );
+    assert.deepEqual(answers.map((a) => a.status), burst.map(() => 200));
+    for (const { id, status } of burst) {
+      await eventually(`${id} ${status}`, () => statusOf(stack, id).then((s) => s === status));
+      const row = await stack.row("align", id);
+      assert.equal(row.status, status, id);
+      assert.equal(row.version, (await stack.subject("align", id)).json.version, `${id}: KV holds D1's version`);
+    }
+    const gathered = stack.logLines("batch").filter((l) => l.d1_calls_asked > l.d1_calls);
+    assert.ok(gathered.length > 0, "a batch's D1 calls were gathered");
+    const asked = gathered.reduce((n, l) => n + l.d1_calls_asked, 0);
+    const made = gathered.reduce((n, l) => n + l.d1_calls, 0);
+    assert.ok(made < asked, `${made} calls made for ${asked} asked`);
+    const jobs = stack.logLines("job").filter((l) => burst.some(({ id }) => l.ref === id));
+    assert.ok(jobs.every((l) => l.verdict === "ack" && !l.error), JSON.stringify(jobs.filter((l) => l.verdict !== "ack" || l.error)));
+  });
+
   test("an invalid, missing or wrong-key signature is 401 and writes nothing", async () => {
     const id = "0d1f2e3a-0000-4000-8000-000000000003";
     const body = JSON.stringify(kycsUpdated(id, { status: "approved" }));

@@ -108,6 +108,7 @@ async fn dispatch(
         config: &config,
         db: &db,
         calls: calls.share(),
+        gather: None,
     };
     let response = match route {
         Route::Index => index(&req),
