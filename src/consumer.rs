@@ -103,10 +103,10 @@ pub async fn consume(batch: &MessageBatch<Value>, env: &Env) {
         }
     }))
     .await;
-    // One line for the batch when its jobs' D1 calls were gathered: the calls they asked for
-    // and the calls made.
+    // One line for the batch when its jobs' D1 calls were gathered, or re-sent after a gathered
+    // call failed: the calls they asked for and the calls made.
     let (made, asked) = gather.served();
-    if asked > made {
+    if asked != made {
         log.set("messages", messages.len())
             .set("d1_calls_asked", asked)
             .set("d1_calls", made);

@@ -153,9 +153,13 @@ pub async fn gathered_batch(
     let results = match joined {
         Joined::Answered(results) => results,
         Joined::Failed(error) => return Err(StoreError::D1(worker::Error::RustError(error))),
-        // Another job's statement failed the gathered batch (nothing of it was written).
-        Joined::Alone => {
-            calls.spend(Call::D1)?;
+        // The gathered batch failed: a failing statement (another job's, perhaps) writes
+        // nothing, and an answer lost after D1 committed makes the re-sent guard fail, so the
+        // job re-reads and decides again.
+        Joined::Alone { pays } => {
+            if pays {
+                calls.spend(Call::D1)?;
+            }
             db.batch(prepare_all(db, statements)?)
                 .await
                 .map_err(StoreError::D1)?

@@ -9,6 +9,9 @@
 //! When the gathered call fails, each unit is told to make its own call alone ([`Joined::Alone`]):
 //! one unit's bad item must not fail the others. A unit that called alone gets the failure.
 //!
+//! A unit's future must run to its end once it has called: the leader's carries everyone's
+//! call (the consumer's `join_all` never drops one).
+//!
 //! Generic over the items and the call, so that it runs on the host in tests; `d1.rs` uses it
 //! for D1 batches.
 
@@ -30,7 +33,8 @@ struct Gathering<I, R> {
     waiting: Vec<Member<I, R>>,
     /// The unit that makes the next call, woken once every unit is waiting.
     leader: Option<Waker>,
-    /// Calls made, and the calls units asked for, for the batch's log line.
+    /// Calls made (re-sends after a failed gathered call included), and the calls units
+    /// asked for, for the batch's log line.
     calls: u32,
     asked: u32,
 }
@@ -53,8 +57,9 @@ pub enum Joined<R> {
     Answered(Vec<R>),
     /// The call failed and this unit was alone in it.
     Failed(String),
-    /// The gathered call failed: make this unit's call alone.
-    Alone,
+    /// The gathered call failed: make this unit's call alone. The units each counted one
+    /// call, and make one more between them than they counted: the unit that `pays` counts it.
+    Alone { pays: bool },
 }
 
 /// A unit taking part in a [`Gather`] until dropped.
@@ -154,7 +159,7 @@ impl<I, R> Gather<I, R> {
                 state.asked += state.waiting.len() as u32;
                 std::mem::take(&mut state.waiting)
             };
-            call_for(members, call).await;
+            self.call_for(members, call).await;
         }
         poll_fn(|cx| match share.joined.borrow_mut().take() {
             Some(joined) => Poll::Ready(joined),
@@ -165,39 +170,42 @@ impl<I, R> Gather<I, R> {
         })
         .await
     }
-}
 
-/// Makes the members' call and hands each its share.
-async fn call_for<I, R, C, A>(members: Vec<Member<I, R>>, call: C)
-where
-    C: FnOnce(Vec<I>) -> A,
-    A: Future<Output = Result<Vec<R>, String>>,
-{
-    let alone = members.len() == 1;
-    let mut items = Vec::new();
-    let mut shares = Vec::with_capacity(members.len());
-    for member in members {
-        shares.push((member.items.len(), member.share));
-        items.extend(member.items);
-    }
-    let sent = items.len();
-    let mut answered = match call(items).await {
-        Ok(answers) if answers.len() == sent => Ok(answers.into_iter()),
-        Ok(answers) => Err(format!(
-            "{sent} statements sent, {} answered",
-            answers.len()
-        )),
-        Err(error) => Err(error),
-    };
-    for (count, share) in shares {
-        let joined = match &mut answered {
-            Ok(answers) => Joined::Answered(answers.by_ref().take(count).collect()),
-            Err(error) if alone => Joined::Failed(error.clone()),
-            Err(_) => Joined::Alone,
+    /// Makes the members' call and hands each its share.
+    async fn call_for<C, A>(&self, members: Vec<Member<I, R>>, call: C)
+    where
+        C: FnOnce(Vec<I>) -> A,
+        A: Future<Output = Result<Vec<R>, String>>,
+    {
+        let alone = members.len() == 1;
+        let mut items = Vec::new();
+        let mut shares = Vec::with_capacity(members.len());
+        for member in members {
+            shares.push((member.items.len(), member.share));
+            items.extend(member.items);
+        }
+        let sent = items.len();
+        let mut answered = match call(items).await {
+            Ok(answers) if answers.len() == sent => Ok(answers.into_iter()),
+            Ok(answers) => Err(format!(
+                "{sent} statements sent, {} answered",
+                answers.len()
+            )),
+            Err(error) => Err(error),
         };
-        share.joined.replace(Some(joined));
-        if let Some(waker) = share.waker.borrow_mut().take() {
-            waker.wake();
+        if answered.is_err() && !alone {
+            self.state.borrow_mut().calls += shares.len() as u32;
+        }
+        for (index, (count, share)) in shares.into_iter().enumerate() {
+            let joined = match &mut answered {
+                Ok(answers) => Joined::Answered(answers.by_ref().take(count).collect()),
+                Err(error) if alone => Joined::Failed(error.clone()),
+                Err(_) => Joined::Alone { pays: index == 0 },
+            };
+            share.joined.replace(Some(joined));
+            if let Some(waker) = share.waker.borrow_mut().take() {
+                waker.wake();
+            }
         }
     }
 }
@@ -410,7 +418,13 @@ mod tests {
         })))
         .expect("every unit is answered");
         drop(units);
-        assert_eq!(answers, vec![Joined::Alone, Joined::Alone, Joined::Alone]);
+        let pays = |pays| Joined::Alone { pays };
+        assert_eq!(answers, vec![pays(true), pays(false), pays(false)]);
+        assert_eq!(
+            gather.served(),
+            (4, 3),
+            "the failed call and three re-sends"
+        );
     }
 
     #[test]
@@ -424,6 +438,9 @@ mod tests {
         })))
         .expect("both are answered");
         drop(units);
-        assert_eq!(answers, vec![Joined::Alone, Joined::Alone]);
+        assert_eq!(
+            answers,
+            vec![Joined::Alone { pays: true }, Joined::Alone { pays: false }]
+        );
     }
 }
