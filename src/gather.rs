@@ -257,6 +257,14 @@ mod tests {
         None
     }
 
+    /// `run`, for a future that must finish.
+    fn finish<F: Future>(what: &str, future: F) -> F::Output {
+        match run(future) {
+            Some(output) => output,
+            None => panic!("{what}: a unit was left waiting"),
+        }
+    }
+
     /// Pending `turns` times (woken again each time: another turn of the event loop), then
     /// ready.
     async fn after(turns: usize) {
@@ -309,17 +317,19 @@ mod tests {
         let gather = Gather::default();
         let service = Service::new();
         let units: Vec<_> = (0..3).map(|_| gather.enter()).collect();
-        let answers = run(join_all((0..3u32).map(|unit| {
-            let (gather, service) = (&gather, &service);
-            async move {
-                gather
-                    .call(vec![unit * 10, unit * 10 + 1], never, |items| {
-                        service.call(items)
-                    })
-                    .await
-            }
-        })))
-        .expect("every unit is answered");
+        let answers = finish(
+            "every unit is answered",
+            join_all((0..3u32).map(|unit| {
+                let (gather, service) = (&gather, &service);
+                async move {
+                    gather
+                        .call(vec![unit * 10, unit * 10 + 1], never, |items| {
+                            service.call(items)
+                        })
+                        .await
+                }
+            })),
+        );
         drop(units);
         assert_eq!(*service.calls.borrow(), vec![vec![0, 1, 10, 11, 20, 21]]);
         assert_eq!(
@@ -338,16 +348,18 @@ mod tests {
         let gather = Gather::default();
         let service = Service::new();
         let (first, second) = (gather.enter(), gather.enter());
-        let answers = run(join_all([0, 5].map(|busy| {
-            let (gather, service) = (&gather, &service);
-            async move {
-                after(busy).await;
-                gather
-                    .call(vec![busy as u32], never, |items| service.call(items))
-                    .await
-            }
-        })))
-        .expect("both are answered");
+        let answers = finish(
+            "both are answered",
+            join_all([0, 5].map(|busy| {
+                let (gather, service) = (&gather, &service);
+                async move {
+                    after(busy).await;
+                    gather
+                        .call(vec![busy as u32], never, |items| service.call(items))
+                        .await
+                }
+            })),
+        );
         drop((first, second));
         assert_eq!(*service.calls.borrow(), vec![vec![0, 5]]);
         assert_eq!(
@@ -373,14 +385,16 @@ mod tests {
         let service = Service::new();
         let calling = gather.enter();
         let finishing = Cell::new(Some(gather.enter()));
-        let (answered, ()) = run(futures_util::future::join(
-            gather.call(vec![1], never, |items| service.call(items)),
-            async {
-                after(3).await;
-                finishing.take();
-            },
-        ))
-        .expect("the leader calls once the other unit is gone");
+        let (answered, ()) = finish(
+            "the leader calls once the other unit is gone",
+            futures_util::future::join(
+                gather.call(vec![1], never, |items| service.call(items)),
+                async {
+                    after(3).await;
+                    finishing.take();
+                },
+            ),
+        );
         drop(calling);
         assert_eq!(answered, Joined::Answered(vec![1001]));
     }
@@ -412,11 +426,13 @@ mod tests {
             ..Service::new()
         };
         let units: Vec<_> = (0..3).map(|_| gather.enter()).collect();
-        let answers = run(join_all([vec![1], vec![2, 3], vec![4]].map(|items| {
-            let (gather, service) = (&gather, &service);
-            async move { gather.call(items, never, |items| service.call(items)).await }
-        })))
-        .expect("every unit is answered");
+        let answers = finish(
+            "every unit is answered",
+            join_all([vec![1], vec![2, 3], vec![4]].map(|items| {
+                let (gather, service) = (&gather, &service);
+                async move { gather.call(items, never, |items| service.call(items)).await }
+            })),
+        );
         drop(units);
         let pays = |pays| Joined::Alone { pays };
         assert_eq!(answers, vec![pays(true), pays(false), pays(false)]);
@@ -432,11 +448,13 @@ mod tests {
         let gather = Gather::default();
         let units: Vec<_> = (0..2).map(|_| gather.enter()).collect();
         let short = |items: Vec<u32>| async move { Ok::<_, String>(items[1..].to_vec()) };
-        let answers = run(join_all([1, 2].map(|item| {
-            let gather = &gather;
-            async move { gather.call(vec![item], never, short).await }
-        })))
-        .expect("both are answered");
+        let answers = finish(
+            "both are answered",
+            join_all([1, 2].map(|item| {
+                let gather = &gather;
+                async move { gather.call(vec![item], never, short).await }
+            })),
+        );
         drop(units);
         assert_eq!(
             answers,
