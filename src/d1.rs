@@ -68,6 +68,15 @@ pub async fn batch(
     statements: &[Statement],
 ) -> Result<Vec<Rows>, StoreError> {
     calls.spend(Call::D1)?;
+    send(calls, db, statements).await
+}
+
+/// The batch call itself, its calls already counted.
+async fn send(
+    calls: &Calls,
+    db: &D1Database,
+    statements: &[Statement],
+) -> Result<Vec<Rows>, StoreError> {
     let results = db
         .batch(prepare_all(db, statements)?)
         .await
@@ -150,21 +159,16 @@ pub async fn gathered_batch(
             |prepared| async move { db.batch(prepared).await.map_err(|e| e.to_string()) },
         )
         .await;
-    let results = match joined {
-        Joined::Answered(results) => results,
-        Joined::Failed(error) => return Err(StoreError::D1(worker::Error::RustError(error))),
+    match joined {
+        Joined::Answered(results) => {
+            meter(calls, &results);
+            results.iter().map(rows).collect()
+        }
+        Joined::Failed(error) => Err(StoreError::D1(worker::Error::RustError(error))),
         // The gathered batch failed: a failing statement (another job's, perhaps) writes
         // nothing, and an answer lost after D1 committed makes the re-sent guard fail, so the
         // job re-reads and decides again.
-        Joined::Alone { pays } => {
-            if pays {
-                calls.spend(Call::D1)?;
-            }
-            db.batch(prepare_all(db, statements)?)
-                .await
-                .map_err(StoreError::D1)?
-        }
-    };
-    meter(calls, &results);
-    results.iter().map(rows).collect()
+        Joined::Alone { pays: true } => batch(calls, db, statements).await,
+        Joined::Alone { pays: false } => send(calls, db, statements).await,
+    }
 }

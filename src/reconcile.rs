@@ -10,6 +10,7 @@ use crate::log::Line;
 use crate::outbound::{self, NotSent};
 use crate::queue;
 use crate::services::Services;
+use kyc_core::db::{Rows, Statement};
 use kyc_core::jobs::ReconcileJob;
 use kyc_core::projection::{ProjectRun, Timing};
 use kyc_core::reconcile::run::{Input, Report, RetryReason, Run, Settings, Step};
@@ -135,17 +136,14 @@ async fn drive(services: &Services<'_>, machine: &mut impl Machine) -> Report {
 }
 
 /// One D1 call, gathered with the batch's other jobs' when in a queue batch.
-async fn batch(
-    services: &Services<'_>,
-    statements: &[kyc_core::db::Statement],
-) -> Result<Vec<kyc_core::db::Rows>, StoreError> {
+async fn batch(services: &Services<'_>, statements: &[Statement]) -> Result<Vec<Rows>, StoreError> {
     match services.gather {
         Some(gather) => d1::gathered_batch(gather, &services.calls, services.db, statements).await,
         None => d1::batch(&services.calls, services.db, statements).await,
     }
 }
 
-fn answer(result: Result<Vec<kyc_core::db::Rows>, StoreError>) -> Input {
+fn answer(result: Result<Vec<Rows>, StoreError>) -> Input {
     match result {
         Ok(rows) => Input::Rows(rows),
         Err(StoreError::OverBudget) => Input::Refused,
